@@ -1,0 +1,13 @@
+"""User-facing errors: the CLI prints their message on one line and exits non-zero."""
+
+
+class GGIKError(Exception):
+    """A problem with the user's input (file, robot, goal, parameters), not a bug."""
+
+
+class RobotError(GGIKError):
+    """A robot description that cannot be turned into a serial revolute chain."""
+
+
+class DataError(GGIKError):
+    """A data file (Parquet table, tensor shard, manifest) that is missing or corrupt."""

@@ -1,0 +1,256 @@
+"""Attention-weighted E(n)-equivariant graph convolution (GGIK+ variant)."""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn import MessagePassing
+from torch_geometric.nn.inits import reset
+from torch_geometric.utils import softmax
+
+from ggik_core.nn.egnn import (
+    ActType,
+    check_edge_attr,
+    make_activation,
+    relative_coordinates,
+)
+
+
+class EGATLayer(MessagePassing):
+    r"""The attention-weighted E(n)-equivariant graph convolutional layer used
+    by GGIK+, extending the layer from the `"E(n) Equivariant Graph Neural
+    Networks" <https://arxiv.org/abs/2102.09844>`_ paper with
+    per-edge attention and edge-aware coordinate updates
+
+    .. math::
+        \mathbf{m}_{ij} &= \phi_e\left(\mathbf{h}_i, \mathbf{h}_j,
+        \|\mathbf{x}_i - \mathbf{x}_j\|^2, \mathbf{a}_{ij}\right)
+
+        \alpha_{ij} &= \frac{\exp\left(\phi_{att}(\mathbf{h}_i, \mathbf{h}_j,
+        \mathbf{a}_{ij})\right)}{\sum_{k \in \mathcal{N}(i)}
+        \exp\left(\phi_{att}(\mathbf{h}_i, \mathbf{h}_k,
+        \mathbf{a}_{ik})\right)}
+
+        \mathbf{x}_i^{\prime} &= \mathbf{x}_i + \frac{1}{C}
+        \sum_{j \in \mathcal{N}(i)} \alpha_{ij}
+        \frac{\mathbf{x}_i - \mathbf{x}_j}{\|\mathbf{x}_i - \mathbf{x}_j\| + 1}
+        \, \phi_x(\mathbf{m}_{ij}, \mathbf{a}_{ij})
+
+        \mathbf{h}_i^{\prime} &= \mathrm{LayerNorm}\left(\mathbf{h}_i +
+        \phi_h\left(\mathbf{h}_i, \sum_{j \in \mathcal{N}(i)}
+        \alpha_{ij} \mathbf{m}_{ij}\right)\right)
+
+    where :math:`\phi_e`, :math:`\phi_{att}`, :math:`\phi_x` and
+    :math:`\phi_h` are two-layer MLPs, :math:`C` is :obj:`coords_agg_norm`
+    and the (invariant) :obj:`LayerNorm` is only applied if :obj:`norm=True`.
+    The attention coefficients :math:`\alpha_{ij}` are normalised over the
+    incoming edges of each target node :math:`i` (:obj:`edge_index[1]`) and
+    scale both the feature and the coordinate messages.
+
+    The edge features :math:`\mathbf{a}_{ij}` are used as given. In GGIK+ the
+    caller stores the direction :math:`\mathbf{x}_j - \mathbf{x}_i` in them,
+    which makes :math:`\phi_x` and :math:`\phi_{att}` direction-aware but
+    breaks rotation equivariance with respect to :obj:`x` alone; if
+    :obj:`edge_attr` only holds E(n)-invariant quantities, the layer is
+    E(n)-equivariant like :class:`~ggik_core.nn.EGNNLayer`.
+
+    As in :class:`~ggik_core.nn.EGNNLayer`, the relative position is divided
+    by :math:`\|\mathbf{x}_i - \mathbf{x}_j\| + 1` (bounded, well defined for
+    coincident nodes, equivariant) and the last layer of :math:`\phi_x` is
+    bias-free with a tiny initial gain (:math:`10^{-3}`). The last layer of
+    :math:`\phi_{att}` is bias-free as well, since a shared bias cancels in
+    the softmax.
+
+    Args:
+        channels (int): Size of the node features :math:`\mathbf{h}`.
+        edge_dim (int): Size of the edge features :math:`\mathbf{a}_{ij}`.
+        hidden_channels (int, optional): Hidden size of the MLPs. Defaults to
+            :obj:`channels`. (default: :obj:`None`)
+        message_channels (int, optional): Size of the feature messages
+            :math:`\mathbf{m}_{ij}`. (default: :obj:`64`)
+        coords_agg_norm (float, optional): Normalisation constant :math:`C`
+            of the coordinate aggregation. (default: :obj:`1.0`)
+        update_coords (bool, optional): If set to :obj:`False`, coordinates
+            are returned unchanged and :math:`\phi_x` is not created.
+            (default: :obj:`True`)
+        act (str or torch.nn.Module or callable, optional): The non-linearity
+            used in all MLPs. (default: :class:`torch.nn.SiLU`)
+        norm (bool, optional): If set to :obj:`True`, applies
+            :class:`torch.nn.LayerNorm` to the updated node features.
+            (default: :obj:`True`)
+
+    Shapes:
+        - **input:**
+          node features :math:`(|\mathcal{V}|, F)`,
+          node coordinates :math:`(|\mathcal{V}|, D)`,
+          edge indices :math:`(2, |\mathcal{E}|)`,
+          edge features :math:`(|\mathcal{E}|, F_e)`
+        - **output:** node features :math:`(|\mathcal{V}|, F)`,
+          node coordinates :math:`(|\mathcal{V}|, D)` and, if
+          :obj:`return_attention=True`, attention coefficients
+          :math:`(|\mathcal{E}|)`
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        edge_dim: int,
+        hidden_channels: Optional[int] = None,
+        message_channels: int = 64,
+        coords_agg_norm: float = 1.0,
+        update_coords: bool = True,
+        act: ActType = nn.SiLU,
+        norm: bool = True,
+    ) -> None:
+        super().__init__(aggr="add")
+        if channels <= 0:
+            raise ValueError(f"'channels' must be positive (got {channels})")
+        if edge_dim < 0:
+            raise ValueError(f"'edge_dim' must be non-negative (got {edge_dim})")
+        if message_channels <= 0:
+            raise ValueError(
+                f"'message_channels' must be positive (got {message_channels})")
+        if coords_agg_norm <= 0:
+            raise ValueError(
+                f"'coords_agg_norm' must be positive (got {coords_agg_norm})")
+
+        self.channels = channels
+        self.edge_dim = edge_dim
+        self.hidden_channels = hidden_channels or channels
+        self.message_channels = message_channels
+        self.coords_agg_norm = float(coords_agg_norm)
+        self.update_coords = update_coords
+        self.norm = norm
+        H, M = self.hidden_channels, message_channels
+
+        self.phi_e = nn.Sequential(
+            nn.Linear(2 * channels + 1 + edge_dim, H),
+            make_activation(act),
+            nn.Linear(H, M),
+            make_activation(act),
+        )
+        self.phi_att = nn.Sequential(
+            nn.Linear(2 * channels + edge_dim, H),
+            make_activation(act),
+            nn.Linear(H, 1, bias=False),
+        )
+        self.phi_x: Optional[nn.Sequential] = None
+        if update_coords:
+            self.phi_x = nn.Sequential(
+                nn.Linear(M + edge_dim, H),
+                make_activation(act),
+                nn.Linear(H, 1, bias=False),
+            )
+        self.phi_h = nn.Sequential(
+            nn.Linear(channels + M, H),
+            make_activation(act),
+            nn.Linear(H, channels),
+        )
+        self.layer_norm: Optional[nn.LayerNorm] = None
+        if norm:
+            self.layer_norm = nn.LayerNorm(channels)
+
+        self._alpha: Optional[Tensor] = None
+
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        r"""Resets all learnable parameters of the module."""
+        super().reset_parameters()
+        reset(self.phi_e)
+        reset(self.phi_att)
+        reset(self.phi_h)
+        if self.phi_x is not None:
+            reset(self.phi_x)
+            nn.init.xavier_uniform_(self.phi_x[-1].weight, gain=0.001)
+        if self.layer_norm is not None:
+            self.layer_norm.reset_parameters()
+
+    def forward(
+        self,
+        h: Tensor,
+        x: Tensor,
+        edge_index: Tensor,
+        edge_attr: Optional[Tensor],
+        return_attention: bool = False,
+    ) -> Union[Tuple[Tensor, Tensor], Tuple[Tensor, Tensor, Tensor]]:
+        r"""Runs the forward pass of the module.
+
+        Args:
+            h (torch.Tensor): Node features of shape :obj:`[N, channels]`.
+            x (torch.Tensor): Node coordinates of shape :obj:`[N, D]`.
+            edge_index (torch.Tensor): Edge indices of shape :obj:`[2, E]`.
+            edge_attr (torch.Tensor, optional): Edge features of shape
+                :obj:`[E, edge_dim]` (may be :obj:`None` iff
+                :obj:`edge_dim == 0`).
+            return_attention (bool, optional): If set to :obj:`True`, also
+                returns the attention coefficients :math:`\alpha_{ij}` of
+                shape :obj:`[E]`, ordered like :obj:`edge_index`.
+                (default: :obj:`False`)
+
+        Returns:
+            (torch.Tensor, torch.Tensor) or
+            (torch.Tensor, torch.Tensor, torch.Tensor): The updated node
+            features :obj:`[N, channels]`, coordinates :obj:`[N, D]` and,
+            optionally, the attention coefficients :obj:`[E]`.
+        """
+        check_edge_attr(edge_attr, self.edge_dim)
+
+        # Attention-weighted feature and coordinate messages are aggregated in
+        # one pass: out[:, :M] = sum_j alpha_ij * m_ij, out[:, M:] = sum_j
+        # alpha_ij * (coordinate message)_ij.
+        out = self.propagate(edge_index, h=h, x=x, edge_attr=edge_attr)
+        m_i, delta_x = out.split([self.message_channels, x.size(-1)], dim=-1)
+
+        alpha = self._alpha
+        self._alpha = None
+        assert alpha is not None
+
+        h_out = h + self.phi_h(torch.cat([h, m_i], dim=-1))
+        if self.layer_norm is not None:
+            h_out = self.layer_norm(h_out)
+
+        x_out = x
+        if self.phi_x is not None:
+            x_out = x + delta_x / self.coords_agg_norm
+
+        if return_attention:
+            return h_out, x_out, alpha
+        return h_out, x_out
+
+    def message(
+        self,
+        h_i: Tensor,
+        h_j: Tensor,
+        x_i: Tensor,
+        x_j: Tensor,
+        edge_attr: Optional[Tensor],
+        index: Tensor,
+        ptr: Optional[Tensor],
+        size_i: Optional[int],
+    ) -> Tensor:
+        dist_sq, rel_x = relative_coordinates(x_i, x_j)
+
+        a_ij = [] if edge_attr is None else [edge_attr]
+        m_ij = self.phi_e(torch.cat([h_i, h_j, dist_sq] + a_ij, dim=-1))
+
+        score = self.phi_att(torch.cat([h_i, h_j] + a_ij, dim=-1)).squeeze(-1)
+        alpha = softmax(score, index, ptr, size_i)
+        self._alpha = alpha
+        alpha = alpha.unsqueeze(-1)
+
+        if self.phi_x is not None:
+            x_msg = rel_x * self.phi_x(torch.cat([m_ij] + a_ij, dim=-1))
+        else:
+            x_msg = torch.zeros_like(rel_x)
+
+        return alpha * torch.cat([m_ij, x_msg], dim=-1)
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}({self.channels}, "
+                f"edge_dim={self.edge_dim}, "
+                f"hidden_channels={self.hidden_channels}, "
+                f"message_channels={self.message_channels}, "
+                f"update_coords={self.update_coords})")

@@ -1,0 +1,1 @@
+"""Typer commands of the ggik pipeline (one per DVC stage) and the user commands."""

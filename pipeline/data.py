@@ -1,0 +1,76 @@
+"""Stages `generate` and `build_graphs`: random IK problems to Parquet, then graph shards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import torch
+
+from ggik_core.graph import build_problem_graphs
+from ggik_core.problems import random_problems, read_problems, to_table, write_tables
+from ggik_core.random_robots import RandomRobotConfig
+from ggik_core.robot import dh_chain
+from ggik_core.shards import MANIFEST, save_shard, write_manifest
+from pipeline.params import DataParams
+from pipeline.progress import progress
+
+CHUNK = 50_000
+
+
+def per_dof_counts(p: DataParams) -> dict[int, int]:
+    """Split ``n_problems`` evenly over the DOF list (the first buckets take the remainder)."""
+    base, extra = divmod(p.n_problems, len(p.dofs))
+    return {dof: base + (1 if i < extra else 0) for i, dof in enumerate(p.dofs)}
+
+
+def robot_config(p: DataParams) -> RandomRobotConfig:
+    return RandomRobotConfig(geometry=p.geometry, p_parallel=p.p_parallel, p_skew=p.p_skew)
+
+
+def generate_tables(p: DataParams) -> list[pa.Table]:
+    """Random problems as Arrow tables, chunked; seeded per DOF bucket."""
+    cfg = robot_config(p)
+    tables: list[pa.Table] = []
+    next_id = 0
+    counts = per_dof_counts(p)
+    with progress() as bar:
+        task = bar.add_task("generate", total=p.n_problems, info="")
+        for dof, count in counts.items():
+            gen = torch.Generator().manual_seed(p.seed * 1000 + dof)
+            done = 0
+            while done < count:
+                b = min(CHUNK, count - done)
+                tables.append(to_table(random_problems(b, dof, cfg, gen), p.geometry, next_id))
+                next_id += b
+                done += b
+                bar.update(task, advance=b, info=f"dof {dof}")
+    return tables
+
+
+def generate(p: DataParams, out: Path) -> int:
+    tables = generate_tables(p)
+    write_tables(out, tables)
+    return sum(t.num_rows for t in tables)
+
+
+def build_graphs(problems: Path, out_dir: Path, shard_size: int) -> list[dict]:
+    """Build graph shards per DOF bucket from the problem table; write the manifest last."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    batches = read_problems(problems)
+    for old in out_dir.glob("dof*_*.pt"):
+        old.unlink()
+    (out_dir / MANIFEST).unlink(missing_ok=True)
+    entries = []
+    total = sum(b.q.shape[0] for b in batches.values())
+    with progress() as bar:
+        task = bar.add_task("build graphs", total=total, info="")
+        for dof, batch in batches.items():
+            for k, start in enumerate(range(0, batch.q.shape[0], shard_size)):
+                sl = slice(start, start + shard_size)
+                chain = dh_chain(*batch.dh[sl].unbind(-1))
+                g = build_problem_graphs(chain, batch.q[sl], batch.goal[sl])
+                entries.append(save_shard(out_dir, f"dof{dof}_{k:03d}.pt", g))
+                bar.update(task, advance=g.q.shape[0], info=f"dof {dof}")
+    write_manifest(out_dir, entries, {"shard_size": shard_size})
+    return entries
