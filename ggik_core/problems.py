@@ -50,8 +50,11 @@ def random_problems(count: int, dof: int, cfg: RandomRobotConfig, gen: torch.Gen
 
 
 def _fixed_list(x: Tensor) -> pa.Array:
+    """Rows of ``x (B, w)`` as a list column (variable-size type, so DOF buckets share a schema)."""
+    B, w = x.shape
     flat = pa.array(x.reshape(-1).numpy())
-    return pa.FixedSizeListArray.from_arrays(flat, x.shape[-1])
+    offsets = pa.array(np.arange(0, (B + 1) * w, w, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, flat)
 
 
 def to_table(batch: ProblemBatch, geometry: str, first_id: int) -> pa.Table:

@@ -60,6 +60,21 @@ def build_graphs(
     typer.echo(f"wrote {len(entries)} shards ({sum(e['count'] for e in entries)} graphs) to {out}", err=True)
 
 
+@app.command()
+def train(
+    params: Path = PARAMS,
+    graphs: Path = typer.Option(Path("data/graphs")),
+    out: Path = typer.Option(Path("data/model")),
+    metrics: Path = typer.Option(Path("metrics")),
+) -> None:
+    """Stage `train`: fit the CVAE (resumes from out/checkpoint.pt when params and data match)."""
+    from pipeline.params import load_params
+    from pipeline.train import train as run
+
+    res = run(load_params(params), graphs, out, metrics)
+    typer.echo(f"trained {res['epochs']} epochs{'' if res['complete'] else ' (incomplete: run again to resume)'}", err=True)
+
+
 @bench_app.command("data")
 def bench_data(
     n: int = typer.Option(1_000_000, help="Problems to generate and build."),

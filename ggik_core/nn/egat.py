@@ -13,8 +13,10 @@ from torch_geometric.utils import softmax
 from ggik_core.nn.egnn import (
     ActType,
     check_edge_attr,
+    edge_linear,
     make_activation,
     relative_coordinates,
+    split_first_linear,
 )
 
 
@@ -201,7 +203,11 @@ class EGATLayer(MessagePassing):
         # Attention-weighted feature and coordinate messages are aggregated in
         # one pass: out[:, :M] = sum_j alpha_ij * m_ij, out[:, M:] = sum_j
         # alpha_ij * (coordinate message)_ij.
-        out = self.propagate(edge_index, h=h, x=x, edge_attr=edge_attr)
+        e_tgt, e_src = split_first_linear(self.phi_e[0], h, self.channels)
+        a_tgt, a_src = split_first_linear(self.phi_att[0], h, self.channels)
+        out = self.propagate(edge_index, e_tgt=e_tgt, e_src=e_src,
+                             a_tgt=a_tgt, a_src=a_src, x=x,
+                             edge_attr=edge_attr)
         m_i, delta_x = out.split([self.message_channels, x.size(-1)], dim=-1)
 
         alpha = self._alpha
@@ -222,8 +228,10 @@ class EGATLayer(MessagePassing):
 
     def message(
         self,
-        h_i: Tensor,
-        h_j: Tensor,
+        e_tgt_i: Tensor,
+        e_src_j: Tensor,
+        a_tgt_i: Tensor,
+        a_src_j: Tensor,
         x_i: Tensor,
         x_j: Tensor,
         edge_attr: Optional[Tensor],
@@ -234,9 +242,15 @@ class EGATLayer(MessagePassing):
         dist_sq, rel_x = relative_coordinates(x_i, x_j)
 
         a_ij = [] if edge_attr is None else [edge_attr]
-        m_ij = self.phi_e(torch.cat([h_i, h_j, dist_sq] + a_ij, dim=-1))
+        C2 = 2 * self.channels
+        pre_e = e_tgt_i + e_src_j + edge_linear(
+            self.phi_e[0], torch.cat([dist_sq] + a_ij, dim=-1), C2)
+        m_ij = self.phi_e[1:](pre_e)
 
-        score = self.phi_att(torch.cat([h_i, h_j] + a_ij, dim=-1)).squeeze(-1)
+        pre_a = a_tgt_i + a_src_j
+        if edge_attr is not None:
+            pre_a = pre_a + edge_linear(self.phi_att[0], edge_attr, C2)
+        score = self.phi_att[1:](pre_a).squeeze(-1)
         alpha = softmax(score, index, ptr, size_i)
         self._alpha = alpha
         alpha = alpha.unsqueeze(-1)

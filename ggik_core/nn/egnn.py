@@ -68,6 +68,30 @@ def check_edge_attr(edge_attr: Optional[Tensor], edge_dim: int) -> None:
             "'edge_attr' was given but the layer was built with edge_dim=0")
 
 
+def split_first_linear(lin: nn.Linear, h: Tensor,
+                       channels: int) -> Tuple[Tensor, Tensor]:
+    r"""Per-node parts of a linear map applied to :math:`[\mathbf{h}_i,
+    \mathbf{h}_j, \ldots]`.
+
+    :math:`W [\mathbf{h}_i; \mathbf{h}_j; \mathbf{e}_{ij}] + b =
+    (W_1 \mathbf{h}_i + b) + W_2 \mathbf{h}_j + W_3 \mathbf{e}_{ij}`: the
+    first two terms are computed once per node instead of once per edge (the
+    same function with far fewer operations on dense graphs). Returns the
+    target part :math:`W_1 \mathbf{h} + b` and the source part
+    :math:`W_2 \mathbf{h}`.
+    """
+    W = lin.weight
+    h_tgt = torch.nn.functional.linear(h, W[:, :channels], lin.bias)
+    h_src = torch.nn.functional.linear(h, W[:, channels:2 * channels])
+    return h_tgt, h_src
+
+
+def edge_linear(lin: nn.Linear, e: Tensor, offset: int) -> Tensor:
+    r"""The edge part :math:`W_3 \mathbf{e}_{ij}` of :func:`split_first_linear`
+    (columns from :obj:`offset` on)."""
+    return torch.nn.functional.linear(e, lin.weight[:, offset:])
+
+
 class EGNNLayer(MessagePassing):
     r"""The E(n)-equivariant graph convolutional layer from the
     `"E(n) Equivariant Graph Neural Networks"
@@ -215,7 +239,9 @@ class EGNNLayer(MessagePassing):
 
         # Messages and coordinate messages are aggregated in one pass:
         # out[:, :H] = sum_j m_ij, out[:, H:] = sum_j coordinate messages.
-        out = self.propagate(edge_index, h=h, x=x, edge_attr=edge_attr)
+        h_tgt, h_src = split_first_linear(self.phi_e[0], h, self.channels)
+        out = self.propagate(edge_index, h_tgt=h_tgt, h_src=h_src, x=x,
+                             edge_attr=edge_attr)
         m_i, delta_x = out.split([self.hidden_channels, x.size(-1)], dim=-1)
 
         h_out = h + self.phi_h(torch.cat([h, m_i], dim=-1))
@@ -230,18 +256,19 @@ class EGNNLayer(MessagePassing):
 
     def message(
         self,
-        h_i: Tensor,
-        h_j: Tensor,
+        h_tgt_i: Tensor,
+        h_src_j: Tensor,
         x_i: Tensor,
         x_j: Tensor,
         edge_attr: Optional[Tensor],
     ) -> Tensor:
         dist_sq, rel_x = relative_coordinates(x_i, x_j)
 
-        feats = [h_i, h_j, dist_sq]
-        if edge_attr is not None:
-            feats.append(edge_attr)
-        m_ij = self.phi_e(torch.cat(feats, dim=-1))
+        edge_feats = dist_sq if edge_attr is None else torch.cat(
+            [dist_sq, edge_attr], dim=-1)
+        pre = h_tgt_i + h_src_j + edge_linear(self.phi_e[0], edge_feats,
+                                               2 * self.channels)
+        m_ij = self.phi_e[1:](pre)
 
         if self.phi_x is not None:
             x_msg = rel_x * self.phi_x(m_ij)
