@@ -75,6 +75,19 @@ def train(
     typer.echo(f"trained {res['epochs']} epochs{'' if res['complete'] else ' (incomplete: run again to resume)'}", err=True)
 
 
+@app.command()
+def evaluate(
+    params: Path = PARAMS,
+    model: Path = typer.Option(Path("data/model/model.pt")),
+    metrics: Path = typer.Option(Path("metrics")),
+) -> None:
+    """Stage `evaluate`: sample, recover, refine and score solutions on the five arms."""
+    from pipeline.evaluate import evaluate as run
+    from pipeline.params import load_params
+
+    run(load_params(params).eval, model, metrics)
+
+
 @bench_app.command("data")
 def bench_data(
     n: int = typer.Option(1_000_000, help="Problems to generate and build."),
