@@ -48,3 +48,71 @@ def bench_data(n: int, dof: int, chunk: int, write: Path | None) -> None:
     if write is not None:
         typer.echo(f"  write Parquet + shards: {t_write:8.2f} s")
     typer.echo(f"  total: {total:8.2f} s  {n / total:12,.0f} problems/s")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench_train(layers: list[str], batch_size: int, steps: int, dof: int, hidden: int, depth: int, device: str | None) -> None:
+    """Training graphs per second (forward + backward + AdamW step) at the given sizes."""
+    from ggik_core.batch import make_batch
+    from ggik_core.graph import build_problem_graphs
+    from ggik_core.model import GGIK, ModelConfig
+    from pipeline.train import pick_device
+
+    dev = torch.device(device) if device else pick_device()
+    gen = torch.Generator().manual_seed(0)
+    pb = random_problems(batch_size, dof, RandomRobotConfig(), gen)
+    graphs = build_problem_graphs(pb.chain, pb.q, pb.goal)
+    typer.echo(f"bench train: device {dev}, batch {batch_size} graphs of {dof} DOF, {steps} timed steps, threads {torch.get_num_threads()}")
+    for layer in layers:
+        cfg = ModelConfig(layer=layer, hidden=hidden, layers=depth)
+        model = GGIK(cfg).to(dev)
+        opt = torch.optim.AdamW(model.parameters(), lr=3e-4)
+        b = make_batch(graphs, cfg.directions).to(dev)
+
+        def step() -> None:
+            losses = model.loss(b, 1.0)
+            opt.zero_grad(set_to_none=True)
+            losses.total.backward()
+            opt.step()
+
+        for _ in range(2):
+            step()
+        _sync(dev)
+        t = time.perf_counter()
+        for _ in range(steps):
+            step()
+        _sync(dev)
+        dt = (time.perf_counter() - t) / steps
+        typer.echo(f"  {layer}: hidden {hidden}, {depth} layers, {sum(p.numel() for p in model.parameters()):,} params: "
+                   f"{dt * 1000:8.1f} ms/step  {batch_size / dt:10,.0f} graphs/s")
+
+
+def bench_sample(model_path: Path | None, robot_name: str, device: str | None, repeats: int) -> None:
+    """Wall time of sampling (decode + joint recovery + FK check) for several batch shapes."""
+    from ggik_core.catalog import load_arm
+    from ggik_core.model import GGIK, ModelConfig
+    from ggik_core.solver import sample_solutions
+    from pipeline.train import load_model, pick_device
+
+    dev = torch.device(device) if device else pick_device()
+    if model_path is not None and model_path.exists():
+        model = load_model(model_path, dev)
+        what = f"{model_path} ({model.cfg.layer}, hidden {model.cfg.hidden}, {model.cfg.layers} layers)"
+    else:
+        model = GGIK(ModelConfig()).to(dev).eval()
+        what = "untrained model at reference size (egnn, hidden 128, 5 layers): timing does not depend on weights"
+    robot = load_arm(robot_name)
+    gen = torch.Generator().manual_seed(0)
+    typer.echo(f"bench sample: {robot_name}, device {dev}, {what}")
+    for goals_n, k in ((1, 1), (1, 32), (1, 1000), (1000, 32)):
+        goals = robot.fk(robot.sample_q(goals_n, gen))
+        sample_solutions(model, robot, goals, k)  # warm-up
+        times = []
+        for _ in range(repeats):
+            times.append(sample_solutions(model, robot, goals, k).seconds)
+        best = min(times)
+        typer.echo(f"  {goals_n:5d} goal(s) x {k:5d} solutions: {best * 1000:9.1f} ms (best of {repeats}), {goals_n * k / best:12,.0f} solutions/s")

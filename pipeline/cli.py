@@ -88,6 +88,54 @@ def evaluate(
     run(load_params(params).eval, model, metrics)
 
 
+@app.command()
+def solve(
+    robot: str = typer.Option(..., "--robot", help="Catalog name (ur10, kuka, lwa4d, lwa4p, panda), URDF file or DH YAML file."),
+    goal: list[str] = typer.Option([], "--goal", help="'x y z qw qx qy qz' in metres and a unit quaternion (w first), base frame; repeatable."),
+    goals: Optional[Path] = typer.Option(None, "--goals", help="CSV or Parquet file with columns x,y,z,qw,qx,qy,qz."),
+    samples: int = typer.Option(32, "--samples", "-k", help="Solutions per goal."),
+    model: Path = typer.Option(Path("data/model/model.pt"), "--model", help="Trained model."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write solutions to .csv, .parquet or .json (default: CSV on stdout)."),
+    refine: bool = typer.Option(False, "--refine/--no-refine", help="Refine every sample with batched Levenberg-Marquardt."),
+    seed: int = typer.Option(0, "--seed"),
+    base_link: Optional[str] = typer.Option(None, "--base-link", help="URDF base link (default: the root)."),
+    ee_link: Optional[str] = typer.Option(None, "--ee-link", help="URDF end-effector link (default: the single leaf)."),
+) -> None:
+    """IK solutions for your robot: one row per solution, errors computed by forward kinematics."""
+    from pipeline.solve import solve as run
+
+    df = run(robot, goal, goals, samples, model, out, refine, seed, base_link, ee_link)
+    if out is None:
+        typer.echo(df.to_csv(index=False), nl=False)
+    else:
+        typer.echo(f"wrote {len(df)} solutions to {out}", err=True)
+
+
+@app.command()
+def report(
+    metrics: Path = typer.Option(Path("metrics"), help="Folder with train.json, train_loss.csv, eval.json, eval_samples.parquet."),
+    out: Path = typer.Option(Path("metrics/report")),
+) -> None:
+    """Stage `report`: Markdown/CSV tables, box plots and loss curves."""
+    from pipeline.report import report as run
+
+    for path in run(metrics, out):
+        typer.echo(f"wrote {path}", err=True)
+
+
+@app.command()
+def compare(
+    rev: Optional[list[str]] = typer.Option(None, "--rev", help="Experiment names or git revisions (repeatable; default: baseline and every experiment)."),
+    repo: Path = typer.Option(Path("."), help="The DVC repository."),
+    out: Path = typer.Option(Path("metrics/compare")),
+) -> None:
+    """Cross-model table and box plot from DVC experiments (the four-model study)."""
+    from pipeline.compare import compare as run
+
+    for path in run(out, rev, repo):
+        typer.echo(f"wrote {path}", err=True)
+
+
 @bench_app.command("data")
 def bench_data(
     n: int = typer.Option(1_000_000, help="Problems to generate and build."),
@@ -99,6 +147,52 @@ def bench_data(
     from pipeline.bench import bench_data as run
 
     run(n, dof, chunk, write)
+
+
+@bench_app.command("train")
+def bench_train(
+    layer: list[str] = typer.Option(["egnn", "egat"], "--layer"),
+    batch_size: int = typer.Option(512),
+    steps: int = typer.Option(5),
+    dof: int = typer.Option(7),
+    hidden: int = typer.Option(128),
+    layers: int = typer.Option(5),
+    device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present)."),
+) -> None:
+    """Training graphs per second for EGNN and EGAT (reference sizes by default)."""
+    from pipeline.bench import bench_train as run
+
+    run(layer, batch_size, steps, dof, hidden, layers, device)
+
+
+@bench_app.command("sample")
+def bench_sample(
+    model: Optional[Path] = typer.Option(Path("data/model/model.pt"), help="Trained model (an untrained reference-size one when absent)."),
+    robot: str = typer.Option("panda"),
+    device: Optional[str] = typer.Option(None),
+    repeats: int = typer.Option(3),
+) -> None:
+    """Wall time for 1, 32 and 1000 solutions of one goal, and 1000 goals x 32 solutions."""
+    from pipeline.bench import bench_sample as run
+
+    run(model, robot, device, repeats)
+
+
+@bench_app.command("ik")
+def bench_ik(
+    model: Optional[Path] = typer.Option(Path("data/model/model.pt"), help="Trained model; when absent only the baselines run."),
+    goals: int = typer.Option(100, help="Goals per arm."),
+    samples: int = typer.Option(32, help="Candidates per goal, every method."),
+    seed: int = typer.Option(0),
+    out: Path = typer.Option(Path("metrics"), help="Folder for bench.json and bench.md."),
+    max_iter: int = typer.Option(50, help="Iterations of our LM and of pytorch-kinematics."),
+    arm: Optional[list[str]] = typer.Option(None, "--arm", help="Repeat to choose arms (default: all five)."),
+    device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present)."),
+) -> None:
+    """GGIK raw / + LM vs random-seed LM, pytorch-kinematics and TRAC-IK on the five arms."""
+    from pipeline.bench_ik import bench_ik as run
+
+    run(model if model is not None and model.exists() else None, goals, samples, seed, out, max_iter, arm, device)
 
 
 def main() -> None:

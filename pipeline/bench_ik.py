@@ -1,0 +1,497 @@
+"""`ggik bench ik`: GGIK against numerical IK on the five catalog arms, on shared goals.
+
+For every arm the goals are the forward kinematics of configurations drawn uniformly inside the
+joint limits (seeded), and every method proposes ``samples`` candidates per goal:
+
+* ``ggik``: the CVAE's samples, joint angles recovered in closed form, no refinement;
+* ``ggik_refined``: the same samples (same generator seed) refined by batched Levenberg–Marquardt;
+* ``random_refined``: the same Levenberg–Marquardt from seeds drawn uniformly inside the limits;
+* ``pytorch_kinematics``: pytorch-kinematics' batched ``PseudoInverseIK`` from the same seeds;
+* ``trac_ik``: TRAC-IK (the ``pytracik`` wheel), one goal and one seed per call.
+
+Every candidate is checked the same way: forward kinematics of the catalog robot in float64
+(:func:`ggik_core.solver.errors`). A candidate succeeds when its position and rotation errors are
+below the threshold and it lies inside the joint limits. The baselines are optional imports: a
+missing one is reported as ``not installed: <reason>``. Each method's figures are also given as a
+ratio to the best baseline (the best of ``random_refined``, ``pytorch_kinematics`` and
+``trac_ik`` per metric: highest rate / throughput / distinct count, lowest wall time).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ggik_core.catalog import ARM_NAMES, load_arm, urdf_links
+from ggik_core.errors import GGIKError
+from ggik_core.io import write_json, write_text
+from ggik_core.refine import RefineConfig
+from ggik_core.robot import Robot
+from ggik_core.solver import Solutions, distinct_count, errors, refine_solutions, sample_solutions
+from pipeline.progress import progress, stderr
+
+#: name -> (position tolerance in metres, rotation tolerance in radians)
+THRESHOLDS: dict[str, tuple[float, float]] = {
+    "1mm_1deg": (1e-3, math.radians(1.0)),
+    "0.1mm_0.1deg": (1e-4, math.radians(0.1)),
+}
+THRESHOLD_LABELS = {"1mm_1deg": "1 mm & 1°", "0.1mm_0.1deg": "0.1 mm & 0.1°"}
+DISTINCT_TOL = 0.05  # radians, per joint
+
+METHODS: dict[str, str] = {
+    "ggik": "(a) GGIK",
+    "ggik_refined": "(b) GGIK + LM",
+    "random_refined": "(c) random seeds + LM",
+    "pytorch_kinematics": "(d) pytorch-kinematics PseudoInverseIK",
+    "trac_ik": "(d) TRAC-IK (pytracik)",
+}
+BASELINES = ("random_refined", "pytorch_kinematics", "trac_ik")
+#: metrics per threshold; all "higher is better"
+RATE_METRICS = ("success_candidates", "success_goals", "solutions_per_s", "distinct_per_goal")
+
+URDF_FILES = {
+    "ur10": "ur10_mod.urdf",
+    "kuka": "kuka_iiwr.urdf",
+    "lwa4d": "lwa4d.urdf",
+    "lwa4p": "lwa4p.urdf",
+    "panda": "panda_arm.urdf",
+}
+TRAC_IK_TIMEOUT_S = 0.005  # the TRAC-IK default
+TRAC_IK_EPSILON = 1e-5
+
+
+def urdf_dir() -> Path:
+    """``$GGIK_SHARED/reference/urdf``, else ``shared/reference/urdf`` beside the repository."""
+    shared = os.environ.get("GGIK_SHARED") or Path(__file__).resolve().parents[2] / "shared"
+    return Path(shared) / "reference" / "urdf"
+
+
+# --- optional baselines: imported lazily ---------------------------------------------------------
+def _import_pytorch_kinematics():
+    import pytorch_kinematics
+
+    return pytorch_kinematics
+
+
+def _import_trac_ik():
+    import pytracik  # noqa: F401 - the compiled extension; fails first when its libraries are missing
+    from trac_ik import TracIK
+
+    return TracIK
+
+
+def _availability(importer) -> tuple[object | None, str]:
+    """(module or class, "") when it imports, else (None, reason)."""
+    try:
+        return importer(), ""
+    except (ImportError, OSError) as exc:
+        return None, f"{type(exc).__name__}: {exc}".replace("\n", " ")
+
+
+def _version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+# --- scoring -------------------------------------------------------------------------------------
+def score(sol: Solutions) -> dict:
+    """Success rates, throughput and distinct solutions of ``sol`` at every threshold."""
+    G, k = sol.pos_err.shape
+    seconds = max(sol.seconds, 1e-12)
+    out: dict = {"status": "ok", "wall_s": sol.seconds, "goals": G, "candidates": G * k}
+    for key, (pos_tol, rot_tol) in THRESHOLDS.items():
+        ok = (sol.pos_err < pos_tol) & (sol.rot_err < rot_tol) & sol.within_limits
+        n_ok = int(ok.sum())
+        solved = int(ok.any(-1).sum())
+        distinct = int(distinct_count(sol.q, ok, DISTINCT_TOL).sum())
+        out[key] = {
+            "successes": n_ok,
+            "goals_solved": solved,
+            "distinct_total": distinct,
+            "success_candidates": n_ok / (G * k),
+            "success_goals": solved / G,
+            "solutions_per_s": n_ok / seconds,
+            "distinct_per_goal": distinct / G,
+        }
+    return out
+
+
+def pooled(entries: list[dict]) -> dict:
+    """One figure set over several arms: counts and wall times summed, rates recomputed."""
+    if not entries:
+        return {"status": "skipped: no arms"}
+    statuses = {e.get("status") for e in entries}
+    if statuses != {"ok"}:
+        if len(statuses) == 1:  # the same reason on every arm (not installed, skipped, ...)
+            return {"status": statuses.pop()}
+        bad = next(s for s in statuses if s != "ok")
+        return {"status": f"incomplete: {bad}"}
+    G = sum(e["goals"] for e in entries)
+    C = sum(e["candidates"] for e in entries)
+    wall = sum(e["wall_s"] for e in entries)
+    out: dict = {"status": "ok", "wall_s": wall, "goals": G, "candidates": C}
+    for key in THRESHOLDS:
+        n_ok = sum(e[key]["successes"] for e in entries)
+        solved = sum(e[key]["goals_solved"] for e in entries)
+        distinct = sum(e[key]["distinct_total"] for e in entries)
+        out[key] = {
+            "successes": n_ok,
+            "goals_solved": solved,
+            "distinct_total": distinct,
+            "success_candidates": n_ok / C,
+            "success_goals": solved / G,
+            "solutions_per_s": n_ok / max(wall, 1e-12),
+            "distinct_per_goal": distinct / G,
+        }
+    return out
+
+
+def add_ratios(methods: dict[str, dict]) -> None:
+    """Attach ``ratio_to_best_baseline`` (and which baseline was best) to every method that ran."""
+    ran = {m: methods[m] for m in BASELINES if methods.get(m, {}).get("status") == "ok"}
+    best: dict = {}
+    if ran:
+        m = min(ran, key=lambda name: ran[name]["wall_s"])
+        best["wall_s"] = (m, ran[m]["wall_s"])
+        for key in THRESHOLDS:
+            for metric in RATE_METRICS:
+                m = max(ran, key=lambda name: ran[name][key][metric])
+                best[f"{key}.{metric}"] = (m, ran[m][key][metric])
+
+    def ratio(value: float, ref: float) -> float | None:
+        return value / ref if ref > 0 else None
+
+    for entry in methods.values():
+        if entry.get("status") != "ok":
+            continue
+        if not best:
+            entry["ratio_to_best_baseline"] = None
+            entry["best_baseline"] = None
+            continue
+        r: dict = {"wall_s": ratio(entry["wall_s"], best["wall_s"][1])}
+        which: dict = {"wall_s": best["wall_s"][0]}
+        for key in THRESHOLDS:
+            r[key] = {metric: ratio(entry[key][metric], best[f"{key}.{metric}"][1]) for metric in RATE_METRICS}
+            which[key] = {metric: best[f"{key}.{metric}"][0] for metric in RATE_METRICS}
+        entry["ratio_to_best_baseline"] = r
+        entry["best_baseline"] = which
+
+
+# --- the methods ---------------------------------------------------------------------------------
+def arm_problem(robot: Robot, index: int, goals: int, k: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Seeded goal configurations ``(G, n)``, goal poses ``(G, 4, 4)`` and random seeds ``(G, k, n)``."""
+    gen = torch.Generator().manual_seed(seed * 1009 + index)
+    q_goal = robot.sample_q(goals, gen)
+    q_seed = robot.sample_q(goals * k, gen).reshape(goals, k, robot.dof)
+    return q_goal, robot.fk(q_goal), q_seed
+
+
+def run_ggik(model, robot: Robot, goals: Tensor, k: int, seed: int, refine_cfg: RefineConfig | None) -> Solutions:
+    device = next(model.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    return sample_solutions(model, robot, goals, k, generator=gen, refine_cfg=refine_cfg)
+
+
+def run_random_refined(robot: Robot, goals: Tensor, q_seed: Tensor, cfg: RefineConfig, device: torch.device) -> Solutions:
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    sol = refine_solutions(robot, q_seed.to(device), goals.to(device), cfg)
+    sol.seconds = time.perf_counter() - t0  # refine_solutions' own timer starts after the copy
+    return sol
+
+
+def pk_solver(pk, robot: Robot, name: str, k: int, cfg: RefineConfig, device: torch.device):
+    """A ``PseudoInverseIK`` for the arm's URDF chain, with the catalog's joint limits."""
+    base, ee = urdf_links(name)
+    path = urdf_dir() / URDF_FILES[name]
+    chain = pk.build_serial_chain_from_urdf(path.read_bytes(), ee, root_link_name=base)
+    chain = chain.to(dtype=torch.float64, device=str(device))
+    if len(chain.get_joint_parameter_names()) != robot.dof:
+        raise GGIKError(f"{path.name}: {len(chain.get_joint_parameter_names())} joints, the catalog arm has {robot.dof}")
+    # the URDF parser reads numbers in float32; use the catalog's limits exactly, as every method does
+    chain.low = robot.lower.to(device)
+    chain.high = robot.upper.to(device)
+    limits = torch.stack([robot.lower, robot.upper], -1).to(device)
+    dummy = robot.lower.expand(k, robot.dof).to(device)
+    return pk.PseudoInverseIK(
+        chain,
+        pos_tolerance=cfg.pos_tol,
+        rot_tolerance=cfg.rot_tol,
+        retry_configs=dummy,  # replaced by per-goal seeds before solving
+        joint_limits=limits,
+        max_iterations=cfg.max_iter,
+    )
+
+
+def run_pytorch_kinematics(pk, solver, robot: Robot, goals: Tensor, q_seed: Tensor, device: torch.device) -> Solutions:
+    """All goals and seeds in one batched ``solve``; candidates checked by the catalog FK."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    G, k, n = q_seed.shape
+    sync()
+    t0 = time.perf_counter()
+    # per-goal seeds: PseudoInverseIK.solve reshapes an initial_config of G*k*n entries to (G*k, n)
+    solver.initial_config = q_seed.to(device)
+    target = pk.Transform3d(matrix=goals.to(device), dtype=torch.float64, device=str(device))
+    res = solver.solve(target)
+    q = res.solutions.reshape(G, k, n).to(torch.float64)
+    pos, rot, within = errors(robot, q, goals.to(device))
+    sync()
+    seconds = time.perf_counter() - t0
+    return Solutions(q=q.cpu(), pos_err=pos.cpu(), rot_err=rot.cpu(), within_limits=within.cpu(), seconds=seconds)
+
+
+def trac_ik_solver(TracIK, robot: Robot, name: str):
+    base, ee = urdf_links(name)
+    path = urdf_dir() / URDF_FILES[name]
+    solver = TracIK(base, ee, str(path), timeout=TRAC_IK_TIMEOUT_S, epsilon=TRAC_IK_EPSILON, solver_type="Speed")
+    if solver.dof != robot.dof:
+        raise GGIKError(f"{path.name}: TRAC-IK sees {solver.dof} joints, the catalog arm has {robot.dof}")
+    # TRAC-IK's URDF reader gets some limits wrong (all zero on the Panda): set the catalog's
+    solver.joint_limits = (robot.lower.tolist(), robot.upper.tolist())
+    return solver
+
+
+def run_trac_ik(solver, robot: Robot, goals: Tensor, q_seed: Tensor) -> Solutions:
+    """One TRAC-IK call per goal and seed (its API solves one pose at a time)."""
+    G, k, n = q_seed.shape
+    goals_np = goals.to(torch.float64).numpy()
+    seeds_np = q_seed.to(torch.float64).numpy()
+    q = q_seed.clone()
+    found = torch.zeros(G, k, dtype=torch.bool)
+    t0 = time.perf_counter()
+    for g in range(G):
+        pos, R = goals_np[g, :3, 3].copy(), goals_np[g, :3, :3].copy()
+        for j in range(k):
+            out = solver.ik(pos, R, seeds_np[g, j])
+            if out is not None:
+                q[g, j] = torch.as_tensor(out, dtype=torch.float64)
+                found[g, j] = True
+    pos_err, rot_err, within = errors(robot, q, goals)
+    seconds = time.perf_counter() - t0
+    inf = torch.full_like(pos_err, math.inf)
+    return Solutions(q=q, pos_err=torch.where(found, pos_err, inf), rot_err=torch.where(found, rot_err, inf),
+                     within_limits=within, seconds=seconds)
+
+
+# --- the benchmark -------------------------------------------------------------------------------
+def bench_ik(
+    model_path: Path | None,
+    goals_per_arm: int,
+    samples: int,
+    seed: int,
+    out_dir: Path,
+    max_iter: int,
+    arms: list[str] | None,
+    device: str | None,
+) -> dict:
+    """Run every method on every arm, write ``out_dir/bench.json`` and ``out_dir/bench.md``."""
+    from pipeline.train import load_model, pick_device
+
+    if goals_per_arm < 1 or samples < 1:
+        raise GGIKError(f"need at least one goal and one sample per arm (got {goals_per_arm} goals, {samples} samples)")
+    if max_iter < 0:
+        raise GGIKError(f"max_iter must be >= 0 (got {max_iter})")
+    names = [a.lower() for a in (arms or list(ARM_NAMES))]
+    for a in names:
+        if a not in ARM_NAMES:
+            raise GGIKError(f"unknown robot {a!r}: the catalog has {', '.join(ARM_NAMES)}")
+    dev = torch.device(device) if device else pick_device()
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise GGIKError(f"device {device!r} asked for but CUDA is not available")
+    cfg = RefineConfig(max_iter=max_iter)
+    k = samples
+
+    model, model_note = None, ""
+    if model_path is None:
+        model_note = "skipped: no model given"
+    else:
+        model = load_model(Path(model_path), dev)
+    pk, pk_reason = _availability(_import_pytorch_kinematics)
+    TracIK, tk_reason = _availability(_import_trac_ik)
+    udir = urdf_dir()
+    if not udir.is_dir():
+        missing = f"unavailable: reference URDFs not found in {udir} (set GGIK_SHARED)"
+        pk_reason = pk_reason and f"not installed: {pk_reason}" or missing
+        tk_reason = tk_reason and f"not installed: {tk_reason}" or missing
+        pk = TracIK = None
+    else:
+        pk_reason = pk_reason and f"not installed: {pk_reason}"
+        tk_reason = tk_reason and f"not installed: {tk_reason}"
+
+    stderr.print(f"bench ik: {len(names)} arms x {goals_per_arm} goals x {k} samples, LM max_iter {max_iter}, "
+                 f"device {dev}, threads {torch.get_num_threads()}")
+    results: dict[str, dict] = {}
+    with progress() as bar:
+        task = bar.add_task("bench ik", total=len(names) * len(METHODS), info="")
+        for name in names:
+            robot = load_arm(name)
+            _, goals, q_seed = arm_problem(robot, ARM_NAMES.index(name), goals_per_arm, k, seed)
+            row: dict[str, dict] = {}
+            ggik_seed = seed * 1009 + ARM_NAMES.index(name) + 7
+
+            def run(method: str, fn) -> None:
+                bar.update(task, info=f"{name}: {METHODS[method]}")
+                try:
+                    row[method] = score(fn())
+                except GGIKError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a baseline that breaks is reported, not fatal
+                    if method not in BASELINES:
+                        raise
+                    row[method] = {"status": f"failed: {type(exc).__name__}: {exc}".replace("\n", " ")}
+                e = row[method]
+                if e["status"] == "ok":
+                    t = e["1mm_1deg"]
+                    stderr.print(f"  {name:6s} {METHODS[method]:40s} {t['success_candidates']:7.1%} of candidates, "
+                                 f"{t['success_goals']:7.1%} of goals at 1 mm & 1°, {e['wall_s']:8.3f} s")
+                else:
+                    stderr.print(f"  {name:6s} {METHODS[method]:40s} {e['status']}")
+                bar.advance(task)
+
+            def skip(method: str, status: str) -> None:
+                row[method] = {"status": status}
+                stderr.print(f"  {name:6s} {METHODS[method]:40s} {status}")
+                bar.advance(task)
+
+            warm = goals[:1]
+            if model is None:
+                skip("ggik", model_note)
+                skip("ggik_refined", model_note)
+            else:
+                run_ggik(model, robot, warm, k, ggik_seed, cfg)  # warm-up, untimed
+                run("ggik", lambda: run_ggik(model, robot, goals, k, ggik_seed, None))
+                run("ggik_refined", lambda: run_ggik(model, robot, goals, k, ggik_seed, cfg))
+            run_random_refined(robot, warm, q_seed[:1], cfg, dev)  # warm-up
+            run("random_refined", lambda: run_random_refined(robot, goals, q_seed, cfg, dev))
+            if pk is None:
+                skip("pytorch_kinematics", pk_reason)
+            else:
+                def do_pk():
+                    solver = pk_solver(pk, robot, name, k, cfg, dev)
+                    run_pytorch_kinematics(pk, solver, robot, warm, q_seed[:1], dev)  # warm-up
+                    return run_pytorch_kinematics(pk, solver, robot, goals, q_seed, dev)
+
+                run("pytorch_kinematics", do_pk)
+            if TracIK is None:
+                skip("trac_ik", tk_reason)
+            else:
+                run("trac_ik", lambda: run_trac_ik(trac_ik_solver(TracIK, robot, name), robot, goals, q_seed))
+            add_ratios(row)
+            results[name] = row
+
+    overall = {m: pooled([results[a][m] for a in names]) for m in METHODS}
+    add_ratios(overall)
+    report = {
+        "config": {
+            "model": None if model_path is None else str(model_path),
+            "arms": names,
+            "goals_per_arm": goals_per_arm,
+            "samples": k,
+            "seed": seed,
+            "device": str(dev),
+            "threads": torch.get_num_threads(),
+            "refine": asdict(cfg),
+            "thresholds": {key: {"pos_m": p, "rot_rad": r} for key, (p, r) in THRESHOLDS.items()},
+            "distinct_tol_rad": DISTINCT_TOL,
+            "success": "position and rotation error below the threshold (catalog FK, float64) and inside the joint limits",
+            "timing": "wall time of the solve plus the FK check of every candidate; setup (model load, chain build) and one warm-up call excluded",
+            "trac_ik": {"timeout_s": TRAC_IK_TIMEOUT_S, "epsilon": TRAC_IK_EPSILON, "solve_type": "Speed", "device": "cpu"},
+            "versions": {"torch": torch.__version__, "pytorch-kinematics": _version("pytorch-kinematics"),
+                         "pytracik": _version("pytracik"), "python": platform.python_version()},
+        },
+        "methods": METHODS,
+        "baselines": list(BASELINES),
+        "results": results,
+        "overall": overall,
+    }
+    out_dir = Path(out_dir)
+    write_json(out_dir / "bench.json", report)
+    table = markdown(report)
+    write_text(out_dir / "bench.md", table)
+    print(table, end="")
+    return report
+
+
+# --- Markdown ------------------------------------------------------------------------------------
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _ratio(x: float | None) -> str:
+    return "–" if x is None else f"{x:.2f}×"
+
+
+def _rows(block: dict[str, dict], label: str, ratios: bool) -> list[str]:
+    lines = []
+    for m, title in METHODS.items():
+        e = block[m]
+        if e.get("status") != "ok":
+            status = str(e.get("status", "?")).replace("|", "\\|")
+            lines.append(f"| {label} | {title} | {status} |" + " |" * 8)
+            continue
+        src = e["ratio_to_best_baseline"] if ratios else e
+        if src is None:
+            lines.append(f"| {label} | {title} | no baseline ran |" + " |" * 8)
+            continue
+        cells = []
+        for key in THRESHOLDS:
+            t = src[key]
+            if ratios:
+                cells += [_ratio(t["success_candidates"]), _ratio(t["success_goals"]), _ratio(t["solutions_per_s"]), _ratio(t["distinct_per_goal"])]
+            else:
+                cells += [_pct(t["success_candidates"]), _pct(t["success_goals"]), f"{t['solutions_per_s']:,.0f}", f"{t['distinct_per_goal']:.2f}"]
+        cells.append(_ratio(src["wall_s"]) if ratios else f"{src['wall_s']:.3f}")
+        lines.append(f"| {label} | {title} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def markdown(report: dict) -> str:
+    c = report["config"]
+    head_cells = []
+    for key in THRESHOLDS:
+        lab = THRESHOLD_LABELS[key]
+        head_cells += [f"cand. @ {lab}", f"goals @ {lab}", f"sol/s @ {lab}", f"distinct/goal @ {lab}"]
+    header = "| arm | method | " + " | ".join(head_cells) + " | wall s |"
+    rule = "|" + "---|" * (3 + len(head_cells))
+    out = [
+        "# ggik bench ik",
+        "",
+        f"{c['goals_per_arm']} goals x {c['samples']} candidates per arm, seed {c['seed']}, device {c['device']} "
+        f"({c['threads']} threads), LM max_iter {c['refine']['max_iter']}, model {c['model'] or '(none)'}.",
+        "",
+        "Success: FK error below the threshold and inside the joint limits. cand. = share of all candidates, "
+        "goals = share of goals with at least one success, sol/s = successful candidates per second of wall time, "
+        f"distinct/goal = distinct successful solutions per goal (every joint within {c['distinct_tol_rad']} rad = same).",
+        "",
+        "## Figures",
+        "",
+        header,
+        rule,
+    ]
+    for arm in c["arms"]:
+        out += _rows(report["results"][arm], arm, ratios=False)
+    out += _rows(report["overall"], "all", ratios=False)
+    out += [
+        "",
+        "## Ratio to the best baseline (best of (c), (d) per metric; wall s: lower is better)",
+        "",
+        header,
+        rule,
+    ]
+    for arm in c["arms"]:
+        out += _rows(report["results"][arm], arm, ratios=True)
+    out += _rows(report["overall"], "all", ratios=True)
+    out.append("")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,465 @@
+"""Stage `report`: tables and figures from the train and evaluate metrics.
+
+Reads ``metrics/train.json``, ``metrics/train_loss.csv``, ``metrics/eval.json`` and
+``metrics/eval_samples.parquet`` and writes, atomically, into the output folder:
+
+* ``losses.md`` / ``losses.csv``: minimum train and validation losses (GGIK+ Table II layout);
+* ``errors.md`` / ``errors.csv``: position and rotation error statistics over all arms
+  (GGIK+ Table III layout) with the published GGIK figure for context;
+* ``arms.md`` / ``arms.csv``: per-arm accuracy, success rates, diversity and timing;
+* ``box_position.png`` / ``box_rotation.png``: per-sample errors per arm, raw and refined;
+* ``loss_curves.png``: train and validation losses per epoch;
+* ``index.md``: links to all of the above.
+
+Markdown numbers are rounded to three significant figures; the CSV files keep six.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
+
+from ggik_core.errors import DataError
+from ggik_core.io import atomic_path, write_text
+
+#: success thresholds in eval.json and their labels
+SUCCESS_KEYS = (("10mm", "10 mm"), ("5mm_2deg", "5 mm & 2°"), ("1mm_1deg", "1 mm & 1°"), ("0.1mm_0.1deg", "0.1 mm & 0.1°"))
+STAT_KEYS = ("mean", "median", "min", "max", "q1", "q3")
+STAT_LABELS = ("mean", "median", "min", "max", "Q1", "Q3")
+LOSS_KEYS = ("rec", "kl", "total")
+LOSS_CSV_COLUMNS = ("epoch", "train_rec", "train_kl", "train_total", "val_rec", "val_kl", "val_total")
+SAMPLE_COLUMNS = ("arm", "kind", "pos_err_mm", "rot_err_deg")
+
+#: the GGIK paper's architecture table (EGNN, their random-robot test set): not our result
+PUBLISHED_GGIK = {
+    "position_mm": {"mean": 4.6, "q1": 3.3, "q3": 5.8},
+    "rotation_deg": {"mean": 0.4},
+}
+PUBLISHED_LABEL = "GGIK paper (published, architecture table; not ours)"
+
+#: non-positive errors are drawn at this value on the log axes
+LOG_FLOOR = 1e-12
+RAW_COLOR, REFINED_COLOR = "#4C72B0", "#DD8452"
+SERIES_COLORS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C")
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def _finite(x: Any) -> float | None:
+    if x is None or isinstance(x, bool):
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def fmt(x: Any) -> str:
+    """Three significant figures, plain notation from 0.01 to 999, scientific below, integers above."""
+    v = _finite(x)
+    if v is None:
+        return "n/a"
+    if v == 0:
+        return "0"
+    a = abs(v)
+    if a >= 999.5:
+        return f"{v:.0f}"
+    if a >= 0.01:
+        return f"{v:.3g}"
+    return f"{v:.2e}"
+
+
+def fmt_pct(x: Any) -> str:
+    v = _finite(x)
+    return "n/a" if v is None else f"{100.0 * v:.1f}%"
+
+
+def csv_num(x: Any) -> str:
+    v = _finite(x)
+    return "" if v is None else f"{v:.6g}"
+
+
+def md_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str | None = None) -> str:
+    """A plain pipe table; ``align``: one letter per column (l or r), default: first left, rest right."""
+    align = align or ("l" + "r" * (len(header) - 1))
+    sep = ["---:" if a == "r" else ":---" for a in align]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(sep) + " |"]
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    buf = io.StringIO()
+    pd.DataFrame([list(r) for r in rows], columns=list(header)).to_csv(buf, index=False, lineterminator="\n")
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+def get(d: Any, path: str, source: str) -> Any:
+    """``d[a][b]...`` for ``path = "a.b..."``; a missing key raises :class:`DataError` naming ``source``.
+
+    Keys may themselves contain dots (``0.1mm_0.1deg``): the longest matching key wins.
+    """
+    parts = path.split(".")
+    cur = d
+    i = 0
+    while i < len(parts):
+        if not isinstance(cur, dict):
+            raise DataError(f"{source}: malformed: {'.'.join(parts[:i])} is not an object")
+        for j in range(len(parts), i, -1):
+            key = ".".join(parts[i:j])
+            if key in cur:
+                cur = cur[key]
+                i = j
+                break
+        else:
+            raise DataError(f"{source}: malformed: missing key {path!r}")
+    return cur
+
+
+def num(d: Any, path: str, source: str) -> float:
+    """A number (or null, read as NaN) at ``path``."""
+    v = get(d, path, source)
+    if v is None:
+        return float("nan")
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise DataError(f"{source}: malformed: {path!r} is not a number")
+    return float(v)
+
+
+def parse_json(text: str | bytes, source: str) -> Any:
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{source} is not valid JSON: {exc}") from None
+
+
+def _read_json_file(path: Path) -> Any:
+    if not path.is_file():
+        raise DataError(f"missing file {path}")
+    return parse_json(path.read_bytes(), str(path))
+
+
+def check_eval(ev: Any, source: str, full: bool = True) -> dict:
+    """Validate the structure of an ``eval.json`` (``full``: every error statistic of every arm);
+    return its ``arms`` mapping."""
+    if not isinstance(ev, dict):
+        raise DataError(f"{source}: malformed: not a JSON object")
+    arms = get(ev, "arms", source)
+    if not isinstance(arms, dict) or not arms:
+        raise DataError(f"{source}: malformed: 'arms' is empty or not an object")
+    for arm, res in arms.items():
+        if not isinstance(res, dict):
+            raise DataError(f"{source}: malformed: arm {arm!r} is not an object")
+        if not full:
+            continue
+        for kind in ("raw", "refined"):
+            for q in ("position_mm", "rotation_deg"):
+                for s in STAT_KEYS:
+                    num(res, f"{kind}.{q}.{s}", f"{source} (arm {arm})")
+    return arms
+
+
+def parse_samples(data: bytes | Path, source: str) -> pd.DataFrame:
+    try:
+        df = pd.read_parquet(io.BytesIO(data) if isinstance(data, bytes) else data)
+    except Exception as exc:  # noqa: BLE001 - any reader failure means a bad file
+        raise DataError(f"cannot read {source}: {type(exc).__name__}: {exc}") from None
+    missing = [c for c in SAMPLE_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(f"{source}: malformed: missing columns {', '.join(missing)}")
+    return df
+
+
+def _read_samples(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"missing file {path}")
+    return parse_samples(path, str(path))
+
+
+def _read_losses(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"missing file {path}")
+    try:
+        df = pd.read_csv(path)
+    except Exception as exc:  # noqa: BLE001
+        raise DataError(f"cannot read {path}: {type(exc).__name__}: {exc}") from None
+    missing = [c for c in LOSS_CSV_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: malformed: missing columns {', '.join(missing)}")
+    if df.empty:
+        raise DataError(f"{path}: no epochs recorded")
+    try:
+        df[list(LOSS_CSV_COLUMNS)] = df[list(LOSS_CSV_COLUMNS)].astype(float)
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: malformed: non-numeric loss values") from None
+    return df
+
+
+def _check_train(tr: Any, source: str) -> dict:
+    if not isinstance(tr, dict):
+        raise DataError(f"{source}: malformed: not a JSON object")
+    for split in ("train", "val"):
+        for k in LOSS_KEYS:
+            num(tr, f"{split}.{k}_min", source)
+    return tr
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def new_figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, Any]:
+    """A figure detached from pyplot (Agg canvas: no global backend switch, nothing to close)."""
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, ncols)
+    return fig, axes
+
+
+def save_png(fig: Figure, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, metadata={"Software": None})
+    return path
+
+
+def grouped_boxes(ax, groups: Sequence[str], series: Sequence[str], data: Callable[[str, str], np.ndarray],
+                  colors: Sequence[str]) -> bool:
+    """One cluster of boxes per group (arm), one box per series inside it, on a log y axis.
+
+    ``data(group, series)`` gives the values (may be empty: no box). Returns whether any value was
+    non-positive and drawn at :data:`LOG_FLOOR`.
+    """
+    width = 0.8 / max(len(series), 1)
+    clipped = False
+    for gi, g in enumerate(groups):
+        for si, s in enumerate(series):
+            v = np.asarray(data(g, s), dtype=np.float64)
+            v = v[np.isfinite(v)]
+            if v.size == 0:
+                continue
+            if (v <= 0).any():
+                clipped = True
+                v = np.maximum(v, LOG_FLOOR)
+            pos = gi + (si - (len(series) - 1) / 2) * width
+            bp = ax.boxplot([v], positions=[pos], widths=width * 0.85, patch_artist=True, whis=1.5,
+                            flierprops={"marker": ".", "markersize": 2, "alpha": 0.4, "markeredgecolor": colors[si % len(colors)]},
+                            medianprops={"color": "black"})
+            for box in bp["boxes"]:
+                box.set_facecolor(colors[si % len(colors)])
+                box.set_alpha(0.8)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels(list(groups))
+    ax.set_xlim(-0.6, len(groups) - 0.4)
+    ax.grid(axis="y", which="major", alpha=0.3)
+    ax.legend(handles=[Patch(facecolor=colors[i % len(colors)], alpha=0.8, label=s) for i, s in enumerate(series)], fontsize=8)
+    return clipped
+
+
+def _box_figure(samples: pd.DataFrame, arms: list[str], column: str, title: str, ylabel: str, path: Path) -> Path:
+    fig, ax = new_figure(max(6.0, 1.3 * len(arms) + 2), 4.5)
+    groups = {key: g[column].to_numpy() for key, g in samples.groupby(["arm", "kind"], sort=False)}
+    clipped = grouped_boxes(ax, arms, ("raw", "refined"), lambda a, k: groups.get((a, k), np.empty(0)),
+                            (RAW_COLOR, REFINED_COLOR))
+    ax.set_title(title)
+    ax.set_xlabel("arm")
+    ax.set_ylabel(ylabel + (f" (zeros drawn at {LOG_FLOOR:g})" if clipped else ""))
+    return save_png(fig, path)
+
+
+def _loss_figure(losses: pd.DataFrame, layer: str, path: Path) -> Path:
+    fig, axes = new_figure(13, 3.8, ncols=3)
+    marker = "o" if len(losses) <= 30 else None
+    for ax, key, name in zip(axes, LOSS_KEYS, ("reconstruction", "KL", "total")):
+        ax.plot(losses["epoch"], losses[f"train_{key}"], marker=marker, markersize=3, label="train")
+        ax.plot(losses["epoch"], losses[f"val_{key}"], marker=marker, markersize=3, label="validation")
+        ax.set_title(f"{name} loss")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("loss")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Training losses ({layer})")
+    return save_png(fig, path)
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _losses(tr: dict, out_dir: Path, src: str) -> list[Path]:
+    layer = str(tr.get("layer", "unknown"))
+    rows = [(name, *(num(tr, f"{split}.{k}_min", src) for k in LOSS_KEYS))
+            for split, name in (("train", "train"), ("val", "validation"))]
+    md = [f"# Minimum losses: {layer}\n",
+          f"Lowest value over {tr.get('epochs_done', '?')} epochs{'' if tr.get('complete', True) else ' (training incomplete)'}"
+          f", device {tr.get('device', '?')}; each column is minimised separately (GGIK+ Table II layout).\n",
+          md_table(("split", "reconstruction", "KL", "total"), [(r[0], *map(fmt, r[1:])) for r in rows])]
+    csv = csv_text(("layer", "split", "rec", "kl", "total"), [(layer, r[0], *map(csv_num, r[1:])) for r in rows])
+    write_text(out_dir / "losses.md", "\n".join(md))
+    write_text(out_dir / "losses.csv", csv)
+    return [out_dir / "losses.md", out_dir / "losses.csv"]
+
+
+def _errors(ev: dict, out_dir: Path, src: str) -> list[Path]:
+    ov = get(ev, "overall", src)
+    row_defs = (
+        ("raw samples", "raw", "{q}"),
+        ("best-of-k (raw)", "raw", "best_of_k_{q}"),
+        ("refined samples", "refined", "{q}"),
+        ("GGIK table protocol (raw)", "raw", "table_protocol.{q}"),
+    )
+    md = ["# Error statistics over all arms\n"]
+    params = ev.get("params", {}) if isinstance(ev.get("params"), dict) else {}
+    md.append(f"{params.get('problems_per_arm', '?')} goals per arm, {params.get('samples', '?')} samples per goal, "
+              f"{len(get(ev, 'arms', src))} arms ({', '.join(get(ev, 'arms', src))}). GGIK+ Table III layout.\n")
+    csv_rows = []
+    for q, title, unit in (("position_mm", "Position error", "mm"), ("rotation_deg", "Rotation error", "deg")):
+        rows = []
+        for label, kind, key in row_defs:
+            vals = [num(ov, f"{kind}.{key.format(q=q)}.{s}", f"{src} (overall)") for s in STAT_KEYS]
+            rows.append((label, *map(fmt, vals)))
+            csv_rows.append((q, label, "ours", *map(csv_num, vals)))
+        pub = PUBLISHED_GGIK[q]
+        rows.append((f"*{PUBLISHED_LABEL}*", *(fmt(pub[s]) if s in pub else "–" for s in STAT_KEYS)))
+        csv_rows.append((q, "GGIK paper", "published", *(csv_num(pub.get(s)) for s in STAT_KEYS)))
+        md.append(f"## {title} ({unit})\n")
+        md.append(md_table(("", *STAT_LABELS), rows))
+    md.append("Rows: *raw samples*: every network sample, pooled over arms. *best-of-k*: per goal the sample with "
+              "the smallest mm + deg error, statistics averaged over arms. *refined samples*: every sample after "
+              "LM refinement. *GGIK table protocol*: samples above the 99th percentile dropped, per-goal statistics "
+              "averaged over goals, then over arms.\n")
+    md.append(f"The last row of each table is the figure **published** in the GGIK paper (4.6 mm mean, Q1 3.3, "
+              f"Q3 5.8 mm; 0.4° mean) on the paper's own test set, shown for context only: it is not a result of "
+              f"this pipeline.\n")
+    write_text(out_dir / "errors.md", "\n".join(md))
+    write_text(out_dir / "errors.csv", csv_text(("quantity", "row", "source", *STAT_KEYS), csv_rows))
+    return [out_dir / "errors.md", out_dir / "errors.csv"]
+
+
+ARM_CSV_COLUMNS = (
+    "arm", "dof",
+    "raw_pos_mean_mm", "raw_pos_median_mm", "raw_rot_mean_deg", "raw_rot_median_deg",
+    "bestk_pos_median_mm", "bestk_rot_median_deg",
+    *(f"raw_success_{k}" for k, _ in SUCCESS_KEYS), *(f"refined_success_{k}" for k, _ in SUCCESS_KEYS),
+    "raw_within_limits", "refined_within_limits",
+    "refined_distinct_1mm_1deg_per_goal", "raw_diversity_rad", "refined_diversity_rad",
+    "raw_seconds", "refined_seconds",
+)
+
+
+def _arm_values(name: str, res: dict, source: str) -> dict[str, Any]:
+    v: dict[str, Any] = {"arm": name, "dof": res.get("dof", "")}
+    for col, path in (
+        ("raw_pos_mean_mm", "raw.position_mm.mean"), ("raw_pos_median_mm", "raw.position_mm.median"),
+        ("raw_rot_mean_deg", "raw.rotation_deg.mean"), ("raw_rot_median_deg", "raw.rotation_deg.median"),
+        ("bestk_pos_median_mm", "raw.best_of_k_position_mm.median"),
+        ("bestk_rot_median_deg", "raw.best_of_k_rotation_deg.median"),
+        ("raw_within_limits", "raw.within_limits"), ("refined_within_limits", "refined.within_limits"),
+        ("refined_distinct_1mm_1deg_per_goal", "refined.distinct_1mm_1deg_per_goal"),
+        ("raw_diversity_rad", "raw.diversity_rad"), ("refined_diversity_rad", "refined.diversity_rad"),
+        ("raw_seconds", "raw.seconds"), ("refined_seconds", "refined.seconds"),
+    ):
+        v[col] = num(res, path, source)
+    for kind in ("raw", "refined"):
+        for k, _ in SUCCESS_KEYS:
+            v[f"{kind}_success_{k}"] = num(res, f"{kind}.success.{k}", source)
+    return v
+
+
+def _arms(ev: dict, out_dir: Path, src: str) -> list[Path]:
+    rows = [_arm_values(arm, res, f"{src} (arm {arm})") for arm, res in get(ev, "arms", src).items()]
+    rows.append(_arm_values("overall", get(ev, "overall", src), f"{src} (overall)") | {"dof": ""})
+    acc = md_table(
+        ("arm", "DOF", "raw pos mean (mm)", "raw pos median (mm)", "raw rot mean (°)", "raw rot median (°)",
+         "best-of-k pos median (mm)", "best-of-k rot median (°)", "seconds raw", "seconds refined"),
+        [(r["arm"], str(r["dof"]), *(fmt(r[c]) for c in ("raw_pos_mean_mm", "raw_pos_median_mm", "raw_rot_mean_deg",
+                                                           "raw_rot_median_deg", "bestk_pos_median_mm",
+                                                           "bestk_rot_median_deg", "raw_seconds", "refined_seconds")))
+         for r in rows])
+    succ = md_table(
+        ("arm", *(f"raw {lab}" for _, lab in SUCCESS_KEYS), *(f"refined {lab}" for _, lab in SUCCESS_KEYS),
+         "within limits raw", "within limits refined", "distinct refined / goal", "diversity raw (rad)",
+         "diversity refined (rad)"),
+        [(r["arm"], *(fmt_pct(r[f"{kind}_success_{k}"]) for kind in ("raw", "refined") for k, _ in SUCCESS_KEYS),
+          fmt_pct(r["raw_within_limits"]), fmt_pct(r["refined_within_limits"]),
+          fmt(r["refined_distinct_1mm_1deg_per_goal"]), fmt(r["raw_diversity_rad"]), fmt(r["refined_diversity_rad"]))
+         for r in rows])
+    md = ["# Results per arm\n", "## Accuracy and time\n", acc,
+          "## Success, joint limits and diversity\n", succ,
+          "Success: share of all samples below the thresholds. *distinct refined / goal*: distinct refined "
+          "solutions within 1 mm & 1° and the joint limits, per goal. Diversity: mean pairwise joint-space "
+          "distance among valid samples (10 mm & 5°, inside limits). The *overall* row pools samples for errors "
+          "and success rates and averages the per-arm figures for best-of-k, diversity and distinct solutions; "
+          "its seconds are the sum over arms.\n"]
+    write_text(out_dir / "arms.md", "\n".join(md))
+    write_text(out_dir / "arms.csv", csv_text(ARM_CSV_COLUMNS, [
+        [str(r[c]) if c in ("arm", "dof") else csv_num(r[c]) for c in ARM_CSV_COLUMNS] for r in rows]))
+    return [out_dir / "arms.md", out_dir / "arms.csv"]
+
+
+def _index(tr: dict, ev: dict, out_dir: Path) -> Path:
+    ov = ev["overall"]
+    params = ev.get("params", {}) if isinstance(ev.get("params"), dict) else {}
+    lines = [
+        f"# GGIK report: {tr.get('layer', 'unknown')}\n",
+        f"- model layer: {tr.get('layer', '?')}, {tr.get('epochs_done', '?')} epochs"
+        f"{'' if tr.get('complete', True) else ' (incomplete)'}, trained on {tr.get('device', '?')}",
+        f"- evaluation: {params.get('problems_per_arm', '?')} goals per arm × {params.get('samples', '?')} samples, "
+        f"arms {', '.join(ev['arms'])}",
+        f"- raw samples, all arms: median position error {fmt(ov['raw']['position_mm']['median'])} mm, "
+        f"median rotation error {fmt(ov['raw']['rotation_deg']['median'])}°",
+        f"- refined samples within 1 mm & 1°: {fmt_pct(ov['refined']['success']['1mm_1deg'])}\n",
+        "## Tables\n",
+        "- [Minimum losses](losses.md) ([CSV](losses.csv))",
+        "- [Error statistics over all arms](errors.md) ([CSV](errors.csv))",
+        "- [Results per arm](arms.md) ([CSV](arms.csv))\n",
+        "## Figures\n",
+        "- [Position error per arm](box_position.png)",
+        "- [Rotation error per arm](box_rotation.png)",
+        "- [Loss curves](loss_curves.png)\n",
+        "![Position error per arm](box_position.png)\n",
+        "![Rotation error per arm](box_rotation.png)\n",
+        "![Loss curves](loss_curves.png)\n",
+    ]
+    write_text(out_dir / "index.md", "\n".join(lines))
+    return out_dir / "index.md"
+
+
+def report(metrics_dir: Path, out_dir: Path) -> list[Path]:
+    """Write the report tables and figures for ``metrics_dir`` into ``out_dir``; return the files written."""
+    metrics_dir, out_dir = Path(metrics_dir), Path(out_dir)
+    tr = _check_train(_read_json_file(metrics_dir / "train.json"), str(metrics_dir / "train.json"))
+    losses = _read_losses(metrics_dir / "train_loss.csv")
+    ev_path = metrics_dir / "eval.json"
+    ev = _read_json_file(ev_path)
+    arms = list(check_eval(ev, str(ev_path)))
+    for kind in ("raw", "refined"):
+        for q in ("position_mm", "rotation_deg"):
+            for s in STAT_KEYS:
+                num(ev, f"overall.{kind}.{q}.{s}", str(ev_path))
+    samples = _read_samples(metrics_dir / "eval_samples.parquet")
+    arms += [a for a in samples["arm"].drop_duplicates() if a not in arms]
+    written = (_losses(tr, out_dir, str(metrics_dir / "train.json")) + _errors(ev, out_dir, str(ev_path))
+               + _arms(ev, out_dir, str(ev_path)))
+    layer = str(tr.get("layer", "unknown"))
+    written.append(_box_figure(samples, arms, "pos_err_mm", f"Position error per sample ({layer})",
+                               "position error (mm, log scale)", out_dir / "box_position.png"))
+    written.append(_box_figure(samples, arms, "rot_err_deg", f"Rotation error per sample ({layer})",
+                               "rotation error (deg, log scale)", out_dir / "box_rotation.png"))
+    written.append(_loss_figure(losses, layer, out_dir / "loss_curves.png"))
+    written.append(_index(tr, ev, out_dir))
+    return written
