@@ -69,7 +69,7 @@ def make_batch(g: ProblemGraphs, directions: bool, with_answer: bool = True, dty
     edge_partial = [_edge_values(d_part, dof)[:, None], known_e[:, None]]
     if directions:
         both = (anchor[:, None] & anchor[None, :]).expand(B, N, N)
-        dvec = xa[:, None, :, :] - xa[:, :, None, :]  # [b, j, i] = x_j - x_i
+        dvec = xa[:, :, None, :] - xa[:, None, :, :]  # [b, j, i] = x_j - x_i
         dvec = torch.where(both[..., None], dvec, torch.zeros_like(dvec))
         edge_partial.append(_edge_values(dvec, dof))
     batch = GraphBatch(
@@ -86,7 +86,7 @@ def make_batch(g: ProblemGraphs, directions: bool, with_answer: bool = True, dty
         d_full = torch.cdist(pos, pos)
         edge_full = [_edge_values(d_full, dof)[:, None], known_e[:, None]]
         if directions:
-            edge_full.append(_edge_values(pos[:, None, :, :] - pos[:, :, None, :], dof))
+            edge_full.append(_edge_values(pos[:, :, None, :] - pos[:, None, :, :], dof))
         batch.x = pos.reshape(B * N, 3)
         batch.edge_full = torch.cat(edge_full, -1)
     return batch

@@ -11,3 +11,7 @@ class RobotError(GGIKError):
 
 class DataError(GGIKError):
     """A data file (Parquet table, tensor shard, manifest) that is missing or corrupt."""
+
+
+class TrainingError(GGIKError):
+    """Training cannot go on (e.g. the loss diverged); the message says what to change."""

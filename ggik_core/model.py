@@ -57,19 +57,25 @@ def mlp(i: int, h: int, o: int) -> nn.Sequential:
 
 
 class GraphStack(nn.Module):
-    """``L`` message-passing layers (EGNN or EGAT) over a fixed graph, updating ``h`` and ``x``."""
+    """``L`` message-passing layers (EGNN or EGAT) over a fixed graph, updating ``h`` and ``x``.
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    ``coords_out`` / ``features_out``: whether the caller reads the last layer's coordinates /
+    features; the last layer does not build the update nobody reads (so every parameter trains).
+    """
+
+    def __init__(self, cfg: ModelConfig, coords_out: bool = True, features_out: bool = True) -> None:
         super().__init__()
-        if cfg.layer == "egnn":
-            layers = [EGNNLayer(cfg.hidden, edge_dim=cfg.edge_dim, hidden_channels=cfg.hidden, coords_agg_norm=cfg.coords_agg_norm) for _ in range(cfg.layers)]
-        elif cfg.layer == "egat":
-            layers = [
-                EGATLayer(cfg.hidden, edge_dim=cfg.edge_dim, hidden_channels=cfg.hidden, message_channels=cfg.message, coords_agg_norm=cfg.coords_agg_norm)
-                for _ in range(cfg.layers)
-            ]
-        else:
-            raise ValueError(f"unknown layer {cfg.layer!r} (egnn or egat)")
+        layers = []
+        for i in range(cfg.layers):
+            last = i == cfg.layers - 1
+            kw = dict(edge_dim=cfg.edge_dim, hidden_channels=cfg.hidden, coords_agg_norm=cfg.coords_agg_norm,
+                      update_coords=coords_out or not last, update_features=features_out or not last)
+            if cfg.layer == "egnn":
+                layers.append(EGNNLayer(cfg.hidden, **kw))
+            elif cfg.layer == "egat":
+                layers.append(EGATLayer(cfg.hidden, message_channels=cfg.message, **kw))
+            else:
+                raise ValueError(f"unknown layer {cfg.layer!r} (egnn or egat)")
         self.layers = nn.ModuleList(layers)
 
     def forward(self, h: Tensor, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> tuple[Tensor, Tensor]:
@@ -96,10 +102,10 @@ class GGIK(nn.Module):
         self.enc_partial = GraphStack(cfg)
         self.prior_head = mlp(H, H, K * (1 + 2 * D))
         self.embed_full = nn.Linear(cfg.node_features, H)
-        self.enc_full = GraphStack(cfg)
+        self.enc_full = GraphStack(cfg, coords_out=False)
         self.posterior_head = mlp(2 * H, H, 2 * D)
         self.embed_dec = nn.Linear(D + H, H)
-        self.decoder = GraphStack(cfg)
+        self.decoder = GraphStack(cfg, features_out=False)
 
     # --- the conditional path: depends on the partial graph only ---------------------------
     def encode_partial(self, b: GraphBatch) -> tuple[Tensor, Tensor]:
@@ -126,6 +132,12 @@ class GGIK(nn.Module):
         return mu, log_sigma.clamp(-7.0, 3.0)
 
     def loss(self, b: GraphBatch, beta: float, anchor_weight: float = 1.0, node_weight: float = 10.0) -> Losses:
+        out = self(b, beta, anchor_weight, node_weight)
+        return Losses(total=out["total"], rec=out["rec"], kl=out["kl"])
+
+    def forward(self, b: GraphBatch, beta: float, anchor_weight: float = 1.0, node_weight: float = 10.0) -> dict[str, Tensor]:
+        """The negative ELBO of a batch: ``{"total", "rec", "kl"}`` (a dict, so that
+        DistributedDataParallel finds the tensors)."""
         h_p, x_p = self.encode_partial(b)
         mu_q, ls_q = self.posterior(b, h_p)
         z = mu_q + ls_q.exp() * torch.randn_like(mu_q)
@@ -137,7 +149,7 @@ class GGIK(nn.Module):
         log_p = _mixture_logpdf(z, *self.prior(h_p))
         kl = (log_q - log_p).reshape(b.num_graphs, N).sum(-1) / N
         rec, kl = rec.mean(), kl.mean()
-        return Losses(total=rec + beta * kl, rec=rec, kl=kl)
+        return {"total": rec + beta * kl, "rec": rec, "kl": kl}
 
     # --- inference ---------------------------------------------------------------------------
     @torch.no_grad()

@@ -118,7 +118,7 @@ def read_problems(path: str | Path) -> dict[int, ProblemBatch]:
             goal=_tensor(sub.column("goal"), 16).reshape(-1, 4, 4),
             n_skew=torch.from_numpy(sub.column("n_skew").to_numpy().astype(np.int64)),
         )
-        if not (torch.isfinite(batch.dh).all() and torch.isfinite(batch.q).all() and torch.isfinite(batch.goal).all()):
+        if not all(torch.isfinite(t).all() for t in (batch.dh, batch.q, batch.goal, batch.lower, batch.upper)):
             raise DataError(f"problem table {path} has NaN or infinite values (dof {dof})")
         out[dof] = batch
     return out

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pyarrow as pa
@@ -11,7 +14,7 @@ from ggik_core.graph import build_problem_graphs
 from ggik_core.problems import random_problems, read_problems, to_table, write_tables
 from ggik_core.random_robots import RandomRobotConfig
 from ggik_core.robot import dh_chain
-from ggik_core.shards import MANIFEST, save_shard, write_manifest
+from ggik_core.shards import save_shard, write_manifest
 from pipeline.params import DataParams
 from pipeline.progress import progress
 
@@ -55,22 +58,35 @@ def generate(p: DataParams, out: Path) -> int:
 
 
 def build_graphs(problems: Path, out_dir: Path, shard_size: int) -> list[dict]:
-    """Build graph shards per DOF bucket from the problem table; write the manifest last."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Build graph shards per DOF bucket from the problem table.
+
+    Shards and manifest are written into a temporary folder beside ``out_dir`` that replaces it
+    only when everything is written: a failed build leaves the previous graphs intact.
+    """
     batches = read_problems(problems)
-    for old in out_dir.glob("dof*_*.pt"):
-        old.unlink()
-    (out_dir / MANIFEST).unlink(missing_ok=True)
-    entries = []
-    total = sum(b.q.shape[0] for b in batches.values())
-    with progress() as bar:
-        task = bar.add_task("build graphs", total=total, info="")
-        for dof, batch in batches.items():
-            for k, start in enumerate(range(0, batch.q.shape[0], shard_size)):
-                sl = slice(start, start + shard_size)
-                chain = dh_chain(*batch.dh[sl].unbind(-1))
-                g = build_problem_graphs(chain, batch.q[sl], batch.goal[sl])
-                entries.append(save_shard(out_dir, f"dof{dof}_{k:03d}.pt", g))
-                bar.update(task, advance=g.q.shape[0], info=f"dof {dof}")
-    write_manifest(out_dir, entries, {"shard_size": shard_size})
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        entries = []
+        total = sum(b.q.shape[0] for b in batches.values())
+        with progress() as bar:
+            task = bar.add_task("build graphs", total=total, info="")
+            for dof, batch in batches.items():
+                for k, start in enumerate(range(0, batch.q.shape[0], shard_size)):
+                    sl = slice(start, start + shard_size)
+                    chain = dh_chain(*batch.dh[sl].unbind(-1))
+                    g = build_problem_graphs(chain, batch.q[sl], batch.goal[sl])
+                    entries.append(save_shard(tmp_dir, f"dof{dof}_{k:03d}.pt", g))
+                    bar.update(task, advance=g.q.shape[0], info=f"dof {dof}")
+        write_manifest(tmp_dir, entries, {"shard_size": shard_size})
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out_dir, old)
+            os.replace(tmp_dir, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp_dir, out_dir)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
     return entries

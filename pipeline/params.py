@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -119,6 +120,35 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise GGIKError(f"params: data.geometry must be coplanar or noncoplanar, got {p.data.geometry!r}")
     if p.model.layer not in ("egnn", "egat"):
         raise GGIKError(f"params: model.layer must be egnn or egat, got {p.model.layer!r}")
-    if any(d < 2 for d in p.data.dofs):
-        raise GGIKError("params: data.dofs must be at least 2")
+    _validate(p)
     return p
+
+
+def _validate(p: Params) -> None:
+    """Values that load but cannot run: one clear line each."""
+    if not p.data.dofs or any(d < 2 for d in p.data.dofs):
+        raise GGIKError("params: data.dofs must be a non-empty list of DOFs, each at least 2")
+    checks = [
+        ("data.n_problems", p.data.n_problems, 1),
+        ("data.shard_size", p.data.shard_size, 1),
+        ("model.hidden", p.model.hidden, 1),
+        ("model.layers", p.model.layers, 1),
+        ("model.latent", p.model.latent, 1),
+        ("model.components", p.model.components, 1),
+        ("model.message", p.model.message, 1),
+        ("train.epochs", p.train.epochs, 1),
+        ("train.batch_size", p.train.batch_size, 1),
+        ("train.lr_step_epochs", p.train.lr_step_epochs, 1),
+        ("eval.problems_per_arm", p.eval.problems_per_arm, 1),
+        ("eval.samples", p.eval.samples, 1),
+    ]
+    for name, value, low in checks:
+        if value < low:
+            raise GGIKError(f"params: {name} must be at least {low}, got {value}")
+    for name, value in (("data.p_parallel", p.data.p_parallel), ("data.p_skew", p.data.p_skew), ("train.val_fraction", p.train.val_fraction)):
+        if not 0.0 <= value < 1.0 + (name != "train.val_fraction"):
+            raise GGIKError(f"params: {name} must be in [0, 1], got {value}")
+    for name, value in (("train.lr", p.train.lr), ("train.beta", p.train.beta), ("train.weight_decay", p.train.weight_decay),
+                        ("train.lr_gamma", p.train.lr_gamma), ("train.anchor_weight", p.train.anchor_weight), ("train.node_weight", p.train.node_weight)):
+        if not math.isfinite(value) or value < 0 or (name == "train.lr" and value == 0):
+            raise GGIKError(f"params: {name} must be a finite {'positive' if name == 'train.lr' else 'non-negative'} number, got {value}")

@@ -21,8 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from ggik_core.batch import make_batch
+from ggik_core.errors import TrainingError
 from ggik_core.graph import ProblemGraphs
 from ggik_core.io import sha256_file, torch_save, write_json, write_text
 from ggik_core.model import GGIK, ModelConfig
@@ -35,6 +38,48 @@ LOSS_COLUMNS = ["epoch", "lr", "beta", "train_rec", "train_kl", "train_total", "
 
 def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Dist:
+    """The process group when launched by ``torchrun`` (``WORLD_SIZE > 1``); a no-op otherwise."""
+
+    def __init__(self) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.device = pick_device()
+        if self.world > 1:
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", self.local_rank)
+                torch.cuda.set_device(self.device)
+            if not dist.is_initialized():
+                dist.init_process_group(backend="nccl" if self.device.type == "cuda" else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, plan: list) -> list:
+        """This rank's batches: every rank gets the same number of steps."""
+        if self.world == 1:
+            return plan
+        usable = len(plan) // self.world * self.world
+        return plan[self.rank:usable:self.world]
+
+    def sum(self, values: list[float]) -> list[float]:
+        if self.world == 1:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return t.tolist()
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def model_config(m: ModelParams) -> ModelConfig:
@@ -97,29 +142,36 @@ def fingerprint(params: Params, manifest: Path) -> dict:
     return {"model": asdict(params.model), "train": tp, "data": sha256_file(manifest)}
 
 
-def run_epoch(model: GGIK, graphs, plan, tp: TrainParams, beta: float, device, opt=None, bar=None, task=None) -> dict[str, float]:
+def run_epoch(net: torch.nn.Module, graphs, plan, tp: TrainParams, beta: float, env: Dist, opt=None, bar=None, task=None) -> dict[str, float]:
+    """One pass over ``plan`` (this rank's batches); returns the mean losses over all ranks.
+
+    ``net`` is the model or its DistributedDataParallel wrapper; calling it gives the losses.
+    """
     training = opt is not None
-    model.train(training)
-    sums = {"rec": 0.0, "kl": 0.0, "n": 0}
+    net.train(training)
+    directions = (net.module if isinstance(net, DistributedDataParallel) else net).cfg.directions
+    sums = [0.0, 0.0, 0.0]  # rec * n, kl * n, n
     for dof, idx in plan:
-        b = make_batch(subset(graphs[dof], idx), model.cfg.directions).to(device)
+        b = make_batch(subset(graphs[dof], idx), directions).to(env.device)
         with torch.set_grad_enabled(training):
-            losses = model.loss(b, beta, tp.anchor_weight, tp.node_weight)
+            losses = net(b, beta, tp.anchor_weight, tp.node_weight)
         if training:
-            if not torch.isfinite(losses.total):
-                raise FloatingPointError("training loss became NaN or infinite; lower train.lr")
+            if not torch.isfinite(losses["total"]):
+                raise TrainingError(f"training loss became NaN or infinite at dof {dof}; lower train.lr (now {tp.lr})")
             opt.zero_grad(set_to_none=True)
-            losses.total.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            losses["total"].backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
             opt.step()
         n = idx.numel()
-        sums["rec"] += float(losses.rec.detach()) * n
-        sums["kl"] += float(losses.kl.detach()) * n
-        sums["n"] += n
+        rec, kl = float(losses["rec"].detach()), float(losses["kl"].detach())
+        sums[0] += rec * n
+        sums[1] += kl * n
+        sums[2] += n
         if bar is not None:
-            bar.update(task, advance=n, info=f"rec {float(losses.rec):.4f} kl {float(losses.kl):.3f}")
-    n = max(sums["n"], 1)
-    rec, kl = sums["rec"] / n, sums["kl"] / n
+            bar.update(task, advance=n * env.world, info=f"rec {rec:.4f} kl {kl:.3f}")
+    rec_sum, kl_sum, n = env.sum(sums)
+    n = max(n, 1)
+    rec, kl = rec_sum / n, kl_sum / n
     return {"rec": rec, "kl": kl, "total": rec + tp.beta * kl}
 
 
@@ -137,13 +189,26 @@ def write_metrics(history: list[dict], metrics_dir: Path, complete: bool, extra:
 
 
 def train(params: Params, graph_dir: Path, out_dir: Path, metrics_dir: Path) -> dict:
+    """Train (or resume); under ``torchrun`` every process trains a share of each epoch's
+    batches with DistributedDataParallel and rank 0 writes checkpoints and metrics."""
+    env = Dist()
+    try:
+        return _train(params, graph_dir, out_dir, metrics_dir, env)
+    finally:
+        env.close()
+
+
+def _train(params: Params, graph_dir: Path, out_dir: Path, metrics_dir: Path, env: Dist) -> dict:
     tp = params.train
     set_determinism(tp)
-    device = pick_device()
+    device = env.device
     graphs = load_graphs(graph_dir)
     train_idx, val_idx = split(graphs, tp.val_fraction, tp.seed)
     cfg = model_config(params.model)
     model = GGIK(cfg).to(device)
+    net: torch.nn.Module = model
+    if env.world > 1:
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     opt = torch.optim.AdamW(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=tp.lr_step_epochs, gamma=tp.lr_gamma)
     ckpt_path = out_dir / "checkpoint.pt"
@@ -152,7 +217,7 @@ def train(params: Params, graph_dir: Path, out_dir: Path, metrics_dir: Path) -> 
     start = 0
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if ckpt.get("fingerprint") == fp:
+        if ckpt.get("fingerprint") == fp and ckpt.get("world", 1) == env.world:
             model.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["optimizer"])
             sched.load_state_dict(ckpt["scheduler"])
@@ -161,43 +226,52 @@ def train(params: Params, graph_dir: Path, out_dir: Path, metrics_dir: Path) -> 
                 torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
             history = ckpt["history"]
             start = ckpt["epoch"]
-            stderr.print(f"resuming from {ckpt_path} after epoch {start}")
-        else:
-            stderr.print(f"{ckpt_path} was made with other params or data: starting afresh")
+            if env.main:
+                stderr.print(f"resuming from {ckpt_path} after epoch {start}")
+        elif env.main:
+            stderr.print(f"{ckpt_path} was made with other params, data or process count: starting afresh")
     n_train = sum(i.numel() for i in train_idx.values())
-    stderr.print(f"training {cfg.layer} on {device}: {n_train} train / {sum(i.numel() for i in val_idx.values())} val graphs, "
-                 f"{sum(p.numel() for p in model.parameters())} parameters")
+    if env.main:
+        stderr.print(f"training {cfg.layer} on {device} x {env.world}: {n_train} train / {sum(i.numel() for i in val_idx.values())} val graphs, "
+                     f"{sum(p.numel() for p in model.parameters())} parameters")
     t0 = time.perf_counter()
     complete = start >= tp.epochs
     with progress() as bar:
         for epoch in range(start, tp.epochs):
             beta = beta_at(tp, epoch)
             shuffle = torch.Generator().manual_seed(tp.seed * 7919 + epoch)
-            task = bar.add_task(f"epoch {epoch + 1}/{tp.epochs}", total=n_train, info="")
+            task = bar.add_task(f"epoch {epoch + 1}/{tp.epochs}", total=n_train, info="") if env.main else None
             te = time.perf_counter()
-            tr = run_epoch(model, graphs, batches(train_idx, tp.batch_size, shuffle), tp, beta, device, opt, bar, task)
+            tr = run_epoch(net, graphs, env.shard(batches(train_idx, tp.batch_size, shuffle)), tp, beta, env, opt, bar if env.main else None, task)
             graphs_per_s = n_train / (time.perf_counter() - te)
             with torch.no_grad():
-                va = run_epoch(model, graphs, batches(val_idx, tp.batch_size, None), tp, beta, device)
+                va = run_epoch(model, graphs, env.shard(batches(val_idx, tp.batch_size, None)), tp, beta, env)
             lr = opt.param_groups[0]["lr"]
             sched.step()
             history.append({"epoch": epoch + 1, "lr": lr, "beta": beta, **{f"train_{k}": v for k, v in tr.items()}, **{f"val_{k}": v for k, v in va.items()}})
-            bar.update(task, info=f"val rec {va['rec']:.4f} kl {va['kl']:.3f} | {graphs_per_s:,.0f} graphs/s")
-            rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None}
-            torch_save(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                   "epoch": epoch + 1, "history": history, "rng": rng, "config": cfg.to_dict(), "fingerprint": fp})
             complete = epoch + 1 >= tp.epochs
-            save_model(model, cfg, history, out_dir / "model.pt")
-            write_metrics(history, metrics_dir, complete, {"layer": cfg.layer, "device": device.type})
-            if tp.max_minutes > 0 and (time.perf_counter() - t0) / 60 > tp.max_minutes and not complete:
-                stderr.print(f"stopping after epoch {epoch + 1}: train.max_minutes={tp.max_minutes} reached; run again to resume")
+            if env.main:
+                bar.update(task, info=f"val rec {va['rec']:.4f} kl {va['kl']:.3f} | {graphs_per_s:,.0f} graphs/s")
+                rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+                torch_save(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                       "epoch": epoch + 1, "history": history, "rng": rng, "config": cfg.to_dict(), "fingerprint": fp,
+                                       "world": env.world})
+                save_model(model, cfg, history, out_dir / "model.pt")
+                write_metrics(history, metrics_dir, complete, {"layer": cfg.layer, "device": device.type, "processes": env.world})
+            env.barrier()
+            out_of_time = tp.max_minutes > 0 and (time.perf_counter() - t0) / 60 > tp.max_minutes
+            if env.world > 1:
+                out_of_time = env.sum([float(out_of_time)])[0] > 0
+            if out_of_time and not complete:
+                if env.main:
+                    stderr.print(f"stopping after epoch {epoch + 1}: train.max_minutes={tp.max_minutes} reached; run again to resume")
                 break
     if not history:
-        raise FloatingPointError("no epoch was trained (train.epochs is 0)")
-    if start >= tp.epochs:
+        raise TrainingError("no epoch was trained (train.epochs is 0)")
+    if start >= tp.epochs and env.main:
         save_model(model, cfg, history, out_dir / "model.pt")
-        write_metrics(history, metrics_dir, True, {"layer": cfg.layer, "device": device.type})
-    return {"epochs": len(history), "complete": complete}
+        write_metrics(history, metrics_dir, True, {"layer": cfg.layer, "device": device.type, "processes": env.world})
+    return {"epochs": len(history), "complete": complete, "model": model}
 
 
 def save_model(model: GGIK, cfg: ModelConfig, history: list[dict], path: Path) -> None:

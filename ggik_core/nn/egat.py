@@ -74,6 +74,10 @@ class EGATLayer(MessagePassing):
             :math:`\mathbf{m}_{ij}`. (default: :obj:`64`)
         coords_agg_norm (float, optional): Normalisation constant :math:`C`
             of the coordinate aggregation. (default: :obj:`1.0`)
+        update_features (bool, optional): If set to :obj:`False`, node
+            features are returned unchanged and :math:`\phi_h` (and the
+            :obj:`LayerNorm`) are not created, e.g. for a last layer whose
+            features nobody reads. (default: :obj:`True`)
         update_coords (bool, optional): If set to :obj:`False`, coordinates
             are returned unchanged and :math:`\phi_x` is not created.
             (default: :obj:`True`)
@@ -103,6 +107,7 @@ class EGATLayer(MessagePassing):
         message_channels: int = 64,
         coords_agg_norm: float = 1.0,
         update_coords: bool = True,
+        update_features: bool = True,
         act: ActType = nn.SiLU,
         norm: bool = True,
     ) -> None:
@@ -124,6 +129,7 @@ class EGATLayer(MessagePassing):
         self.message_channels = message_channels
         self.coords_agg_norm = float(coords_agg_norm)
         self.update_coords = update_coords
+        self.update_features = update_features
         self.norm = norm
         H, M = self.hidden_channels, message_channels
 
@@ -145,13 +151,15 @@ class EGATLayer(MessagePassing):
                 make_activation(act),
                 nn.Linear(H, 1, bias=False),
             )
-        self.phi_h = nn.Sequential(
-            nn.Linear(channels + M, H),
-            make_activation(act),
-            nn.Linear(H, channels),
-        )
+        self.phi_h: Optional[nn.Sequential] = None
+        if update_features:
+            self.phi_h = nn.Sequential(
+                nn.Linear(channels + M, H),
+                make_activation(act),
+                nn.Linear(H, channels),
+            )
         self.layer_norm: Optional[nn.LayerNorm] = None
-        if norm:
+        if norm and update_features:
             self.layer_norm = nn.LayerNorm(channels)
 
         self._alpha: Optional[Tensor] = None
@@ -163,7 +171,8 @@ class EGATLayer(MessagePassing):
         super().reset_parameters()
         reset(self.phi_e)
         reset(self.phi_att)
-        reset(self.phi_h)
+        if self.phi_h is not None:
+            reset(self.phi_h)
         if self.phi_x is not None:
             reset(self.phi_x)
             nn.init.xavier_uniform_(self.phi_x[-1].weight, gain=0.001)
@@ -214,9 +223,11 @@ class EGATLayer(MessagePassing):
         self._alpha = None
         assert alpha is not None
 
-        h_out = h + self.phi_h(torch.cat([h, m_i], dim=-1))
-        if self.layer_norm is not None:
-            h_out = self.layer_norm(h_out)
+        h_out = h
+        if self.phi_h is not None:
+            h_out = h + self.phi_h(torch.cat([h, m_i], dim=-1))
+            if self.layer_norm is not None:
+                h_out = self.layer_norm(h_out)
 
         x_out = x
         if self.phi_x is not None:

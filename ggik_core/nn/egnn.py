@@ -134,6 +134,10 @@ class EGNNLayer(MessagePassing):
             MLPs. Defaults to :obj:`channels`. (default: :obj:`None`)
         coords_agg_norm (float, optional): Normalisation constant :math:`C`
             of the coordinate aggregation. (default: :obj:`1.0`)
+        update_features (bool, optional): If set to :obj:`False`, node
+            features are returned unchanged and :math:`\phi_h` (and the
+            :obj:`LayerNorm`) are not created, e.g. for a last layer whose
+            features nobody reads. (default: :obj:`True`)
         update_coords (bool, optional): If set to :obj:`False`, coordinates
             are returned unchanged and :math:`\phi_x` is not created.
             (default: :obj:`True`)
@@ -160,6 +164,7 @@ class EGNNLayer(MessagePassing):
         hidden_channels: Optional[int] = None,
         coords_agg_norm: float = 1.0,
         update_coords: bool = True,
+        update_features: bool = True,
         act: ActType = nn.SiLU,
         norm: bool = True,
     ) -> None:
@@ -177,6 +182,7 @@ class EGNNLayer(MessagePassing):
         self.hidden_channels = hidden_channels or channels
         self.coords_agg_norm = float(coords_agg_norm)
         self.update_coords = update_coords
+        self.update_features = update_features
         self.norm = norm
         H = self.hidden_channels
 
@@ -193,13 +199,15 @@ class EGNNLayer(MessagePassing):
                 make_activation(act),
                 nn.Linear(H, 1, bias=False),
             )
-        self.phi_h = nn.Sequential(
-            nn.Linear(channels + H, H),
-            make_activation(act),
-            nn.Linear(H, channels),
-        )
+        self.phi_h: Optional[nn.Sequential] = None
+        if update_features:
+            self.phi_h = nn.Sequential(
+                nn.Linear(channels + H, H),
+                make_activation(act),
+                nn.Linear(H, channels),
+            )
         self.layer_norm: Optional[nn.LayerNorm] = None
-        if norm:
+        if norm and update_features:
             self.layer_norm = nn.LayerNorm(channels)
 
         self.reset_parameters()
@@ -208,7 +216,8 @@ class EGNNLayer(MessagePassing):
         r"""Resets all learnable parameters of the module."""
         super().reset_parameters()
         reset(self.phi_e)
-        reset(self.phi_h)
+        if self.phi_h is not None:
+            reset(self.phi_h)
         if self.phi_x is not None:
             reset(self.phi_x)
             nn.init.xavier_uniform_(self.phi_x[-1].weight, gain=0.001)
@@ -244,9 +253,11 @@ class EGNNLayer(MessagePassing):
                              edge_attr=edge_attr)
         m_i, delta_x = out.split([self.hidden_channels, x.size(-1)], dim=-1)
 
-        h_out = h + self.phi_h(torch.cat([h, m_i], dim=-1))
-        if self.layer_norm is not None:
-            h_out = self.layer_norm(h_out)
+        h_out = h
+        if self.phi_h is not None:
+            h_out = h + self.phi_h(torch.cat([h, m_i], dim=-1))
+            if self.layer_norm is not None:
+                h_out = self.layer_norm(h_out)
 
         x_out = x
         if self.phi_x is not None:
