@@ -252,6 +252,9 @@ def _train(params: Params, graph_dir: Path, out_dir: Path, metrics_dir: Path, en
             complete = epoch + 1 >= tp.epochs
             if env.main:
                 bar.update(task, info=f"val rec {va['rec']:.4f} kl {va['kl']:.3f} | {graphs_per_s:,.0f} graphs/s")
+                if not stderr.is_terminal:  # a log line per epoch where no bar is drawn (CI, dvc logs)
+                    stderr.print(f"epoch {epoch + 1}/{tp.epochs}: train rec {tr['rec']:.4f} kl {tr['kl']:.3f} | "
+                                 f"val rec {va['rec']:.4f} kl {va['kl']:.3f} | beta {beta:.2f} | {graphs_per_s:,.0f} graphs/s")
                 rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
                 torch_save(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                                        "epoch": epoch + 1, "history": history, "rng": rng, "config": cfg.to_dict(), "fingerprint": fp,
