@@ -62,7 +62,7 @@ def to_table(batch: ProblemBatch, geometry: str, first_id: int) -> pa.Table:
     cols = {
         "problem_id": pa.array(np.arange(first_id, first_id + B, dtype=np.int64)),
         "dof": pa.array(np.full(B, batch.dof, dtype=np.int16)),
-        "geometry": pa.array([geometry] * B).dictionary_encode(),
+        "geometry": pa.DictionaryArray.from_arrays(pa.array(np.zeros(B, dtype=np.int32)), pa.array([geometry])),
         "n_skew": pa.array(batch.n_skew.numpy().astype(np.int16)),
     }
     for i, key in enumerate(("a", "alpha", "d", "theta")):

@@ -8,7 +8,8 @@ All candidates of all goals are refined at once. With the geometric Jacobian
     \Delta q = J^\top (J J^\top + \lambda I)^{-1} e,
 
 accepted when it lowers the error (then :math:`\lambda` shrinks) and rejected otherwise (then
-:math:`\lambda` grows). Joint angles are clipped to the limits after every step.
+:math:`\lambda` grows). Starting angles are first shifted by whole turns into the limits where
+they fit; joint angles are clipped to the limits after every step.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ggik_core.joints import fit_to_limits
 from ggik_core.kinematics import chain_frames
 from ggik_core.transforms import pose_errors
 
@@ -72,7 +74,10 @@ def refine(chain: Tensor, q: Tensor, goal: Tensor, lower: Tensor, upper: Tensor,
     Leading dimensions broadcast (e.g. chain ``(B, 1, n+1, 4, 4)``, q ``(B, K, n)``, goal
     ``(B, 1, 4, 4)``). Returns refined ``q`` inside ``[lower, upper]``.
     """
-    q = torch.maximum(torch.minimum(q.to(chain.dtype), upper), lower)
+    # whole turns first (an angle recovered in (-pi, pi] may fit the limits only shifted by 2 pi),
+    # then clamp what still lies outside
+    q = fit_to_limits(q.to(chain.dtype), lower, upper)
+    q = torch.maximum(torch.minimum(q, upper), lower)
     e, J = pose_residual(chain, q, goal, cfg.rot_weight)
     err = e.pow(2).sum(-1)
     lam = torch.full_like(err, cfg.damping)
