@@ -55,8 +55,12 @@ def _edge_values(m: Tensor, dof: int) -> Tensor:
     return m[:, ei[0], ei[1]].reshape(-1, *m.shape[3:])
 
 
-def make_batch(g: ProblemGraphs, directions: bool, with_answer: bool = True, dtype: torch.dtype = torch.float32) -> GraphBatch:
-    """Model inputs for every graph of ``g`` (one DOF)."""
+def make_batch(g: ProblemGraphs, directions: bool, with_answer: bool = True, dtype: torch.dtype = torch.float32, home_init: bool = False) -> GraphBatch:
+    """Model inputs for every graph of ``g`` (one DOF).
+
+    ``home_init``: start the unknown nodes of the partial graph at their home-configuration
+    positions (a function of the robot only) instead of at the origin.
+    """
     dof = g.dof
     B = g.goal.shape[0]
     N = num_nodes(dof)
@@ -77,7 +81,7 @@ def make_batch(g: ProblemGraphs, directions: bool, with_answer: bool = True, dty
         num_graphs=B,
         edge_index=batched_edge_index(dof, B, goal.device),
         h=node_features(goal, dof).reshape(B * N, -1),
-        x_partial=xa.reshape(B * N, 3),
+        x_partial=(torch.where(anchor[None, :, None], xa, home) if home_init else xa).reshape(B * N, 3),
         edge_partial=torch.cat(edge_partial, -1),
         anchor=anchor.repeat(B),
     )

@@ -39,6 +39,7 @@ class ModelConfig:
     message: int = 64  # EGAT feature-message width
     node_features: int = NODE_FEATURES
     coords_agg_norm: float = 16.0
+    home_init: bool = False  # unknown nodes of the partial graph start at their home positions
 
     @property
     def directions(self) -> bool:

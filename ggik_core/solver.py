@@ -84,7 +84,7 @@ def sample_solutions(
     for s in range(0, goals.shape[0], per):
         sl = slice(s, s + per)
         sub = ProblemGraphs(g.dof, g.pos[sl], g.home[sl], g.known[sl], g.goal[sl], g.q[sl])
-        b = make_batch(sub, model.cfg.directions, with_answer=False).to(device)
+        b = make_batch(sub, model.cfg.directions, with_answer=False, home_init=model.cfg.home_init).to(device)
         x = model.sample(b, k, generator=generator)  # (G', k, N, 3)
         qs.append(recover_joints(chain_dev, x.to(torch.float64), g.goal[sl, None].to(device)))
     q = torch.cat(qs)

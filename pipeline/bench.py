@@ -71,7 +71,7 @@ def bench_train(layers: list[str], batch_size: int, steps: int, dof: int, hidden
         cfg = ModelConfig(layer=layer, hidden=hidden, layers=depth)
         model = GGIK(cfg).to(dev)
         opt = torch.optim.AdamW(model.parameters(), lr=3e-4)
-        b = make_batch(graphs, cfg.directions).to(dev)
+        b = make_batch(graphs, cfg.directions, home_init=cfg.home_init).to(dev)
 
         def step() -> None:
             losses = model.loss(b, 1.0)

@@ -34,6 +34,7 @@ class ModelParams:
     latent: int = 8
     components: int = 8
     message: int = 64
+    home_init: bool = False
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,7 @@ class Dist:
 
 
 def model_config(m: ModelParams) -> ModelConfig:
-    return ModelConfig(layer=m.layer, hidden=m.hidden, layers=m.layers, latent=m.latent, components=m.components, message=m.message)
+    return ModelConfig(layer=m.layer, hidden=m.hidden, layers=m.layers, latent=m.latent, components=m.components, message=m.message, home_init=m.home_init)
 
 
 def set_determinism(tp: TrainParams) -> None:
@@ -149,10 +149,10 @@ def run_epoch(net: torch.nn.Module, graphs, plan, tp: TrainParams, beta: float, 
     """
     training = opt is not None
     net.train(training)
-    directions = (net.module if isinstance(net, DistributedDataParallel) else net).cfg.directions
+    cfg = (net.module if isinstance(net, DistributedDataParallel) else net).cfg
     sums = [0.0, 0.0, 0.0]  # rec * n, kl * n, n
     for dof, idx in plan:
-        b = make_batch(subset(graphs[dof], idx), directions).to(env.device)
+        b = make_batch(subset(graphs[dof], idx), cfg.directions, home_init=cfg.home_init).to(env.device)
         with torch.set_grad_enabled(training):
             losses = net(b, beta, tp.anchor_weight, tp.node_weight)
         if training:

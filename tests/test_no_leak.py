@@ -42,12 +42,12 @@ def self_motion_pair(name: str):
     return robot, q1, q2, goal
 
 
-def batches(name: str, directions: bool) -> tuple[GraphBatch, GraphBatch]:
+def batches(name: str, directions: bool, home_init: bool = False) -> tuple[GraphBatch, GraphBatch]:
     robot, q1, q2, goal = self_motion_pair(name)
     chain = robot.chain[None]
     g1 = build_problem_graphs(chain, q1, goal)
     g2 = build_problem_graphs(chain, q2, goal)  # the SAME goal tensor
-    return make_batch(g1, directions=directions), make_batch(g2, directions=directions)
+    return make_batch(g1, directions=directions, home_init=home_init), make_batch(g2, directions=directions, home_init=home_init)
 
 
 @pytest.mark.parametrize("name", ["kuka", "panda"])
@@ -59,10 +59,11 @@ def test_second_solution_is_a_real_second_solution(name):
     assert torch.allclose(robot.fk(q1), goal, atol=1e-10, rtol=0)
 
 
+@pytest.mark.parametrize("home_init", [False, True])
 @pytest.mark.parametrize("directions", [True, False])
 @pytest.mark.parametrize("name", ["kuka", "panda"])
-def test_partial_inputs_bit_identical(name, directions):
-    b1, b2 = batches(name, directions)
+def test_partial_inputs_bit_identical(name, directions, home_init):
+    b1, b2 = batches(name, directions, home_init)
     for field in PARTIAL:
         t1, t2 = getattr(b1, field), getattr(b2, field)
         assert t1.dtype == t2.dtype and t1.shape == t2.shape, field
@@ -84,13 +85,14 @@ def test_stored_problem_graph_partial_fields_identical(name):
     assert not torch.equal(g1.pos, g2.pos)
 
 
+@pytest.mark.parametrize("home_init", [False, True])
 @pytest.mark.parametrize("name", ["kuka", "panda"])
 @pytest.mark.parametrize("layer", ["egnn", "egat"])
-def test_conditional_path_outputs_bit_identical(layer, name):
+def test_conditional_path_outputs_bit_identical(layer, name, home_init):
     torch.manual_seed(0)
-    cfg = ModelConfig(layer=layer, hidden=16, layers=2, latent=4, components=3, message=8)
+    cfg = ModelConfig(layer=layer, hidden=16, layers=2, latent=4, components=3, message=8, home_init=home_init)
     model = GGIK(cfg).eval()
-    b1, b2 = batches(name, cfg.directions)
+    b1, b2 = batches(name, cfg.directions, cfg.home_init)
     with torch.no_grad():
         h1, x1 = model.encode_partial(b1)
         h2, x2 = model.encode_partial(b2)
