@@ -66,6 +66,15 @@ def arm_description(name: str) -> str:
     return _ARMS[name][0]
 
 
+#: file names of the arms' URDFs in the GGIK reference set (graphIK)
+_URDF_FILES = {"ur10": "ur10_mod.urdf", "kuka": "kuka_iiwr.urdf", "lwa4d": "lwa4d.urdf", "lwa4p": "lwa4p.urdf", "panda": "panda_arm.urdf"}
+
+
+def urdf_file(name: str) -> str:
+    """File name of the arm's URDF in the reference set."""
+    return _URDF_FILES[name]
+
+
 def urdf_links(name: str) -> tuple[str, str]:
     """(base link, EE link) of the arm's URDF."""
     return _ARMS[name][4], _ARMS[name][5]

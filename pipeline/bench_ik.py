@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ggik_core.catalog import ARM_NAMES, load_arm, urdf_links
+from ggik_core.catalog import ARM_NAMES, load_arm, urdf_file, urdf_links
 from ggik_core.errors import GGIKError
 from ggik_core.io import write_json, write_text
 from ggik_core.refine import RefineConfig
@@ -56,13 +56,6 @@ BASELINES = ("random_refined", "pytorch_kinematics", "trac_ik")
 #: metrics per threshold; all "higher is better"
 RATE_METRICS = ("success_candidates", "success_goals", "solutions_per_s", "distinct_per_goal")
 
-URDF_FILES = {
-    "ur10": "ur10_mod.urdf",
-    "kuka": "kuka_iiwr.urdf",
-    "lwa4d": "lwa4d.urdf",
-    "lwa4p": "lwa4p.urdf",
-    "panda": "panda_arm.urdf",
-}
 TRAC_IK_TIMEOUT_S = 0.005  # the TRAC-IK default
 TRAC_IK_EPSILON = 1e-5
 
@@ -215,7 +208,7 @@ def run_random_refined(robot: Robot, goals: Tensor, q_seed: Tensor, cfg: RefineC
 def pk_solver(pk, robot: Robot, name: str, k: int, cfg: RefineConfig, device: torch.device):
     """A ``PseudoInverseIK`` for the arm's URDF chain, with the catalog's joint limits."""
     base, ee = urdf_links(name)
-    path = urdf_dir() / URDF_FILES[name]
+    path = urdf_dir() / urdf_file(name)
     chain = pk.build_serial_chain_from_urdf(path.read_bytes(), ee, root_link_name=base)
     chain = chain.to(dtype=torch.float64, device=str(device))
     if len(chain.get_joint_parameter_names()) != robot.dof:
@@ -254,7 +247,7 @@ def run_pytorch_kinematics(pk, solver, robot: Robot, goals: Tensor, q_seed: Tens
 
 def trac_ik_solver(TracIK, robot: Robot, name: str):
     base, ee = urdf_links(name)
-    path = urdf_dir() / URDF_FILES[name]
+    path = urdf_dir() / urdf_file(name)
     solver = TracIK(base, ee, str(path), timeout=TRAC_IK_TIMEOUT_S, epsilon=TRAC_IK_EPSILON, solver_type="Speed")
     if solver.dof != robot.dof:
         raise GGIKError(f"{path.name}: TRAC-IK sees {solver.dof} joints, the catalog arm has {robot.dof}")

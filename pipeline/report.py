@@ -342,9 +342,9 @@ def _errors(ev: dict, out_dir: Path, src: str) -> list[Path]:
               "the smallest mm + deg error, statistics averaged over arms. *refined samples*: every sample after "
               "LM refinement. *GGIK table protocol*: samples above the 99th percentile dropped, per-goal statistics "
               "averaged over goals, then over arms.\n")
-    md.append(f"The last row of each table is the figure **published** in the GGIK paper (4.6 mm mean, Q1 3.3, "
-              f"Q3 5.8 mm; 0.4° mean) on the paper's own test set, shown for context only: it is not a result of "
-              f"this pipeline.\n")
+    md.append("The last row of each table is the figure **published** in the GGIK paper (4.6 mm mean, Q1 3.3, "
+              "Q3 5.8 mm; 0.4° mean) on the paper's own test set, shown for context only: it is not a result of "
+              "this pipeline.\n")
     write_text(out_dir / "errors.md", "\n".join(md))
     write_text(out_dir / "errors.csv", csv_text(("quantity", "row", "source", *STAT_KEYS), csv_rows))
     return [out_dir / "errors.md", out_dir / "errors.csv"]

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import math
 import os
 import random
 import time

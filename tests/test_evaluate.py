@@ -20,15 +20,7 @@ PARAMS = EvalParams(problems_per_arm=3, samples=4, refine_max_iter=5)
 
 
 @pytest.fixture(scope="module")
-def one_thread_module():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory, one_thread_module):
+def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("evaluate")
     torch.manual_seed(0)
     m = GGIK(ModelConfig(hidden=16, layers=2, latent=4, components=3, message=16))

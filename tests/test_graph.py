@@ -25,15 +25,6 @@ TOL = 1e-9
 GEOMETRIES = ("coplanar", "noncoplanar")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster and immune to a busy machine; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def random_setup(n: int, geometry: str, count: int, seed: int):
     gen = torch.Generator().manual_seed(seed)
     rr = generate_robots(count, n, RandomRobotConfig(geometry=geometry), gen)

@@ -23,14 +23,6 @@ from ggik_core.transforms import invert
 TOL = 1e-9
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def pose_gap(T: torch.Tensor, T_goal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Position distance and largest rotation-matrix entry difference (computed here, not by the library)."""
     pos = (T[..., :3, 3] - T_goal[..., :3, 3]).norm(dim=-1)

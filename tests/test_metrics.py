@@ -20,14 +20,6 @@ from ggik_core.metrics import (
 from ggik_core.solver import distinct_count
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def test_summary_of_known_values():
     s = summary(np.array([5.0, 1.0, 4.0, 2.0, 3.0]))
     assert s == {"mean": 3.0, "median": 3.0, "min": 1.0, "max": 5.0, "q1": 2.0, "q3": 4.0}

@@ -21,15 +21,6 @@ FULL = ("x", "edge_full")
 Q1 = [0.4, 0.6, -0.3, -1.2, 0.5, 1.0, 0.2]  # inside the limits of both arms
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster and immune to a busy machine; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def self_motion_pair(name: str):
     """``(robot, q1, q2, goal)`` with ``FK(q1) == FK(q2) == goal`` and ``q1 != q2`` (7-DOF arm)."""
     robot = load_arm(name)

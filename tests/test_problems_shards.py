@@ -26,15 +26,6 @@ from pipeline.params import DataParams
 PARAMS = DataParams(seed=3, n_problems=200, dofs=(5, 7), geometry="noncoplanar", shard_size=30)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster and immune to a busy machine; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def expected_batches(p: DataParams) -> dict:
     """The problems `generate` writes: one generator per DOF bucket, seeded ``seed * 1000 + dof``."""
     out = {}

@@ -20,15 +20,6 @@ DOFS = (5, 6, 7, 8)
 COUNT = 2000  # robots per DOF and geometry
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster and immune to a busy machine; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def robots(n: int, geometry: str, seed: int, count: int = COUNT, **kw):
     gen = torch.Generator().manual_seed(seed)
     return generate_robots(count, n, RandomRobotConfig(geometry=geometry, **kw), gen)

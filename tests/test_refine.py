@@ -13,14 +13,6 @@ from ggik_core.refine import RefineConfig, refine, so3_log
 from ggik_core.transforms import rotation_angle
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def hat(v: torch.Tensor) -> torch.Tensor:
     z = torch.zeros_like(v[..., 0])
     rows = [

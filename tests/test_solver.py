@@ -14,14 +14,6 @@ from ggik_core.refine import RefineConfig
 from ggik_core.solver import partial_graphs, sample_solutions
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def model() -> GGIK:
     torch.manual_seed(0)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from ggik_core.catalog import ARM_NAMES, load_arm, urdf_links
+from ggik_core.catalog import ARM_NAMES, load_arm, urdf_file, urdf_links
 from ggik_core.urdf import load_urdf
 
 SHARED = Path(os.environ.get("GGIK_SHARED") or Path(__file__).resolve().parents[2] / "shared")
@@ -24,13 +24,6 @@ if not URDF_DIR.is_dir():
 
 yourdfpy = pytest.importorskip("yourdfpy")
 
-URDF_FILES = {
-    "ur10": "ur10_mod.urdf",
-    "kuka": "kuka_iiwr.urdf",
-    "lwa4d": "lwa4d.urdf",
-    "lwa4p": "lwa4p.urdf",
-    "panda": "panda_arm.urdf",
-}
 TOL = 1e-9
 N_Q = 50
 
@@ -38,7 +31,7 @@ N_Q = 50
 @pytest.fixture(scope="module", params=ARM_NAMES)
 def arm(request):
     name = request.param
-    path = URDF_DIR / URDF_FILES[name]
+    path = URDF_DIR / urdf_file(name)
     base, ee = urdf_links(name)
     robot = load_urdf(path, ee_link=ee)
     reference = yourdfpy.URDF.load(str(path), build_scene_graph=True, load_meshes=False)
@@ -104,7 +97,7 @@ def test_axis_frames_z_along_joint_axes(arm):
 
 
 def test_name_and_base_link_arguments():
-    path = URDF_DIR / URDF_FILES["panda"]
+    path = URDF_DIR / urdf_file("panda")
     robot = load_urdf(path, base_link="panda_link0", ee_link="panda_link8", name="my_panda")
     assert robot.name == "my_panda" and robot.dof == 7
     world = load_urdf(path, ee_link="panda_link8")
