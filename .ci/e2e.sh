@@ -9,7 +9,13 @@ git clone -q "$src" "$work/repo"
 cd "$work/repo"
 git config user.email ci@ggik.invalid
 git config user.name "ggik ci"
-cp .ci/tiny-params.yaml params.yaml
+python3 - <<'PY'
+import yaml
+params = yaml.safe_load(open("params.yaml"))
+for section, values in yaml.safe_load(open(".ci/tiny-params.yaml")).items():
+    params[section].update(values)
+yaml.safe_dump(params, open("params.yaml", "w"), sort_keys=False)
+PY
 git commit -qam "ci: tiny params"
 export OMP_NUM_THREADS=2
 
