@@ -103,6 +103,15 @@ def test_update_coords_false() -> None:
     assert not torch.allclose(h_out, data.h)
 
 
+def test_update_features_false() -> None:
+    data = complete_graph_batch()
+    layer = make_layer(update_features=False)
+    assert layer.phi_h is None and layer.layer_norm is None
+    h_out, x_out = layer(data.h, data.pos, data.edge_index, data.edge_attr)
+    assert torch.equal(h_out, data.h)
+    assert not torch.allclose(x_out, data.pos)
+
+
 @pytest.mark.parametrize("reflection", [False, True])
 @pytest.mark.parametrize("norm", [True, False])
 def test_e3_equivariance(reflection: bool, norm: bool) -> None:
