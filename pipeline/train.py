@@ -213,8 +213,8 @@ def _train(params: Params, graph_dir: Path, out_dir: Path, metrics_dir: Path, en
     fp = fingerprint(params, graph_dir / MANIFEST)
     history: list[dict] = []
     start = 0
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    ckpt = _read_checkpoint(ckpt_path, env) if ckpt_path.exists() else None
+    if ckpt is not None:
         if ckpt.get("fingerprint") == fp and ckpt.get("world", 1) == env.world:
             model.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["optimizer"])
@@ -273,6 +273,21 @@ def _train(params: Params, graph_dir: Path, out_dir: Path, metrics_dir: Path, en
         save_model(model, cfg, history, out_dir / "model.pt")
         write_metrics(history, metrics_dir, True, {"layer": cfg.layer, "device": device.type, "processes": env.world})
     return {"epochs": len(history), "complete": complete, "model": model}
+
+
+def _read_checkpoint(path: Path, env: Dist) -> dict | None:
+    """The checkpoint, or None when it cannot be read (it is kept aside as ``*.corrupt``)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(ckpt, dict):
+            raise TypeError(f"expected a dict, got {type(ckpt).__name__}")
+        return ckpt
+    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is handled the same way
+        if env.main:
+            aside = path.with_suffix(path.suffix + ".corrupt")
+            os.replace(path, aside)
+            stderr.print(f"{path} is unreadable ({type(exc).__name__}); moved it to {aside} and starting afresh")
+        return None
 
 
 def save_model(model: GGIK, cfg: ModelConfig, history: list[dict], path: Path) -> None:

@@ -120,6 +120,17 @@ def test_checkpoint_of_other_params_is_not_resumed(graphs, tmp_path):
     assert len(rows) == 3 and log["epochs_done"] == 2  # header + 2 fresh epochs, not 4
 
 
+def test_corrupt_checkpoint_is_set_aside_and_training_starts_afresh(graphs, tmp_path):
+    _run(TINY, graphs, tmp_path / "r")
+    ckpt = tmp_path / "r/model/checkpoint.pt"
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(data[: len(data) // 2])  # truncated, as by a crash mid-copy
+    log = _run(TINY, graphs, tmp_path / "r")
+    assert log["complete"] and log["epochs_done"] == 2
+    assert (tmp_path / "r/model/checkpoint.pt.corrupt").read_bytes() == data[: len(data) // 2]
+    torch.load(ckpt, weights_only=False)  # a fresh, readable checkpoint
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
