@@ -27,7 +27,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-from ggik_core.kinematics import chain_frames
+from ggik_core.kinematics import chain_frames, home_frames
 from ggik_core.transforms import invert
 
 #: Node roles.
@@ -91,10 +91,9 @@ def canonical_chain(chain: Tensor) -> tuple[Tensor, Tensor]:
     so the kinematics are unchanged.
     """
     n = chain.shape[-3] - 1
-    zeros = torch.zeros(chain.shape[:-3] + (n,), dtype=chain.dtype, device=chain.device)
-    A = chain_frames(chain, zeros)  # home axis frames (..., n+1, 4, 4)
+    A = home_frames(chain)  # (..., n+1, 4, 4)
     o, z = A[..., :n, :3, 3], A[..., :n, :3, 2]
-    t = torch.zeros_like(zeros)
+    t = torch.zeros(chain.shape[:-3] + (n,), dtype=chain.dtype, device=chain.device)
     if n >= 2:
         t[..., 0] = _foot_on_second(o[..., 1, :], z[..., 1, :], o[..., 0, :], z[..., 0, :])
     for i in range(1, n):  # loop over joints; every robot of the batch at once
@@ -148,15 +147,14 @@ def known_mask(home: Tensor, dof: int, tol: float = ON_LINE_TOL) -> Tensor:
     rel = home[..., :, None, :] - lp[..., None, :, :]  # (..., N, n, 3)
     on_line = torch.linalg.cross(rel, ld[..., None, :, :].expand_as(rel), dim=-1).norm(dim=-1) < tol  # (..., N, n)
     pu, pv = pair[:, None], pair[None, :]
-    same_or_next = (pu - pv).abs() <= 1
+    N = num_nodes(dof)
     # bx/by (pair -1) and pair 0 are both fixed to the base: known; bx/by to pair 1 is a skip-one.
     base_both = (pu <= 0) & (pv <= 0)
-    next_not_base = same_or_next & ~(((pu == -1) & (pv == 1)) | ((pu == 1) & (pv == -1)))
-    lo = torch.minimum(pu, pv)
-    skip = ((pu - pv).abs() == 2) | (((pu == -1) & (pv == 1)) | ((pu == 1) & (pv == -1)))
-    mid = (lo + 1).clamp(0, dof - 1)  # the line (pair index) of the joint in between
-    N = num_nodes(dof)
-    u_on = on_line.gather(-1, mid.expand(N, N).reshape(1, N, N).expand(*home.shape[:-2], N, N)) if home.dim() > 2 else on_line.gather(-1, mid.expand(N, N))
+    base_xy_to_pair1 = ((pu == -1) & (pv == 1)) | ((pu == 1) & (pv == -1))
+    next_not_base = ((pu - pv).abs() <= 1) & ~base_xy_to_pair1
+    skip = ((pu - pv).abs() == 2) | base_xy_to_pair1
+    mid = (torch.minimum(pu, pv) + 1).clamp(0, dof - 1)  # the line (pair index) of the joint in between
+    u_on = on_line.gather(-1, mid.expand(*on_line.shape[:-1], N))
     # u_on[..., u, v] = node u lies on line mid(u, v); v_on by transposing the symmetric index
     v_on = u_on.transpose(-1, -2)
     skip_known = skip & (u_on | v_on)
@@ -213,7 +211,7 @@ def build_problem_graphs(chain: Tensor, q: Tensor, goal: Tensor) -> ProblemGraph
     goal_c = invert(base) @ goal.to(chain.dtype)
     frames = chain_frames(chain_c, q)
     pos = node_positions(frames)
-    home = node_positions(chain_frames(chain_c, torch.zeros_like(q)))
+    home = node_positions(home_frames(chain_c))
     known = known_mask(home, dof)
     return ProblemGraphs(dof=dof, pos=pos, home=home, known=known, goal=goal_c, q=q)
 

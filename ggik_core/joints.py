@@ -19,7 +19,6 @@ import math
 import torch
 from torch import Tensor
 
-from ggik_core.kinematics import chain_frames
 from ggik_core.transforms import invert, rot_z
 
 
@@ -81,7 +80,3 @@ def fit_to_limits(q: Tensor, lower: Tensor, upper: Tensor) -> Tensor:
         out = torch.where(~ok_now & ok_cand, cand, out)
     return out
 
-
-def home_frames(chain_c: Tensor) -> Tensor:
-    zeros = torch.zeros(chain_c.shape[:-3] + (chain_c.shape[-3] - 1,), dtype=chain_c.dtype, device=chain_c.device)
-    return chain_frames(chain_c, zeros)

@@ -42,6 +42,12 @@ def chain_frames(chain: Tensor, q: Tensor) -> Tensor:
     return torch.stack(frames, -3)
 
 
+def home_frames(chain: Tensor) -> Tensor:
+    """:func:`chain_frames` at the home configuration ``q = 0``."""
+    zeros = torch.zeros(chain.shape[:-3] + (chain.shape[-3] - 1,), dtype=chain.dtype, device=chain.device)
+    return chain_frames(chain, zeros)
+
+
 def forward_kinematics(chain: Tensor, q: Tensor) -> Tensor:
     """End-effector pose ``(..., 4, 4)`` for link transforms ``(..., n+1, 4, 4)`` and ``q (..., n)``."""
     n = chain.shape[-3] - 1

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch import Tensor
 
 from ggik_core.solver import distinct_count
+from ggik_core.transforms import wrap_angle
 
 #: (name, position mm, rotation deg) success thresholds; rotation None = position only.
 THRESHOLDS = (("10mm", 10.0, None), ("5mm_2deg", 5.0, 2.0), ("1mm_1deg", 1.0, 1.0), ("0.1mm_0.1deg", 0.1, 0.1))
@@ -54,9 +53,7 @@ def table_protocol(err: np.ndarray) -> dict[str, float]:
 def diversity(q: Tensor, valid: Tensor) -> float:
     """Mean pairwise joint-space distance (RMS of wrapped angle differences, rad) among the valid
     solutions of each goal, averaged over goals with at least two."""
-    d = q[:, :, None, :] - q[:, None, :, :]
-    d = torch.remainder(d + math.pi, 2 * math.pi) - math.pi
-    rms = d.pow(2).mean(-1).sqrt()  # (G, k, k)
+    rms = wrap_angle(q[:, :, None, :] - q[:, None, :, :]).pow(2).mean(-1).sqrt()  # (G, k, k)
     pair = valid[:, :, None] & valid[:, None, :]
     pair &= ~torch.eye(valid.shape[1], dtype=torch.bool)[None]
     n = pair.sum((1, 2))

@@ -83,7 +83,8 @@ class Robot:
     def within_limits(self, q: Tensor, tol: float = 1e-9) -> Tensor:
         """Boolean ``(...,)``: every joint of ``q (..., n)`` inside its limits."""
         q = torch.as_tensor(q, dtype=torch.float64)
-        return ((q >= self.lower - tol) & (q <= self.upper + tol)).all(-1)
+        lower, upper = self.lower.to(q.device), self.upper.to(q.device)
+        return ((q >= lower - tol) & (q <= upper + tol)).all(-1)
 
     def sample_q(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` configurations uniform inside the joint limits ``(n, dof)``."""

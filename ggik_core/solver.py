@@ -15,12 +15,12 @@ from torch import Tensor
 
 from ggik_core.batch import make_batch
 from ggik_core.graph import ProblemGraphs, canonical_chain, known_mask, node_positions
-from ggik_core.joints import fit_to_limits, home_frames, recover_joints
-from ggik_core.kinematics import forward_kinematics
+from ggik_core.joints import fit_to_limits, recover_joints
+from ggik_core.kinematics import forward_kinematics, home_frames
 from ggik_core.model import GGIK
 from ggik_core.refine import RefineConfig, refine
 from ggik_core.robot import Robot
-from ggik_core.transforms import invert, pose_errors
+from ggik_core.transforms import invert, pose_errors, wrap_angle
 
 
 @dataclass
@@ -57,8 +57,7 @@ def errors(robot: Robot, q: Tensor, goals: Tensor) -> tuple[Tensor, Tensor, Tens
     chain = robot.chain.to(q.device)
     T = forward_kinematics(chain, q)
     pos, rot = pose_errors(T, goals[:, None].to(q.device, torch.float64))
-    within = ((q >= robot.lower.to(q.device) - 1e-9) & (q <= robot.upper.to(q.device) + 1e-9)).all(-1)
-    return pos, rot, within
+    return pos, rot, robot.within_limits(q)
 
 
 @torch.no_grad()
@@ -87,23 +86,26 @@ def sample_solutions(
         b = make_batch(sub, model.cfg.directions, with_answer=False, home_init=model.cfg.home_init).to(device)
         x = model.sample(b, k, generator=generator)  # (G', k, N, 3)
         qs.append(recover_joints(chain_dev, x.to(torch.float64), g.goal[sl, None].to(device)))
-    q = torch.cat(qs)
-    lower, upper = robot.lower.to(device), robot.upper.to(device)
-    if refine_cfg is not None:
-        q = refine(robot.chain.to(device), q, goals[:, None].to(device), lower, upper, refine_cfg)
-    q = fit_to_limits(q, lower, upper)
-    pos, rot, within = errors(robot, q, goals.to(device))
+    out = _finish(robot, torch.cat(qs), goals, refine_cfg, t0)
     sync()
-    return Solutions(q=q.cpu(), pos_err=pos.cpu(), rot_err=rot.cpu(), within_limits=within.cpu(), seconds=time.perf_counter() - t0)
+    out.seconds = time.perf_counter() - t0
+    return out
 
 
 def refine_solutions(robot: Robot, q: Tensor, goals: Tensor, cfg: RefineConfig) -> Solutions:
     """Refine given candidates ``q (G, k, n)`` (e.g. random seeds) and check them by FK."""
-    t0 = time.perf_counter()
+    return _finish(robot, q, goals, cfg, time.perf_counter())
+
+
+def _finish(robot: Robot, q: Tensor, goals: Tensor, refine_cfg: RefineConfig | None, t0: float) -> Solutions:
+    """Refine (which keeps ``q`` inside the limits) or shift whole turns into them; check by FK."""
     lower, upper = robot.lower.to(q.device), robot.upper.to(q.device)
-    q = refine(robot.chain.to(q.device), q, goals[:, None].to(q.device, torch.float64), lower, upper, cfg)
-    q = fit_to_limits(q, lower, upper)
-    pos, rot, within = errors(robot, q, goals.to(q.device))
+    goals = goals.to(q.device, torch.float64)
+    if refine_cfg is not None:
+        q = refine(robot.chain.to(q.device), q, goals[:, None], lower, upper, refine_cfg)
+    else:
+        q = fit_to_limits(q, lower, upper)
+    pos, rot, within = errors(robot, q, goals)
     return Solutions(q=q.cpu(), pos_err=pos.cpu(), rot_err=rot.cpu(), within_limits=within.cpu(), seconds=time.perf_counter() - t0)
 
 
@@ -113,9 +115,7 @@ def distinct_count(q: Tensor, valid: Tensor, tol: float) -> Tensor:
     Two solutions are the same when every joint differs by less than ``tol`` (angles compared on
     the circle). Greedy: a valid solution counts when no earlier counted one is within ``tol``.
     """
-    d = q[:, :, None, :] - q[:, None, :, :]
-    d = torch.remainder(d + torch.pi, 2 * torch.pi) - torch.pi
-    close = d.abs().amax(-1) < tol  # (G, k, k)
+    close = wrap_angle(q[:, :, None, :] - q[:, None, :, :]).abs().amax(-1) < tol  # (G, k, k)
     G, k = valid.shape
     counted = torch.zeros(G, k, dtype=torch.bool)
     for j in range(k):  # loop over candidate slots, every goal at once
