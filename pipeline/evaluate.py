@@ -18,7 +18,7 @@ from ggik_core.catalog import ARM_NAMES, load_arm
 from ggik_core.io import atomic_path, write_json
 from ggik_core.metrics import solution_metrics
 from ggik_core.refine import RefineConfig
-from ggik_core.solver import Solutions, sample_solutions
+from ggik_core.solver import Solutions, refine_solutions, sample_solutions
 from pipeline.params import EvalParams
 from pipeline.progress import stderr
 from pipeline.train import load_model
@@ -53,8 +53,8 @@ def evaluate(p: EvalParams, model_path: Path, metrics_dir: Path, arms: tuple[str
         goals = robot.fk(robot.sample_q(p.problems_per_arm, gen))
         sgen = torch.Generator(device=device).manual_seed(p.seed * 100 + i)
         raw = sample_solutions(model, robot, goals, p.samples, generator=sgen)
-        sgen = torch.Generator(device=device).manual_seed(p.seed * 100 + i)
-        ref = sample_solutions(model, robot, goals, p.samples, generator=sgen, refine_cfg=refine_config(p))
+        ref = refine_solutions(robot, raw.q.to(device), goals, refine_config(p))  # the same samples, refined
+        ref.seconds += raw.seconds
         res = {
             "dof": robot.dof,
             "raw": solution_metrics(raw.q, raw.pos_err, raw.rot_err, raw.within_limits, p.distinct_tol),
