@@ -8,10 +8,10 @@ from pathlib import Path
 import torch
 import typer
 
-from ggik_core.graph import build_problem_graphs
-from ggik_core.problems import random_problems, to_table, write_tables
-from ggik_core.random_robots import RandomRobotConfig
-from ggik_core.shards import save_shard, write_manifest
+from ggik_core.data.graph import build_problem_graphs
+from ggik_core.data.problems import random_problems, to_table, write_tables
+from ggik_core.robots.random_robots import RandomRobotConfig
+from ggik_core.data.shards import save_shard, write_manifest
 
 
 def bench_data(n: int, dof: int, chunk: int, write: Path | None) -> None:
@@ -57,9 +57,9 @@ def _sync(device: torch.device) -> None:
 
 def bench_train(layers: list[str], batch_size: int, steps: int, dof: int, hidden: int, depth: int, device: str | None) -> None:
     """Training graphs per second (forward + backward + AdamW step) at the given sizes."""
-    from ggik_core.batch import make_batch
-    from ggik_core.graph import build_problem_graphs
-    from ggik_core.model import GGIK, ModelConfig
+    from ggik_core.data.batch import make_batch
+    from ggik_core.data.graph import build_problem_graphs
+    from ggik_core.model.cvae import GGIK, ModelConfig
     from pipeline.train import pick_device
 
     dev = torch.device(device) if device else pick_device()
@@ -93,9 +93,10 @@ def bench_train(layers: list[str], batch_size: int, steps: int, dof: int, hidden
 
 def bench_sample(model_path: Path | None, robot_name: str, device: str | None, repeats: int) -> None:
     """Wall time of sampling (decode + joint recovery + FK check) for several batch shapes."""
-    from ggik_core.catalog import load_arm
-    from ggik_core.model import GGIK, ModelConfig
-    from ggik_core.solver import sample_solutions
+    from ggik_core.robots.catalog import load_arm
+    from ggik_core.model.config import REFERENCE_SIZES, ModelConfig
+    from ggik_core.model.cvae import GGIK
+    from ggik_core.solve.solver import sample_solutions
     from pipeline.train import load_model, pick_device
 
     dev = torch.device(device) if device else pick_device()
@@ -103,7 +104,7 @@ def bench_sample(model_path: Path | None, robot_name: str, device: str | None, r
         model = load_model(model_path, dev)
         what = f"{model_path} ({model.cfg.layer}, hidden {model.cfg.hidden}, {model.cfg.layers} layers)"
     else:
-        model = GGIK(ModelConfig()).to(dev).eval()
+        model = GGIK(ModelConfig(**REFERENCE_SIZES)).to(dev).eval()
         what = "untrained model at reference size (egnn, hidden 128, 5 layers): timing does not depend on weights"
     robot = load_arm(robot_name)
     gen = torch.Generator().manual_seed(0)

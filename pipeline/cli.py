@@ -23,7 +23,7 @@ def robots() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from ggik_core.catalog import ARM_NAMES, arm_description, load_arm
+    from ggik_core.robots.catalog import ARM_NAMES, arm_description, load_arm
 
     table = Table(title="ggik robot catalog")
     for col in ("name", "DOF", "coplanar", "axes", "limits (rad)", "description"):

@@ -25,11 +25,10 @@ import numpy as np
 import pandas as pd
 
 from ggik_core.errors import DataError, GGIKError
-from ggik_core.io import write_text
-from pipeline.report import (
-    SERIES_COLORS, check_eval, csv_num, csv_text, fmt, fmt_pct, grouped_boxes, md_table, new_figure, num,
-    parse_json, parse_samples, save_png,
-)
+from ggik_core.data.io import write_text
+from pipeline.figures import SERIES_COLORS, grouped_boxes, new_figure, save_png
+from pipeline.metrics_files import check_eval, num, parse_json, parse_samples
+from pipeline.tables import csv_num, csv_text, fmt, fmt_pct, md_table
 
 EVAL_JSON = "metrics/eval.json"
 EVAL_SAMPLES = "metrics/eval_samples.parquet"

@@ -10,12 +10,12 @@ from pathlib import Path
 import pyarrow as pa
 import torch
 
-from ggik_core.graph import build_problem_graphs
-from ggik_core.problems import random_problems, read_problems, to_table, write_tables
-from ggik_core.random_robots import RandomRobotConfig
-from ggik_core.robot import dh_chain
-from ggik_core.shards import save_shard, write_manifest
-from pipeline.params import DataParams
+from ggik_core.data.graph import build_problem_graphs
+from ggik_core.data.problems import random_problems, read_problems, to_table, write_tables
+from ggik_core.robots.random_robots import RandomRobotConfig
+from ggik_core.robots.robot import dh_chain
+from ggik_core.data.shards import save_shard, write_manifest
+from pipeline.params import DataParams, pick
 from pipeline.progress import progress
 
 CHUNK = 50_000
@@ -28,7 +28,7 @@ def per_dof_counts(p: DataParams) -> dict[int, int]:
 
 
 def robot_config(p: DataParams) -> RandomRobotConfig:
-    return RandomRobotConfig(geometry=p.geometry, p_parallel=p.p_parallel, p_skew=p.p_skew)
+    return pick(RandomRobotConfig, p)
 
 
 def generate_tables(p: DataParams) -> list[pa.Table]:

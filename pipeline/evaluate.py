@@ -14,18 +14,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ggik_core.catalog import ARM_NAMES, load_arm
-from ggik_core.io import atomic_path, write_json
-from ggik_core.metrics import solution_metrics
-from ggik_core.refine import RefineConfig
-from ggik_core.solver import Solutions, refine_solutions, sample_solutions
-from pipeline.params import EvalParams
+from ggik_core.robots.catalog import ARM_NAMES, load_arm
+from ggik_core.data.io import atomic_path, write_json
+from ggik_core.solve.metrics import solution_metrics
+from ggik_core.solve.refine import RefineConfig
+from ggik_core.solve.solver import Solutions, refine_solutions, sample_solutions
+from pipeline.params import EvalParams, pick
 from pipeline.progress import stderr
 from pipeline.train import load_model
 
 
 def refine_config(p: EvalParams) -> RefineConfig:
-    return RefineConfig(max_iter=p.refine_max_iter, pos_tol=p.refine_pos_tol, rot_tol=p.refine_rot_tol)
+    return pick(RefineConfig, p, prefix="refine_")
 
 
 def _frame(arm: str, kind: str, s: Solutions) -> pd.DataFrame:

@@ -1,4 +1,11 @@
-"""Typed views of ``params.yaml``, one dataclass per stage."""
+"""Typed views of ``params.yaml``, one dataclass per stage: the one place defaults are stated.
+
+* ``model`` *is* the library's :class:`~ggik_core.model.config.ModelConfig`;
+* ``data`` takes its generator defaults from :class:`~ggik_core.robots.random_robots.RandomRobotConfig`
+  and ``eval`` its tolerances from :class:`~ggik_core.solve.refine.RefineConfig`; the library
+  configs are built back from them by field name (:func:`pick`), never field by field;
+* ``params.yaml`` states the same defaults (a test checks that it equals :class:`Params`).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,9 @@ from typing import Any, TypeVar
 import yaml
 
 from ggik_core.errors import GGIKError
+from ggik_core.model.config import ModelConfig
+from ggik_core.robots.random_robots import RandomRobotConfig
+from ggik_core.solve.refine import RefineConfig
 
 T = TypeVar("T")
 
@@ -20,35 +30,27 @@ class DataParams:
     seed: int = 0
     n_problems: int = 20000
     dofs: tuple[int, ...] = (6, 7)
-    geometry: str = "coplanar"
-    p_parallel: float = 0.25
-    p_skew: float = 0.5
+    geometry: str = RandomRobotConfig.geometry
+    p_parallel: float = RandomRobotConfig.p_parallel
+    p_skew: float = RandomRobotConfig.p_skew
     shard_size: int = 100000
 
 
-@dataclass(frozen=True)
-class ModelParams:
-    layer: str = "egnn"
-    hidden: int = 64
-    layers: int = 3
-    latent: int = 8
-    components: int = 8
-    message: int = 64
-    home_init: bool = False
+ModelParams = ModelConfig
 
 
 @dataclass(frozen=True)
 class TrainParams:
     seed: int = 0
-    epochs: int = 10
+    epochs: int = 8
     batch_size: int = 128
-    lr: float = 3e-4
+    lr: float = 1e-3
     weight_decay: float = 0.01
-    lr_step_epochs: int = 60
+    lr_step_epochs: int = 6
     lr_gamma: float = 0.5
     val_fraction: float = 0.05
     beta: float = 1.0
-    beta_warmup_epochs: int = 3
+    beta_warmup_epochs: int = 2
     anchor_weight: float = 1.0
     node_weight: float = 10.0
     deterministic: bool = True
@@ -62,8 +64,8 @@ class EvalParams:
     problems_per_arm: int = 100
     samples: int = 32
     refine_max_iter: int = 30
-    refine_pos_tol: float = 1e-5
-    refine_rot_tol: float = 1e-4
+    refine_pos_tol: float = RefineConfig.pos_tol
+    refine_rot_tol: float = RefineConfig.rot_tol
     distinct_tol: float = 0.05
 
 
@@ -73,6 +75,13 @@ class Params:
     model: ModelParams = field(default_factory=ModelParams)
     train: TrainParams = field(default_factory=TrainParams)
     eval: EvalParams = field(default_factory=EvalParams)
+
+
+def pick(cls: type[T], source: Any, prefix: str = "") -> T:
+    """A library config ``cls`` from the fields of ``source`` named ``prefix + field`` (the others
+    keep ``cls``'s defaults): no field is copied by hand."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return cls(**{n: getattr(source, prefix + n) for n in names if hasattr(source, prefix + n)})
 
 
 def _build(cls: type[T], section: str, raw: Any) -> T:

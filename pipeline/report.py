@@ -16,29 +16,23 @@ Markdown numbers are rounded to three significant figures; the CSV files keep si
 
 from __future__ import annotations
 
-import io
-import json
-import math
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from ggik_core.errors import DataError
-from ggik_core.io import atomic_path, write_text
+from ggik_core.data.io import write_text
+from pipeline.figures import LOG_FLOOR, grouped_boxes, new_figure, save_png
+from pipeline.metrics_files import (
+    LOSS_KEYS, STAT_KEYS, check_eval, check_train, get, num, read_json_file, read_losses, read_samples,
+)
+from pipeline.tables import csv_num, csv_text, fmt, fmt_pct, md_table
 
 #: success thresholds in eval.json and their labels
 SUCCESS_KEYS = (("10mm", "10 mm"), ("5mm_2deg", "5 mm & 2°"), ("1mm_1deg", "1 mm & 1°"), ("0.1mm_0.1deg", "0.1 mm & 0.1°"))
-STAT_KEYS = ("mean", "median", "min", "max", "q1", "q3")
 STAT_LABELS = ("mean", "median", "min", "max", "Q1", "Q3")
-LOSS_KEYS = ("rec", "kl", "total")
-LOSS_CSV_COLUMNS = ("epoch", "train_rec", "train_kl", "train_total", "val_rec", "val_kl", "val_total")
-SAMPLE_COLUMNS = ("arm", "kind", "pos_err_mm", "rot_err_deg")
 
 #: the GGIK paper's architecture table (EGNN, their random-robot test set): not our result
 PUBLISHED_GGIK = {
@@ -47,227 +41,7 @@ PUBLISHED_GGIK = {
 }
 PUBLISHED_LABEL = "GGIK paper (published, architecture table; not ours)"
 
-#: non-positive errors are drawn at this value on the log axes
-LOG_FLOOR = 1e-12
 RAW_COLOR, REFINED_COLOR = "#4C72B0", "#DD8452"
-SERIES_COLORS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C")
-
-
-# --------------------------------------------------------------------------- formatting
-
-
-def _finite(x: Any) -> float | None:
-    if x is None or isinstance(x, bool):
-        return None
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
-def fmt(x: Any) -> str:
-    """Three significant figures, plain notation from 0.01 to 999, scientific below, integers above."""
-    v = _finite(x)
-    if v is None:
-        return "n/a"
-    if v == 0:
-        return "0"
-    a = abs(v)
-    if a >= 999.5:
-        return f"{v:.0f}"
-    if a >= 0.01:
-        return f"{v:.3g}"
-    return f"{v:.2e}"
-
-
-def fmt_pct(x: Any) -> str:
-    v = _finite(x)
-    return "n/a" if v is None else f"{100.0 * v:.1f}%"
-
-
-def csv_num(x: Any) -> str:
-    v = _finite(x)
-    return "" if v is None else f"{v:.6g}"
-
-
-def md_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str | None = None) -> str:
-    """A plain pipe table; ``align``: one letter per column (l or r), default: first left, rest right."""
-    align = align or ("l" + "r" * (len(header) - 1))
-    sep = ["---:" if a == "r" else ":---" for a in align]
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(sep) + " |"]
-    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-def csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    buf = io.StringIO()
-    pd.DataFrame([list(r) for r in rows], columns=list(header)).to_csv(buf, index=False, lineterminator="\n")
-    return buf.getvalue()
-
-
-# --------------------------------------------------------------------------- input checks
-
-
-def get(d: Any, path: str, source: str) -> Any:
-    """``d[a][b]...`` for ``path = "a.b..."``; a missing key raises :class:`DataError` naming ``source``.
-
-    Keys may themselves contain dots (``0.1mm_0.1deg``): the longest matching key wins.
-    """
-    parts = path.split(".")
-    cur = d
-    i = 0
-    while i < len(parts):
-        if not isinstance(cur, dict):
-            raise DataError(f"{source}: malformed: {'.'.join(parts[:i])} is not an object")
-        for j in range(len(parts), i, -1):
-            key = ".".join(parts[i:j])
-            if key in cur:
-                cur = cur[key]
-                i = j
-                break
-        else:
-            raise DataError(f"{source}: malformed: missing key {path!r}")
-    return cur
-
-
-def num(d: Any, path: str, source: str) -> float:
-    """A number (or null, read as NaN) at ``path``."""
-    v = get(d, path, source)
-    if v is None:
-        return float("nan")
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise DataError(f"{source}: malformed: {path!r} is not a number")
-    return float(v)
-
-
-def parse_json(text: str | bytes, source: str) -> Any:
-    try:
-        return json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{source} is not valid JSON: {exc}") from None
-
-
-def _read_json_file(path: Path) -> Any:
-    if not path.is_file():
-        raise DataError(f"missing file {path}")
-    return parse_json(path.read_bytes(), str(path))
-
-
-def check_eval(ev: Any, source: str, full: bool = True) -> dict:
-    """Validate the structure of an ``eval.json`` (``full``: every error statistic of every arm);
-    return its ``arms`` mapping."""
-    if not isinstance(ev, dict):
-        raise DataError(f"{source}: malformed: not a JSON object")
-    arms = get(ev, "arms", source)
-    if not isinstance(arms, dict) or not arms:
-        raise DataError(f"{source}: malformed: 'arms' is empty or not an object")
-    for arm, res in arms.items():
-        if not isinstance(res, dict):
-            raise DataError(f"{source}: malformed: arm {arm!r} is not an object")
-        if not full:
-            continue
-        for kind in ("raw", "refined"):
-            for q in ("position_mm", "rotation_deg"):
-                for s in STAT_KEYS:
-                    num(res, f"{kind}.{q}.{s}", f"{source} (arm {arm})")
-    return arms
-
-
-def parse_samples(data: bytes | Path, source: str) -> pd.DataFrame:
-    try:
-        df = pd.read_parquet(io.BytesIO(data) if isinstance(data, bytes) else data)
-    except Exception as exc:  # noqa: BLE001 - any reader failure means a bad file
-        raise DataError(f"cannot read {source}: {type(exc).__name__}: {exc}") from None
-    missing = [c for c in SAMPLE_COLUMNS if c not in df.columns]
-    if missing:
-        raise DataError(f"{source}: malformed: missing columns {', '.join(missing)}")
-    return df
-
-
-def _read_samples(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise DataError(f"missing file {path}")
-    return parse_samples(path, str(path))
-
-
-def _read_losses(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise DataError(f"missing file {path}")
-    try:
-        df = pd.read_csv(path)
-    except Exception as exc:  # noqa: BLE001
-        raise DataError(f"cannot read {path}: {type(exc).__name__}: {exc}") from None
-    missing = [c for c in LOSS_CSV_COLUMNS if c not in df.columns]
-    if missing:
-        raise DataError(f"{path}: malformed: missing columns {', '.join(missing)}")
-    if df.empty:
-        raise DataError(f"{path}: no epochs recorded")
-    try:
-        df[list(LOSS_CSV_COLUMNS)] = df[list(LOSS_CSV_COLUMNS)].astype(float)
-    except (TypeError, ValueError):
-        raise DataError(f"{path}: malformed: non-numeric loss values") from None
-    return df
-
-
-def _check_train(tr: Any, source: str) -> dict:
-    if not isinstance(tr, dict):
-        raise DataError(f"{source}: malformed: not a JSON object")
-    for split in ("train", "val"):
-        for k in LOSS_KEYS:
-            num(tr, f"{split}.{k}_min", source)
-    return tr
-
-
-# --------------------------------------------------------------------------- figures
-
-
-def new_figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, Any]:
-    """A figure detached from pyplot (Agg canvas: no global backend switch, nothing to close)."""
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, ncols)
-    return fig, axes
-
-
-def save_png(fig: Figure, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, metadata={"Software": None})
-    return path
-
-
-def grouped_boxes(ax, groups: Sequence[str], series: Sequence[str], data: Callable[[str, str], np.ndarray],
-                  colors: Sequence[str]) -> bool:
-    """One cluster of boxes per group (arm), one box per series inside it, on a log y axis.
-
-    ``data(group, series)`` gives the values (may be empty: no box). Returns whether any value was
-    non-positive and drawn at :data:`LOG_FLOOR`.
-    """
-    width = 0.8 / max(len(series), 1)
-    clipped = False
-    for gi, g in enumerate(groups):
-        for si, s in enumerate(series):
-            v = np.asarray(data(g, s), dtype=np.float64)
-            v = v[np.isfinite(v)]
-            if v.size == 0:
-                continue
-            if (v <= 0).any():
-                clipped = True
-                v = np.maximum(v, LOG_FLOOR)
-            pos = gi + (si - (len(series) - 1) / 2) * width
-            bp = ax.boxplot([v], positions=[pos], widths=width * 0.85, patch_artist=True, whis=1.5,
-                            flierprops={"marker": ".", "markersize": 2, "alpha": 0.4, "markeredgecolor": colors[si % len(colors)]},
-                            medianprops={"color": "black"})
-            for box in bp["boxes"]:
-                box.set_facecolor(colors[si % len(colors)])
-                box.set_alpha(0.8)
-    ax.set_yscale("log")
-    ax.set_xticks(range(len(groups)))
-    ax.set_xticklabels(list(groups))
-    ax.set_xlim(-0.6, len(groups) - 0.4)
-    ax.grid(axis="y", which="major", alpha=0.3)
-    ax.legend(handles=[Patch(facecolor=colors[i % len(colors)], alpha=0.8, label=s) for i, s in enumerate(series)], fontsize=8)
-    return clipped
 
 
 def _box_figure(samples: pd.DataFrame, arms: list[str], column: str, title: str, ylabel: str, path: Path) -> Path:
@@ -442,16 +216,16 @@ def _index(tr: dict, ev: dict, out_dir: Path) -> Path:
 def report(metrics_dir: Path, out_dir: Path) -> list[Path]:
     """Write the report tables and figures for ``metrics_dir`` into ``out_dir``; return the files written."""
     metrics_dir, out_dir = Path(metrics_dir), Path(out_dir)
-    tr = _check_train(_read_json_file(metrics_dir / "train.json"), str(metrics_dir / "train.json"))
-    losses = _read_losses(metrics_dir / "train_loss.csv")
+    tr = check_train(read_json_file(metrics_dir / "train.json"), str(metrics_dir / "train.json"))
+    losses = read_losses(metrics_dir / "train_loss.csv")
     ev_path = metrics_dir / "eval.json"
-    ev = _read_json_file(ev_path)
+    ev = read_json_file(ev_path)
     arms = list(check_eval(ev, str(ev_path)))
     for kind in ("raw", "refined"):
         for q in ("position_mm", "rotation_deg"):
             for s in STAT_KEYS:
                 num(ev, f"overall.{kind}.{q}.{s}", str(ev_path))
-    samples = _read_samples(metrics_dir / "eval_samples.parquet")
+    samples = read_samples(metrics_dir / "eval_samples.parquet")
     arms += [a for a in samples["arm"].drop_duplicates() if a not in arms]
     written = (_losses(tr, out_dir, str(metrics_dir / "train.json")) + _errors(ev, out_dir, str(ev_path))
                + _arms(ev, out_dir, str(ev_path)))

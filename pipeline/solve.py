@@ -9,11 +9,11 @@ import pandas as pd
 import torch
 
 from ggik_core.errors import GGIKError
-from ggik_core.io import atomic_path, write_text
-from ggik_core.refine import RefineConfig
-from ggik_core.robot_files import load_robot
-from ggik_core.solver import sample_solutions
-from ggik_core.transforms import pose_from_xyz_quat
+from ggik_core.data.io import atomic_path, write_text
+from ggik_core.solve.refine import RefineConfig
+from ggik_core.robots.files import load_robot
+from ggik_core.solve.solver import sample_solutions
+from ggik_core.robots.transforms import pose_from_xyz_quat
 from pipeline.progress import stderr
 from pipeline.train import load_model
 

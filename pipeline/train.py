@@ -22,13 +22,13 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from ggik_core.batch import make_batch
+from ggik_core.data.batch import make_batch
 from ggik_core.errors import TrainingError
-from ggik_core.graph import ProblemGraphs
-from ggik_core.io import sha256_file, torch_save, write_json, write_text
-from ggik_core.model import GGIK, ModelConfig
-from ggik_core.shards import MANIFEST, load_graphs
-from pipeline.params import ModelParams, Params, TrainParams
+from ggik_core.data.graph import ProblemGraphs
+from ggik_core.data.io import sha256_file, torch_save, write_json, write_text
+from ggik_core.model.cvae import GGIK, ModelConfig
+from ggik_core.data.shards import MANIFEST, load_graphs
+from pipeline.params import Params, TrainParams
 from pipeline.progress import progress, stderr
 
 LOSS_COLUMNS = ["epoch", "lr", "beta", "train_rec", "train_kl", "train_total", "val_rec", "val_kl", "val_total"]
@@ -78,10 +78,6 @@ class Dist:
     def close(self) -> None:
         if self.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
-
-
-def model_config(m: ModelParams) -> ModelConfig:
-    return ModelConfig(layer=m.layer, hidden=m.hidden, layers=m.layers, latent=m.latent, components=m.components, message=m.message, home_init=m.home_init)
 
 
 def set_determinism(tp: TrainParams) -> None:
@@ -202,7 +198,7 @@ def _train(params: Params, graph_dir: Path, out_dir: Path, metrics_dir: Path, en
     device = env.device
     graphs = load_graphs(graph_dir)
     train_idx, val_idx = split(graphs, tp.val_fraction, tp.seed)
-    cfg = model_config(params.model)
+    cfg = params.model
     model = GGIK(cfg).to(device)
     net: torch.nn.Module = model
     if env.world > 1:
@@ -297,7 +293,7 @@ def save_model(model: GGIK, cfg: ModelConfig, history: list[dict], path: Path) -
 
 def load_model(path: Path, device: torch.device | None = None) -> GGIK:
     from ggik_core.errors import DataError
-    from ggik_core.io import load_checked
+    from ggik_core.data.io import load_checked
 
     d = load_checked(path)
     try:

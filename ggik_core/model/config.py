@@ -1,0 +1,39 @@
+"""The typed model config: the ``model`` section of ``params.yaml`` and of every checkpoint.
+
+Its defaults are the project's defaults (``params.yaml`` is checked against them by a test);
+:data:`REFERENCE_SIZES` are the GGIK reference code's sizes (spec §5), used by the GPU preset and
+``ggik bench``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ggik_core.data.graph import NODE_FEATURES
+
+#: the reference code's sizes: 5 layers of width 128, latent 16 per node, 16 mixture components
+REFERENCE_SIZES = {"hidden": 128, "layers": 5, "latent": 16, "components": 16}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    layer: str = "egnn"  # egnn | egat
+    hidden: int = 64
+    layers: int = 3
+    latent: int = 8
+    components: int = 8
+    message: int = 64  # EGAT feature-message width
+    node_features: int = NODE_FEATURES
+    coords_agg_norm: float = 16.0
+    home_init: bool = False  # unknown nodes of the partial graph start at their home positions
+
+    @property
+    def directions(self) -> bool:
+        return self.layer == "egat"
+
+    @property
+    def edge_dim(self) -> int:
+        return 5 if self.directions else 2
+
+    def to_dict(self) -> dict:
+        return asdict(self)

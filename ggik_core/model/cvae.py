@@ -1,0 +1,161 @@
+r"""The GGIK conditional VAE over distance graphs (spec §5).
+
+* partial-graph encoder on :math:`\tilde G` -> per-node features :math:`\tilde h` and coordinates
+  :math:`\tilde x`; the conditional prior :math:`p(Z \mid \tilde G)` is, per node, a mixture of
+  ``K`` diagonal Gaussians;
+* full-graph encoder on :math:`G`, combined with :math:`\tilde h` -> the posterior
+  :math:`q(Z \mid G, \tilde G) = \mathcal N(\mu, \sigma^2)` per node;
+* decoder :math:`p(G \mid Z, \tilde G)`: message passing on :math:`\tilde G` from
+  :math:`\tilde x`, node features from :math:`(z, \tilde h)` -> positions of all nodes.
+
+Loss (negative ELBO): :math:`\sum_i w_i \lVert \hat x_i - x_i \rVert^2 / N +
+\beta \cdot \mathrm{KL}(q \Vert p) / N` per graph, the KL of the mixture prior estimated by
+Monte Carlo with the reparameterised posterior sample; ``w = anchor_weight`` on anchors and
+``node_weight`` on the other nodes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ggik_core.data.batch import GraphBatch, repeat_batch_partial
+from ggik_core.model.config import ModelConfig
+from ggik_core.model.egat import EGATLayer
+from ggik_core.model.egnn import EGNNLayer
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def mlp(i: int, h: int, o: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(i, h), nn.LayerNorm(h), nn.SiLU(), nn.Linear(h, o))
+
+
+class GraphStack(nn.Module):
+    """``L`` message-passing layers (EGNN or EGAT) over a fixed graph, updating ``h`` and ``x``.
+
+    ``coords_out`` / ``features_out``: whether the caller reads the last layer's coordinates /
+    features; the last layer does not build the update nobody reads (so every parameter trains).
+    """
+
+    def __init__(self, cfg: ModelConfig, coords_out: bool = True, features_out: bool = True) -> None:
+        super().__init__()
+        layers = []
+        for i in range(cfg.layers):
+            last = i == cfg.layers - 1
+            kw = dict(edge_dim=cfg.edge_dim, hidden_channels=cfg.hidden, coords_agg_norm=cfg.coords_agg_norm,
+                      update_coords=coords_out or not last, update_features=features_out or not last)
+            if cfg.layer == "egnn":
+                layers.append(EGNNLayer(cfg.hidden, **kw))
+            elif cfg.layer == "egat":
+                layers.append(EGATLayer(cfg.hidden, message_channels=cfg.message, **kw))
+            else:
+                raise ValueError(f"unknown layer {cfg.layer!r} (egnn or egat)")
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, h: Tensor, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> tuple[Tensor, Tensor]:
+        for layer in self.layers:
+            h, x = layer(h, x, edge_index, edge_attr)
+        return h, x
+
+
+@dataclass
+class Losses:
+    total: Tensor  # rec + beta * kl, the optimised objective
+    rec: Tensor
+    kl: Tensor
+
+
+class GGIK(nn.Module):
+    """Conditional VAE over IK distance graphs; one model for every robot and DOF."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        H, D, K = cfg.hidden, cfg.latent, cfg.components
+        self.embed_partial = nn.Linear(cfg.node_features, H)
+        self.enc_partial = GraphStack(cfg)
+        self.prior_head = mlp(H, H, K * (1 + 2 * D))
+        self.embed_full = nn.Linear(cfg.node_features, H)
+        self.enc_full = GraphStack(cfg, coords_out=False)
+        self.posterior_head = mlp(2 * H, H, 2 * D)
+        self.embed_dec = nn.Linear(D + H, H)
+        self.decoder = GraphStack(cfg, features_out=False)
+
+    # --- the conditional path: depends on the partial graph only ---------------------------
+    def encode_partial(self, b: GraphBatch) -> tuple[Tensor, Tensor]:
+        return self.enc_partial(self.embed_partial(b.h), b.x_partial, b.edge_index, b.edge_partial)
+
+    def prior(self, h_partial: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Mixture logits ``(M, K)``, means and log-stds ``(M, K, D)`` per node."""
+        K, D = self.cfg.components, self.cfg.latent
+        out = self.prior_head(h_partial)
+        logits = out[:, :K]
+        mu, log_sigma = out[:, K:].reshape(-1, K, 2 * D).split(D, dim=-1)
+        return logits, mu, log_sigma.clamp(-7.0, 3.0)
+
+    def decode(self, z: Tensor, h_partial: Tensor, x_partial: Tensor, b: GraphBatch) -> Tensor:
+        h = self.embed_dec(torch.cat([z, h_partial], -1))
+        _, x = self.decoder(h, x_partial, b.edge_index, b.edge_partial)
+        return x
+
+    # --- training ----------------------------------------------------------------------------
+    def posterior(self, b: GraphBatch, h_partial: Tensor) -> tuple[Tensor, Tensor]:
+        assert b.x is not None and b.edge_full is not None, "the full graph is needed for the posterior"
+        h_full, _ = self.enc_full(self.embed_full(b.h), b.x, b.edge_index, b.edge_full)
+        mu, log_sigma = self.posterior_head(torch.cat([h_full, h_partial], -1)).chunk(2, dim=-1)
+        return mu, log_sigma.clamp(-7.0, 3.0)
+
+    def loss(self, b: GraphBatch, beta: float, anchor_weight: float = 1.0, node_weight: float = 10.0) -> Losses:
+        out = self(b, beta, anchor_weight, node_weight)
+        return Losses(total=out["total"], rec=out["rec"], kl=out["kl"])
+
+    def forward(self, b: GraphBatch, beta: float, anchor_weight: float = 1.0, node_weight: float = 10.0) -> dict[str, Tensor]:
+        """The negative ELBO of a batch: ``{"total", "rec", "kl"}`` (a dict, so that
+        DistributedDataParallel finds the tensors)."""
+        h_p, x_p = self.encode_partial(b)
+        mu_q, ls_q = self.posterior(b, h_p)
+        z = mu_q + ls_q.exp() * torch.randn_like(mu_q)
+        x_hat = self.decode(z, h_p, x_p, b)
+        N = b.nodes_per_graph
+        w = torch.where(b.anchor, anchor_weight, node_weight).to(x_hat.dtype)
+        rec = (w * (x_hat - b.x).pow(2).sum(-1)).reshape(b.num_graphs, N).sum(-1) / N
+        log_q = _diag_normal_logpdf(z, mu_q, ls_q)
+        log_p = _mixture_logpdf(z, *self.prior(h_p))
+        kl = (log_q - log_p).reshape(b.num_graphs, N).sum(-1) / N
+        rec, kl = rec.mean(), kl.mean()
+        return {"total": rec + beta * kl, "rec": rec, "kl": kl}
+
+    # --- inference ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, b: GraphBatch, k: int, generator: torch.Generator | None = None) -> Tensor:
+        """``k`` candidate point sets per problem: ``(B, k, N, 3)``, decoded in one batched pass."""
+        h_p, x_p = self.encode_partial(b)
+        logits, mu, ls = self.prior(h_p)  # (M, K), (M, K, D)
+        M, K, D = mu.shape
+        comp = torch.multinomial(torch.softmax(logits, -1), k, replacement=True, generator=generator)  # (M, k)
+        idx = comp[..., None].expand(M, k, D)
+        eps = torch.randn(M, k, D, dtype=mu.dtype, device=mu.device, generator=generator)
+        z = torch.gather(mu, 1, idx) + torch.gather(ls, 1, idx).exp() * eps  # (M, k, D)
+        N, B = b.nodes_per_graph, b.num_graphs
+        # graph-major layout (graph g, copy c) -> g * k + c, matching repeat_batch_partial
+        z = z.reshape(B, N, k, D).permute(0, 2, 1, 3).reshape(B * k * N, D)
+        rb = repeat_batch_partial(b, k)
+
+        def rep(t: Tensor) -> Tensor:
+            return t.reshape(B, 1, N, -1).expand(B, k, N, t.shape[-1]).reshape(B * k * N, -1)
+
+        x = self.decode(z, rep(h_p), rep(x_p), rb)
+        return x.reshape(B, k, N, 3)
+
+
+def _diag_normal_logpdf(z: Tensor, mu: Tensor, log_sigma: Tensor) -> Tensor:
+    return (-0.5 * ((z - mu) / log_sigma.exp()).pow(2) - log_sigma - 0.5 * LOG_2PI).sum(-1)
+
+
+def _mixture_logpdf(z: Tensor, logits: Tensor, mu: Tensor, log_sigma: Tensor) -> Tensor:
+    comp = _diag_normal_logpdf(z[:, None, :], mu, log_sigma)  # (M, K)
+    return torch.logsumexp(torch.log_softmax(logits, -1) + comp, -1)

@@ -1,0 +1,128 @@
+"""E(n)-equivariant graph convolution (Satorras et al., 2021)."""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from ggik_core.model.equivariant import (
+    ActType,
+    EquivariantConv,
+    check_edge_attr,
+    relative_coordinates,
+    split_first_linear,
+)
+
+
+class EGNNLayer(EquivariantConv):
+    r"""The E(n)-equivariant graph convolutional layer from the
+    `"E(n) Equivariant Graph Neural Networks"
+    <https://arxiv.org/abs/2102.09844>`_ paper
+
+    .. math::
+        \mathbf{m}_{ij} &= \phi_e\left(\mathbf{h}_i, \mathbf{h}_j,
+        \|\mathbf{x}_i - \mathbf{x}_j\|^2, \mathbf{a}_{ij}\right)
+
+        \mathbf{x}_i^{\prime} &= \mathbf{x}_i + \frac{1}{C}
+        \sum_{j \in \mathcal{N}(i)}
+        \frac{\mathbf{x}_i - \mathbf{x}_j}{\|\mathbf{x}_i - \mathbf{x}_j\| + 1}
+        \, \phi_x(\mathbf{m}_{ij})
+
+        \mathbf{h}_i^{\prime} &= \mathrm{LayerNorm}\left(\mathbf{h}_i +
+        \phi_h\left(\mathbf{h}_i, \sum_{j \in \mathcal{N}(i)}
+        \mathbf{m}_{ij}\right)\right)
+
+    where :math:`\phi_e`, :math:`\phi_x` and :math:`\phi_h` are two-layer
+    MLPs, :math:`C` is :obj:`coords_agg_norm` and the (invariant)
+    :obj:`LayerNorm` is only applied if :obj:`norm=True`.
+    Messages flow from source nodes :math:`j` (:obj:`edge_index[0]`) to
+    target nodes :math:`i` (:obj:`edge_index[1]`).
+
+    Compared to the original paper, the relative position is divided by
+    :math:`\|\mathbf{x}_i - \mathbf{x}_j\| + 1`, which bounds the coordinate
+    update, avoids a division by zero for coincident nodes and keeps the
+    layer E(n)-equivariant. The last layer of :math:`\phi_x` has no bias and is
+    initialised with a tiny gain (:math:`10^{-3}`), so that coordinates barely
+    move at initialisation.
+
+    If :obj:`edge_attr` only holds E(n)-invariant quantities, :math:`\mathbf{h}`
+    is E(n)-invariant and :math:`\mathbf{x}` is E(n)-equivariant.
+
+    Args:
+        channels (int): Size of the node features :math:`\mathbf{h}`.
+        edge_dim (int, optional): Size of the edge features
+            :math:`\mathbf{a}_{ij}` (:obj:`0` for none). (default: :obj:`0`)
+        hidden_channels (int, optional): Hidden (and message) size of the
+            MLPs. Defaults to :obj:`channels`. (default: :obj:`None`)
+        coords_agg_norm (float, optional): Normalisation constant :math:`C`
+            of the coordinate aggregation. (default: :obj:`1.0`)
+        update_features (bool, optional): If set to :obj:`False`, node
+            features are returned unchanged and :math:`\phi_h` (and the
+            :obj:`LayerNorm`) are not created, e.g. for a last layer whose
+            features nobody reads. (default: :obj:`True`)
+        update_coords (bool, optional): If set to :obj:`False`, coordinates
+            are returned unchanged and :math:`\phi_x` is not created.
+            (default: :obj:`True`)
+        act (str or torch.nn.Module or callable, optional): The non-linearity
+            used in all MLPs. (default: :class:`torch.nn.SiLU`)
+        norm (bool, optional): If set to :obj:`True`, applies
+            :class:`torch.nn.LayerNorm` to the updated node features.
+            (default: :obj:`True`)
+
+    Shapes:
+        - **input:**
+          node features :math:`(|\mathcal{V}|, F)`,
+          node coordinates :math:`(|\mathcal{V}|, D)`,
+          edge indices :math:`(2, |\mathcal{E}|)`,
+          edge features :math:`(|\mathcal{E}|, F_e)` *(optional)*
+        - **output:** node features :math:`(|\mathcal{V}|, F)`,
+          node coordinates :math:`(|\mathcal{V}|, D)`
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        edge_dim: int = 0,
+        hidden_channels: Optional[int] = None,
+        coords_agg_norm: float = 1.0,
+        update_coords: bool = True,
+        update_features: bool = True,
+        act: ActType = nn.SiLU,
+        norm: bool = True,
+    ) -> None:
+        super().__init__(channels, edge_dim, hidden_channels, None, coords_agg_norm,
+                         update_coords, update_features, act, norm)
+
+    def forward(
+        self,
+        h: Tensor,
+        x: Tensor,
+        edge_index: Tensor,
+        edge_attr: Optional[Tensor] = None,
+    ) -> Tuple[Tensor, Tensor]:
+        r"""Runs the forward pass of the module.
+
+        Args:
+            h (torch.Tensor): Node features of shape :obj:`[N, channels]`.
+            x (torch.Tensor): Node coordinates of shape :obj:`[N, D]`.
+            edge_index (torch.Tensor): Edge indices of shape :obj:`[2, E]`.
+            edge_attr (torch.Tensor, optional): Edge features of shape
+                :obj:`[E, edge_dim]`. Required iff :obj:`edge_dim > 0`.
+
+        Returns:
+            (torch.Tensor, torch.Tensor): The updated node features
+            :obj:`[N, channels]` and coordinates :obj:`[N, D]`.
+        """
+        check_edge_attr(edge_attr, self.edge_dim)
+        # One pass aggregates both: out[:, :H] = sum_j m_ij, out[:, H:] = sum_j coordinate messages.
+        h_tgt, h_src = split_first_linear(self.phi_e[0], h, self.channels)
+        out = self.propagate(edge_index, h_tgt=h_tgt, h_src=h_src, x=x, edge_attr=edge_attr)
+        return self.node_update(h, x, out)
+
+    def message(self, h_tgt_i: Tensor, h_src_j: Tensor, x_i: Tensor, x_j: Tensor,
+                edge_attr: Optional[Tensor]) -> Tensor:
+        dist_sq, rel_x = relative_coordinates(x_i, x_j)
+        m_ij = self.edge_message(h_tgt_i, h_src_j, dist_sq, edge_attr)
+        return torch.cat([m_ij, self.coord_message(rel_x, m_ij)], dim=-1)

@@ -1,0 +1,256 @@
+r"""What the EGNN and EGAT layers share: helpers and the base layer :class:`EquivariantConv`.
+
+Both layers compute an edge message :math:`\mathbf{m}_{ij} = \phi_e(\mathbf{h}_i, \mathbf{h}_j,
+\|\mathbf{x}_i - \mathbf{x}_j\|^2, \mathbf{a}_{ij})`, aggregate it (with or without attention
+weights) together with a coordinate message, and update the nodes the same way:
+
+.. math::
+    \mathbf{x}_i^{\prime} = \mathbf{x}_i + \frac{1}{C} \sum_j w_{ij}\,
+    \frac{\mathbf{x}_i - \mathbf{x}_j}{\|\mathbf{x}_i - \mathbf{x}_j\| + 1}\, \phi_x(\cdot), \qquad
+    \mathbf{h}_i^{\prime} = \mathrm{LayerNorm}\big(\mathbf{h}_i +
+    \phi_h(\mathbf{h}_i, \textstyle\sum_j w_{ij} \mathbf{m}_{ij})\big)
+
+with :math:`w_{ij} = 1` for EGNN and the attention :math:`\alpha_{ij}` for EGAT. The layer files
+define only what differs: the inputs of :math:`\phi_x`, the attention MLP and :meth:`message`.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Callable, Optional, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn import MessagePassing
+from torch_geometric.nn.inits import reset
+from torch_geometric.nn.resolver import activation_resolver
+
+ActType = Union[str, nn.Module, Callable[[], nn.Module]]
+
+#: Squared distances below this value are clamped before the square root, so
+#: that coincident nodes (e.g. self-loops) do not produce ``NaN`` gradients.
+_DIST_SQ_EPS = 1e-12
+
+
+def make_activation(act: ActType) -> nn.Module:
+    r"""Builds a fresh activation module from :obj:`act`.
+
+    :obj:`act` may be a string understood by
+    :func:`torch_geometric.nn.resolver.activation_resolver` (e.g.
+    :obj:`"silu"`), a module instance (which is deep-copied so that every MLP
+    owns its own activation) or a zero-argument callable such as
+    :class:`torch.nn.SiLU`.
+    """
+    if isinstance(act, str):
+        return activation_resolver(act)
+    if isinstance(act, nn.Module):
+        return copy.deepcopy(act)
+    module = act()
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"'act' must build a torch.nn.Module (got {type(module)})")
+    return module
+
+
+def relative_coordinates(x_i: Tensor, x_j: Tensor) -> Tuple[Tensor, Tensor]:
+    r"""Returns the squared distance :math:`\|\mathbf{x}_i - \mathbf{x}_j\|^2`
+    (shape :obj:`[E, 1]`) and the damped relative position
+    :math:`(\mathbf{x}_i - \mathbf{x}_j) / (\|\mathbf{x}_i - \mathbf{x}_j\| + 1)`
+    (shape :obj:`[E, D]`).
+
+    The damping keeps the coordinate message bounded by :math:`1` for far away
+    nodes, is well defined for coincident nodes and, since the norm is
+    invariant, preserves E(n) equivariance.
+    """
+    diff = x_i - x_j
+    dist_sq = diff.pow(2).sum(dim=-1, keepdim=True)
+    dist = dist_sq.clamp_min(_DIST_SQ_EPS).sqrt()
+    return dist_sq, diff / (dist + 1.0)
+
+
+def check_edge_attr(edge_attr: Optional[Tensor], edge_dim: int) -> None:
+    r"""Validates :obj:`edge_attr` against the expected :obj:`edge_dim`."""
+    if edge_dim > 0:
+        if edge_attr is None:
+            raise ValueError(
+                f"'edge_attr' of size {edge_dim} is required but got None")
+        if edge_attr.dim() != 2 or edge_attr.size(-1) != edge_dim:
+            raise ValueError(
+                f"'edge_attr' must have shape [E, {edge_dim}] "
+                f"(got {list(edge_attr.shape)})")
+    elif edge_attr is not None and edge_attr.numel() > 0:
+        raise ValueError(
+            "'edge_attr' was given but the layer was built with edge_dim=0")
+
+
+def split_first_linear(lin: nn.Linear, h: Tensor,
+                       channels: int) -> Tuple[Tensor, Tensor]:
+    r"""Per-node parts of a linear map applied to :math:`[\mathbf{h}_i,
+    \mathbf{h}_j, \ldots]`.
+
+    :math:`W [\mathbf{h}_i; \mathbf{h}_j; \mathbf{e}_{ij}] + b =
+    (W_1 \mathbf{h}_i + b) + W_2 \mathbf{h}_j + W_3 \mathbf{e}_{ij}`: the
+    first two terms are computed once per node instead of once per edge (the
+    same function with far fewer operations on dense graphs). Returns the
+    target part :math:`W_1 \mathbf{h} + b` and the source part
+    :math:`W_2 \mathbf{h}`.
+    """
+    W = lin.weight
+    h_tgt = torch.nn.functional.linear(h, W[:, :channels], lin.bias)
+    h_src = torch.nn.functional.linear(h, W[:, channels:2 * channels])
+    return h_tgt, h_src
+
+
+def edge_linear(lin: nn.Linear, e: Tensor, offset: int) -> Tensor:
+    r"""The edge part :math:`W_3 \mathbf{e}_{ij}` of :func:`split_first_linear`
+    (columns from :obj:`offset` on)."""
+    return torch.nn.functional.linear(e, lin.weight[:, offset:])
+
+
+class EquivariantConv(MessagePassing):
+    r"""Base of :class:`~ggik_core.model.EGNNLayer` and
+    :class:`~ggik_core.model.EGATLayer`: builds :math:`\phi_e`, :math:`\phi_x`,
+    :math:`\phi_h` and the optional :obj:`LayerNorm`, and applies the node
+    update from the aggregated messages.
+
+    Subclasses set the input width of :math:`\phi_x` (:meth:`phi_x_in`), may
+    add edge MLPs (:meth:`build_edge_mlps`, :meth:`reset_edge_mlps`) and
+    implement :meth:`forward` and :meth:`message`.
+
+    Args:
+        channels (int): Size of the node features :math:`\mathbf{h}`.
+        edge_dim (int): Size of the edge features :math:`\mathbf{a}_{ij}`.
+        hidden_channels (int, optional): Hidden size of the MLPs. Defaults to
+            :obj:`channels`.
+        message_channels (int, optional): Size of :math:`\mathbf{m}_{ij}`.
+            Defaults to :obj:`hidden_channels`.
+        coords_agg_norm (float): Normalisation constant :math:`C`.
+        update_coords (bool): If :obj:`False`, :math:`\mathbf{x}` is returned
+            unchanged and :math:`\phi_x` is not created.
+        update_features (bool): If :obj:`False`, :math:`\mathbf{h}` is
+            returned unchanged and :math:`\phi_h` (and the :obj:`LayerNorm`)
+            are not created.
+        act (str or torch.nn.Module or callable): The MLPs' non-linearity.
+        norm (bool): Whether to apply :class:`torch.nn.LayerNorm` to the
+            updated node features.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        edge_dim: int = 0,
+        hidden_channels: Optional[int] = None,
+        message_channels: Optional[int] = None,
+        coords_agg_norm: float = 1.0,
+        update_coords: bool = True,
+        update_features: bool = True,
+        act: ActType = nn.SiLU,
+        norm: bool = True,
+    ) -> None:
+        super().__init__(aggr="add")
+        if channels <= 0:
+            raise ValueError(f"'channels' must be positive (got {channels})")
+        if edge_dim < 0:
+            raise ValueError(f"'edge_dim' must be non-negative (got {edge_dim})")
+        if message_channels is not None and message_channels <= 0:
+            raise ValueError(
+                f"'message_channels' must be positive (got {message_channels})")
+        if coords_agg_norm <= 0:
+            raise ValueError(
+                f"'coords_agg_norm' must be positive (got {coords_agg_norm})")
+
+        self.channels = channels
+        self.edge_dim = edge_dim
+        self.hidden_channels = hidden_channels or channels
+        self.message_channels = message_channels or self.hidden_channels
+        self.coords_agg_norm = float(coords_agg_norm)
+        self.update_coords = update_coords
+        self.update_features = update_features
+        self.norm = norm
+        H, M = self.hidden_channels, self.message_channels
+
+        self.build_edge_mlps(act)
+        self.phi_x: Optional[nn.Sequential] = None
+        if update_coords:
+            self.phi_x = nn.Sequential(
+                nn.Linear(self.phi_x_in(), H),
+                make_activation(act),
+                nn.Linear(H, 1, bias=False),
+            )
+        self.phi_h: Optional[nn.Sequential] = None
+        if update_features:
+            self.phi_h = nn.Sequential(
+                nn.Linear(channels + M, H),
+                make_activation(act),
+                nn.Linear(H, channels),
+            )
+        self.layer_norm: Optional[nn.LayerNorm] = None
+        if norm and update_features:
+            self.layer_norm = nn.LayerNorm(channels)
+
+        self.reset_parameters()
+
+    def phi_x_in(self) -> int:
+        r"""Input width of :math:`\phi_x` (the message :math:`\mathbf{m}_{ij}`)."""
+        return self.message_channels
+
+    def build_edge_mlps(self, act: ActType) -> None:
+        r"""Creates :math:`\phi_e` on :math:`[\mathbf{h}_i, \mathbf{h}_j,
+        \|\mathbf{x}_i - \mathbf{x}_j\|^2, \mathbf{a}_{ij}]`."""
+        self.phi_e = nn.Sequential(
+            nn.Linear(2 * self.channels + 1 + self.edge_dim, self.hidden_channels),
+            make_activation(act),
+            nn.Linear(self.hidden_channels, self.message_channels),
+            make_activation(act),
+        )
+
+    def reset_edge_mlps(self) -> None:
+        reset(self.phi_e)
+
+    def reset_parameters(self) -> None:
+        r"""Resets all learnable parameters of the module."""
+        super().reset_parameters()
+        self.reset_edge_mlps()
+        if self.phi_h is not None:
+            reset(self.phi_h)
+        if self.phi_x is not None:
+            reset(self.phi_x)
+            nn.init.xavier_uniform_(self.phi_x[-1].weight, gain=0.001)
+        if self.layer_norm is not None:
+            self.layer_norm.reset_parameters()
+
+    def edge_message(self, h_tgt_i: Tensor, h_src_j: Tensor, dist_sq: Tensor,
+                     edge_attr: Optional[Tensor]) -> Tensor:
+        r""":math:`\mathbf{m}_{ij} = \phi_e(\mathbf{h}_i, \mathbf{h}_j,
+        \|\mathbf{x}_i - \mathbf{x}_j\|^2, \mathbf{a}_{ij})` from the per-node
+        parts of its first linear map (:func:`split_first_linear`)."""
+        e = dist_sq if edge_attr is None else torch.cat([dist_sq, edge_attr], dim=-1)
+        pre = h_tgt_i + h_src_j + edge_linear(self.phi_e[0], e, 2 * self.channels)
+        return self.phi_e[1:](pre)
+
+    def coord_message(self, rel_x: Tensor, phi_x_input: Tensor) -> Tensor:
+        r"""The coordinate message :math:`\mathrm{rel}_{ij}\, \phi_x(\cdot)`
+        (zeros when the layer does not update coordinates)."""
+        if self.phi_x is None:
+            return torch.zeros_like(rel_x)
+        return rel_x * self.phi_x(phi_x_input)
+
+    def node_update(self, h: Tensor, x: Tensor, out: Tensor) -> Tuple[Tensor, Tensor]:
+        r"""Applies the feature and coordinate updates from the aggregated
+        :obj:`out = [sum_j w_ij m_ij, sum_j w_ij (coordinate message)_ij]`."""
+        m_i, delta_x = out.split([self.message_channels, x.size(-1)], dim=-1)
+        h_out = h
+        if self.phi_h is not None:
+            h_out = h + self.phi_h(torch.cat([h, m_i], dim=-1))
+            if self.layer_norm is not None:
+                h_out = self.layer_norm(h_out)
+        x_out = x
+        if self.phi_x is not None:
+            x_out = x + delta_x / self.coords_agg_norm
+        return h_out, x_out
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}({self.channels}, "
+                f"edge_dim={self.edge_dim}, "
+                f"hidden_channels={self.hidden_channels}, "
+                f"message_channels={self.message_channels}, "
+                f"update_coords={self.update_coords})")

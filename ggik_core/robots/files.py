@@ -1,0 +1,201 @@
+r"""Robots named on the command line: catalog arms, URDF files and DH YAML files.
+
+:func:`load_robot` accepts
+
+* a catalog name (:data:`ggik_core.catalog.ARM_NAMES`, case-insensitive), e.g. ``ur10``;
+  a catalog name wins over a file of the same name in the working directory (write
+  ``./ur10`` to mean the file);
+* a URDF file (``.urdf`` or ``.xml``, see :func:`ggik_core.urdf.load_urdf`); ``base_link`` and
+  ``ee_link`` choose the chain inside it;
+* a DH YAML file (``.yaml`` or ``.yml``). Files with another extension are read as URDF when
+  their first non-blank character is ``<``, as DH YAML otherwise.
+
+DH YAML format (units: metres, radians)::
+
+    name: my_arm            # optional, default: the file name without extension
+    convention: standard    # required: 'standard' or 'modified' (Craig)
+    joints:                 # required, one mapping per joint, base to tip
+      - {a: 0.0, alpha: 1.5707963268, d: 0.1273, theta_offset: 0.0, lower: -3.14, upper: 3.14}
+      - {a: 0.612, alpha: 0.0, d: 0.0}
+    tool: {xyz: [0, 0, 0.1], rpy: [0, 0, 0]}   # optional: transform from frame n to the EE
+
+Per joint, ``a``, ``alpha`` and ``d`` are required; ``theta_offset`` defaults to 0 and the limits
+``lower``/``upper`` to :math:`\mp\pi`. ``convention: standard`` means
+:math:`T_{i-1,i} = R_z(q_i + \theta_i) T_z(d_i) T_x(a_i) R_x(\alpha_i)`; ``convention: modified``
+means :math:`T_{i-1,i} = T_x(a_{i-1}) R_x(\alpha_{i-1}) T_z(d_i) R_z(q_i + \theta_i)`, where the
+``a`` and ``alpha`` written on joint ``i`` are :math:`a_{i-1}, \alpha_{i-1}` (see
+:meth:`ggik_core.robot.Robot.from_dh`). ``tool`` has optional ``xyz`` (default ``[0, 0, 0]``) and
+``rpy`` (URDF roll-pitch-yaw, :math:`R = R_z(y) R_y(p) R_x(r)`, default ``[0, 0, 0]``). Every
+value must be a finite number (``1e-3``, which YAML reads as a string, is accepted); unknown
+keys are errors (they are usually typos). Joints are numbered from 1 in error messages.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ggik_core.robots.catalog import ARM_NAMES, load_arm
+from ggik_core.errors import GGIKError, RobotError
+from ggik_core.robots.robot import Robot
+from ggik_core.robots.transforms import rpy_matrix
+
+URDF_SUFFIXES = (".urdf", ".xml")
+YAML_SUFFIXES = (".yaml", ".yml")
+CONVENTIONS = ("standard", "modified")
+
+_TOP_KEYS = ("name", "convention", "joints", "tool")
+_JOINT_KEYS = ("a", "alpha", "d", "theta_offset", "lower", "upper")
+_TOOL_KEYS = ("xyz", "rpy")
+
+
+def load_robot(spec: str, base_link: str | None = None, ee_link: str | None = None) -> Robot:
+    """A catalog arm, URDF file or DH YAML file as a :class:`Robot` (see the module docstring).
+
+    Raises:
+        GGIKError: ``spec`` is neither a catalog name nor an existing file, or link names were
+            given for a robot that is not a URDF.
+        RobotError: the file cannot be turned into a robot.
+    """
+    spec = str(spec)
+    if spec.lower() in ARM_NAMES:
+        _no_links(spec, base_link, ee_link)
+        return load_arm(spec)
+    path = Path(spec)
+    if not path.is_file():
+        raise GGIKError(f"unknown robot {spec!r}: not a catalog name ({', '.join(ARM_NAMES)}) nor a file")
+    if _is_urdf(path):
+        from ggik_core.robots.urdf import load_urdf
+
+        return load_urdf(path, base_link=base_link, ee_link=ee_link)
+    _no_links(spec, base_link, ee_link)
+    return load_dh_yaml(path)
+
+
+def load_dh_yaml(path: str | Path) -> Robot:
+    """A robot from a DH YAML file (format in the module docstring)."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RobotError(f"cannot read DH file {path}: {_one_line(getattr(exc, 'strerror', None) or exc)}") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RobotError(f"cannot parse DH file {path}: {_one_line(exc)}") from None
+    if not isinstance(doc, dict):
+        raise RobotError(f"DH file {path}: expected a mapping with keys {', '.join(_TOP_KEYS)}, got {type(doc).__name__}")
+    _check_keys(doc, _TOP_KEYS, f"DH file {path}")
+
+    name = doc.get("name", path.stem)
+    if not isinstance(name, str) or not name:
+        raise RobotError(f"DH file {path}: 'name' must be a non-empty string")
+
+    if "convention" not in doc:
+        raise RobotError(f"DH file {path}: missing key 'convention' ({' or '.join(CONVENTIONS)})")
+    convention = doc["convention"]
+    if not isinstance(convention, str) or convention.lower() not in CONVENTIONS:
+        raise RobotError(f"DH file {path}: unknown convention {convention!r}, expected {' or '.join(CONVENTIONS)}")
+
+    if "joints" not in doc:
+        raise RobotError(f"DH file {path}: missing key 'joints' (a list with one mapping per joint)")
+    rows = doc["joints"]
+    if not isinstance(rows, list) or not rows:
+        raise RobotError(f"DH file {path}: 'joints' must be a non-empty list of mappings")
+
+    cols: dict[str, list[float]] = {key: [] for key in _JOINT_KEYS}
+    defaults = {"theta_offset": 0.0, "lower": -math.pi, "upper": math.pi}
+    for i, row in enumerate(rows, start=1):
+        where = f"DH file {path}, joint {i}"
+        if not isinstance(row, dict):
+            raise RobotError(f"{where}: expected a mapping with keys a, alpha, d, got {type(row).__name__}")
+        _check_keys(row, _JOINT_KEYS, where)
+        for key in _JOINT_KEYS:
+            if key in row:
+                cols[key].append(_number(row[key], f"{where}, {key!r}"))
+            elif key in defaults:
+                cols[key].append(defaults[key])
+            else:
+                raise RobotError(f"{where}: missing key {key!r}")
+        if cols["lower"][-1] > cols["upper"][-1]:
+            raise RobotError(f"{where}: lower limit {cols['lower'][-1]} above upper limit {cols['upper'][-1]}")
+
+    tool = _tool(doc.get("tool"), path) if "tool" in doc else None
+    # float64 arrays: Robot.from_dh passes limits through torch.tensor, which keeps numpy's dtype.
+    return Robot.from_dh(
+        name,
+        cols["a"],
+        cols["alpha"],
+        cols["d"],
+        cols["theta_offset"],
+        lower=np.asarray(cols["lower"], dtype=np.float64),
+        upper=np.asarray(cols["upper"], dtype=np.float64),
+        modified=convention.lower() == "modified",
+        tool=tool,
+    )
+
+
+def _tool(spec: object, path: Path) -> torch.Tensor:
+    where = f"DH file {path}, tool"
+    if not isinstance(spec, dict):
+        raise RobotError(f"{where}: expected a mapping with keys xyz, rpy")
+    _check_keys(spec, _TOOL_KEYS, where)
+    vecs = {}
+    for key in _TOOL_KEYS:
+        value = spec.get(key, [0.0, 0.0, 0.0])
+        if not isinstance(value, (list, tuple)) or len(value) != 3:
+            raise RobotError(f"{where}: {key!r} must be a list of 3 numbers")
+        vecs[key] = torch.tensor([_number(v, f"{where}, {key!r}") for v in value], dtype=torch.float64)
+    T = torch.eye(4, dtype=torch.float64)
+    T[:3, :3] = rpy_matrix(vecs["rpy"])
+    T[:3, 3] = vecs["xyz"]
+    return T
+
+
+def _number(value: object, where: str) -> float:
+    # PyYAML reads exponent numbers without a dot (1e-3) as strings: accept numeric strings.
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise RobotError(f"{where}: {value!r} is not a number")
+    try:
+        out = float(value)
+    except ValueError:
+        raise RobotError(f"{where}: {value!r} is not a number") from None
+    if not math.isfinite(out):
+        raise RobotError(f"{where}: value is NaN or infinite")
+    return out
+
+
+def _check_keys(mapping: dict, allowed: tuple[str, ...], where: str) -> None:
+    unknown = [str(k) for k in mapping if k not in allowed]
+    if unknown:
+        raise RobotError(f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(allowed)})")
+
+
+def _is_urdf(path: Path) -> bool:
+    suffix = path.suffix.lower()
+    if suffix in URDF_SUFFIXES:
+        return True
+    if suffix in YAML_SUFFIXES:
+        return False
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(512).lstrip()
+    except OSError:
+        return False
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:].lstrip()
+    return head.startswith(b"<")
+
+
+def _no_links(spec: str, base_link: str | None, ee_link: str | None) -> None:
+    if base_link is not None or ee_link is not None:
+        raise GGIKError(f"robot {spec!r}: --base-link/--ee-link apply only to URDF files")
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())

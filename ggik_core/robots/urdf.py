@@ -1,0 +1,270 @@
+r"""Serial revolute chains from URDF files.
+
+:func:`load_urdf` reads a URDF with ``yourdfpy`` (meshes are never loaded), walks the kinematic
+tree from a base link to an end-effector link and turns the joints on that path into a
+:class:`~ggik_core.robot.Robot`:
+
+* ``fixed`` joints are folded into the constant link transforms;
+* ``revolute`` joints become chain joints with the limits of their ``<limit>`` element;
+* ``continuous`` joints become chain joints with limits :math:`[-\pi, \pi]` (a full turn; any
+  ``<limit>`` element on them is ignored);
+* ``prismatic``, ``floating`` and ``planar`` joints (and mimic joints) on the path are rejected
+  with a :class:`~ggik_core.errors.RobotError`. Joints off the path (e.g. gripper fingers) are
+  ignored, whatever their type.
+
+URDF conventions: a joint's ``<origin>`` is the transform ``O`` from the parent link frame to the
+joint frame, with :math:`R = R_z(\mathrm{yaw}) R_y(\mathrm{pitch}) R_x(\mathrm{roll})`; the joint
+then rotates about its ``<axis>`` ``a`` (expressed in the joint/child frame, normalised here;
+missing means ``1 0 0`` as in the URDF specification), so the child link frame is
+:math:`O \cdot \mathrm{Rot}(a, q)`.
+
+The chain model (see :mod:`ggik_core.robots.kinematics`) rotates about z. For every joint a constant
+rotation ``C`` with :math:`C e_z = a` is chosen (the identity when ``a = e_z``), so that
+:math:`\mathrm{Rot}(a, q) = C R_z(q) C^{-1}`: the link transform before the joint ends with
+:math:`O\,C` and the one after it starts with :math:`C^{-1}`. The axis frame :math:`A_i` of the
+chain therefore has its z-axis along the joint axis and its origin on it, as required.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ggik_core.errors import RobotError
+from ggik_core.robots.robot import Robot
+
+#: Joint types that become chain joints.
+REVOLUTE_TYPES = ("revolute", "continuous")
+#: Joint types that the loader understands but cannot put into a revolute chain.
+UNSUPPORTED_TYPES = ("prismatic", "floating", "planar")
+
+
+def load_urdf(
+    path: str | Path,
+    base_link: str | None = None,
+    ee_link: str | None = None,
+    name: str | None = None,
+) -> Robot:
+    """Build a :class:`Robot` from the chain ``base_link -> ee_link`` of a URDF file.
+
+    Args:
+        path: the URDF file.
+        base_link: the link whose frame is the robot base; default: the tree's root link.
+        ee_link: the end-effector link; default: the single leaf link below ``base_link``.
+        name: the robot's label; default: the URDF ``<robot name>`` (or the file stem).
+
+    Raises:
+        RobotError: the file cannot be read or parsed, a link is missing, the end effector is
+            not downstream of the base, the leaf is ambiguous, or a joint on the path cannot be
+            modelled (type, NaN values, zero axis, bad limits).
+    """
+    path = Path(path)
+    model = _read_model(path)
+    tree = _Tree(model, path)
+    base = tree.pick_base(base_link)
+    ee = tree.pick_ee(base, ee_link)
+    joints = tree.path(base, ee)
+
+    links: list[np.ndarray] = []
+    lower: list[float] = []
+    upper: list[float] = []
+    joint_names: list[str] = []
+    T = np.eye(4)
+    for joint in joints:
+        jtype = joint.type
+        if jtype in UNSUPPORTED_TYPES:
+            raise RobotError(f"{path}: joint {joint.name!r} is {jtype}; only revolute, continuous and fixed joints are supported")
+        if jtype != "fixed" and jtype not in REVOLUTE_TYPES:
+            raise RobotError(f"{path}: joint {joint.name!r} has unknown type {jtype!r}")
+        O = _origin(joint, path)
+        if jtype == "fixed":
+            T = T @ O
+            continue
+        if getattr(joint, "mimic", None) is not None:
+            raise RobotError(f"{path}: joint {joint.name!r} mimics joint {joint.mimic.joint!r}; coupled joints are not supported")
+        C = _axis_rotation(_axis(joint, path))
+        links.append(T @ O @ C)
+        T = C.T.copy()
+        lo, hi = _limits(joint, path)
+        lower.append(lo)
+        upper.append(hi)
+        joint_names.append(joint.name)
+    if not joint_names:
+        raise RobotError(f"{path}: no revolute joint between base link {base!r} and end-effector link {ee!r}")
+    links.append(T)
+
+    label = name or getattr(model, "name", None) or path.stem
+    return Robot(
+        name=label,
+        chain=torch.from_numpy(np.stack(links)),
+        lower=torch.tensor(lower, dtype=torch.float64),
+        upper=torch.tensor(upper, dtype=torch.float64),
+        joint_names=joint_names,
+    )
+
+
+def _read_model(path: Path):
+    """The parsed ``yourdfpy`` robot model of ``path``; every failure becomes a RobotError."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RobotError(f"cannot parse URDF {path}: {_one_line(exc.strerror or exc)}") from None
+    # Parse strictly first: yourdfpy falls back to a "recovering" parser on broken XML that only
+    # logs the error and can return a partial robot.
+    from lxml import etree
+
+    try:
+        root = etree.fromstring(data)
+    except etree.XMLSyntaxError as exc:
+        raise RobotError(f"cannot parse URDF {path}: {_one_line(exc)}") from None
+    if not isinstance(root.tag, str) or root.tag != "robot":
+        raise RobotError(f"cannot parse URDF {path}: the root element is <{root.tag}>, expected <robot>")
+
+    import yourdfpy
+
+    try:
+        # Non-finite origins are reported per joint later; silence numpy's warnings about them.
+        with np.errstate(all="ignore"):
+            urdf = yourdfpy.URDF.load(
+                io.BytesIO(data),
+                build_scene_graph=False,
+                build_collision_scene_graph=False,
+                load_meshes=False,
+                load_collision_meshes=False,
+            )
+    except Exception as exc:  # yourdfpy raises bare KeyError/AttributeError/ValueError on bad input
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise RobotError(f"cannot parse URDF {path}: {_one_line(reason)}") from None
+    model = getattr(urdf, "robot", None) if urdf is not None else None
+    if model is None:
+        raise RobotError(f"cannot parse URDF {path}: yourdfpy returned no robot model")
+    return model
+
+
+class _Tree:
+    """Parent/child relations of a URDF's links."""
+
+    def __init__(self, model, path: Path) -> None:
+        self.path_name = path
+        self.parent_joint: dict[str, object] = {}
+        self.child_joints: dict[str, list] = {}
+        names: list[str] = [link.name for link in model.links]
+        for joint in model.joints:
+            if joint.parent is None or joint.child is None:
+                raise RobotError(f"{path}: joint {joint.name!r} lacks a <parent> or <child> link")
+            if joint.child in self.parent_joint:
+                other = self.parent_joint[joint.child].name
+                raise RobotError(f"{path}: link {joint.child!r} is the child of joints {other!r} and {joint.name!r}; a URDF must be a tree")
+            self.parent_joint[joint.child] = joint
+            self.child_joints.setdefault(joint.parent, []).append(joint)
+            for link in (joint.parent, joint.child):
+                if link not in names:
+                    names.append(link)
+        self.links = names
+
+    def pick_base(self, base_link: str | None) -> str:
+        if base_link is not None:
+            if base_link not in self.links:
+                raise RobotError(f"{self.path_name}: base link {base_link!r} not found (links: {', '.join(self.links)})")
+            return base_link
+        roots = [link for link in self.links if link not in self.parent_joint]
+        if len(roots) == 1:
+            return roots[0]
+        if not roots:
+            raise RobotError(f"{self.path_name}: no root link (the joints form a cycle)")
+        raise RobotError(f"{self.path_name}: several root links ({', '.join(roots)}); pass --base-link to choose one")
+
+    def pick_ee(self, base: str, ee_link: str | None) -> str:
+        if ee_link is not None:
+            if ee_link not in self.links:
+                raise RobotError(f"{self.path_name}: end-effector link {ee_link!r} not found (links: {', '.join(self.links)})")
+            return ee_link
+        leaves, stack, seen = [], [base], {base}
+        while stack:
+            link = stack.pop()
+            kids = [j.child for j in self.child_joints.get(link, [])]
+            if not kids and link != base:
+                leaves.append(link)
+            for kid in reversed(kids):
+                if kid not in seen:
+                    seen.add(kid)
+                    stack.append(kid)
+        if len(leaves) == 1:
+            return leaves[0]
+        if not leaves:
+            raise RobotError(f"{self.path_name}: base link {base!r} has no links below it")
+        raise RobotError(f"{self.path_name}: several leaf links below {base!r} ({', '.join(leaves)}); pass --ee-link to choose the end effector")
+
+    def path(self, base: str, ee: str) -> list:
+        """Joints from ``base`` to ``ee`` in chain order."""
+        joints, link, seen = [], ee, {ee}
+        while link != base:
+            joint = self.parent_joint.get(link)
+            if joint is None:
+                raise RobotError(f"{self.path_name}: end-effector link {ee!r} is not downstream of base link {base!r}")
+            joints.append(joint)
+            link = joint.parent
+            if link in seen:
+                raise RobotError(f"{self.path_name}: the joints above link {ee!r} form a cycle")
+            seen.add(link)
+        return joints[::-1]
+
+
+def _origin(joint, path: Path) -> np.ndarray:
+    O = np.eye(4) if joint.origin is None else np.asarray(joint.origin, dtype=np.float64)
+    if O.shape != (4, 4) or not np.isfinite(O).all():
+        raise RobotError(f"{path}: joint {joint.name!r} has a NaN or infinite <origin>")
+    return O
+
+
+def _axis(joint, path: Path) -> np.ndarray:
+    a = np.asarray(joint.axis if joint.axis is not None else (1.0, 0.0, 0.0), dtype=np.float64).reshape(-1)
+    if a.shape != (3,):
+        raise RobotError(f"{path}: joint {joint.name!r} has an <axis> with {a.size} components, expected 3")
+    if not np.isfinite(a).all():
+        raise RobotError(f"{path}: joint {joint.name!r} has a NaN or infinite <axis>")
+    norm = float(np.linalg.norm(a))
+    if norm < 1e-12:
+        raise RobotError(f"{path}: joint {joint.name!r} has a zero <axis>")
+    return a / norm
+
+
+def _limits(joint, path: Path) -> tuple[float, float]:
+    if joint.type == "continuous":
+        return -math.pi, math.pi
+    limit = joint.limit
+    if limit is None or limit.lower is None or limit.upper is None:
+        raise RobotError(f"{path}: revolute joint {joint.name!r} needs <limit lower=... upper=...> (use type 'continuous' for an unlimited joint)")
+    lo, hi = float(limit.lower), float(limit.upper)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise RobotError(f"{path}: joint {joint.name!r} has a NaN or infinite limit")
+    if lo > hi:
+        raise RobotError(f"{path}: joint {joint.name!r} has lower limit {lo} above upper limit {hi}")
+    return lo, hi
+
+
+def _axis_rotation(a: np.ndarray) -> np.ndarray:
+    """A rotation ``C`` (4x4) with ``C e_z = a`` for a unit vector ``a``; identity for ``a = e_z``."""
+    if a[2] >= 0:
+        R = _rotation_from_z(a)
+    else:
+        # Rotate onto -a (well conditioned) and flip: C = R(-a) Rx(pi), Rx(pi) e_z = -e_z.
+        R = _rotation_from_z(-a) @ np.diag([1.0, -1.0, -1.0])
+    C = np.eye(4)
+    C[:3, :3] = R
+    return C
+
+
+def _rotation_from_z(b: np.ndarray) -> np.ndarray:
+    """The smallest rotation taking ``e_z`` to the unit vector ``b`` (requires ``b_z >= 0``)."""
+    v = np.array([-b[1], b[0], 0.0])  # e_z x b
+    K = np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
+    return np.eye(3) + K + K @ K / (1.0 + b[2])
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())

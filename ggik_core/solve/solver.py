@@ -1,0 +1,124 @@
+"""From a trained model to joint-space IK solutions for any robot, checked by forward kinematics.
+
+For a robot and ``G`` goals: the partial graphs are built once, ``k`` latent samples per node
+are decoded in one batched pass per chunk, joint angles are recovered in closed form, optionally
+refined by batched Levenberg–Marquardt, and every solution's error is computed by FK (float64).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ggik_core.data.batch import make_batch
+from ggik_core.data.graph import ProblemGraphs, canonical_chain, known_mask, node_positions
+from ggik_core.solve.joints import fit_to_limits, recover_joints
+from ggik_core.robots.kinematics import forward_kinematics, home_frames
+from ggik_core.model.cvae import GGIK
+from ggik_core.solve.refine import RefineConfig, refine
+from ggik_core.robots.robot import Robot
+from ggik_core.robots.transforms import invert, pose_errors, wrap_angle
+
+
+@dataclass
+class Solutions:
+    """``G`` goals x ``k`` candidates."""
+
+    q: Tensor  # (G, k, n) radians
+    pos_err: Tensor  # (G, k) metres
+    rot_err: Tensor  # (G, k) radians
+    within_limits: Tensor  # (G, k) bool
+    seconds: float  # wall time of the whole call (sampling + recovery [+ refinement] + FK check)
+
+
+def partial_graphs(robot: Robot, goals: Tensor) -> tuple[ProblemGraphs, Tensor]:
+    """Partial-graph tensors (no answer) for ``goals (G, 4, 4)`` in the robot's base frame."""
+    chain_c, base = canonical_chain(robot.chain)
+    goal_c = invert(base) @ goals.to(torch.float64)
+    home = node_positions(home_frames(chain_c))
+    known = known_mask(home, robot.dof)
+    G = goals.shape[0]
+    g = ProblemGraphs(
+        dof=robot.dof,
+        pos=home.expand(G, *home.shape),
+        home=home.expand(G, *home.shape),
+        known=known.expand(G, *known.shape),
+        goal=goal_c,
+        q=torch.zeros(G, robot.dof, dtype=torch.float64),
+    )
+    return g, chain_c
+
+
+def errors(robot: Robot, q: Tensor, goals: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """FK-checked position (m), rotation (rad) errors and limit flags of ``q (G, k, n)``."""
+    chain = robot.chain.to(q.device)
+    T = forward_kinematics(chain, q)
+    pos, rot = pose_errors(T, goals[:, None].to(q.device, torch.float64))
+    return pos, rot, robot.within_limits(q)
+
+
+@torch.no_grad()
+def sample_solutions(
+    model: GGIK,
+    robot: Robot,
+    goals: Tensor,
+    k: int,
+    generator: torch.Generator | None = None,
+    refine_cfg: RefineConfig | None = None,
+    max_graphs: int = 8192,
+) -> Solutions:
+    """``k`` IK solutions for each of ``goals (G, 4, 4)`` (base frame of ``robot``)."""
+    device = next(model.parameters()).device
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    goals = goals.to(torch.float64)
+    g, chain_c = partial_graphs(robot, goals)
+    per = max(1, max_graphs // k)
+    qs = []
+    chain_dev = chain_c.to(device)
+    for s in range(0, goals.shape[0], per):
+        sl = slice(s, s + per)
+        sub = ProblemGraphs(g.dof, g.pos[sl], g.home[sl], g.known[sl], g.goal[sl], g.q[sl])
+        b = make_batch(sub, model.cfg.directions, with_answer=False, home_init=model.cfg.home_init).to(device)
+        x = model.sample(b, k, generator=generator)  # (G', k, N, 3)
+        qs.append(recover_joints(chain_dev, x.to(torch.float64), g.goal[sl, None].to(device)))
+    out = _finish(robot, torch.cat(qs), goals, refine_cfg, t0)
+    sync()
+    out.seconds = time.perf_counter() - t0
+    return out
+
+
+def refine_solutions(robot: Robot, q: Tensor, goals: Tensor, cfg: RefineConfig) -> Solutions:
+    """Refine given candidates ``q (G, k, n)`` (e.g. random seeds) and check them by FK."""
+    return _finish(robot, q, goals, cfg, time.perf_counter())
+
+
+def _finish(robot: Robot, q: Tensor, goals: Tensor, refine_cfg: RefineConfig | None, t0: float) -> Solutions:
+    """Refine (which keeps ``q`` inside the limits) or shift whole turns into them; check by FK."""
+    lower, upper = robot.lower.to(q.device), robot.upper.to(q.device)
+    goals = goals.to(q.device, torch.float64)
+    if refine_cfg is not None:
+        q = refine(robot.chain.to(q.device), q, goals[:, None], lower, upper, refine_cfg)
+    else:
+        q = fit_to_limits(q, lower, upper)
+    pos, rot, within = errors(robot, q, goals)
+    return Solutions(q=q.cpu(), pos_err=pos.cpu(), rot_err=rot.cpu(), within_limits=within.cpu(), seconds=time.perf_counter() - t0)
+
+
+def distinct_count(q: Tensor, valid: Tensor, tol: float) -> Tensor:
+    """Distinct valid solutions per goal: ``q (G, k, n)``, ``valid (G, k)`` -> ``(G,)``.
+
+    Two solutions are the same when every joint differs by less than ``tol`` (angles compared on
+    the circle). Greedy: a valid solution counts when no earlier counted one is within ``tol``.
+    """
+    close = wrap_angle(q[:, :, None, :] - q[:, None, :, :]).abs().amax(-1) < tol  # (G, k, k)
+    G, k = valid.shape
+    counted = torch.zeros(G, k, dtype=torch.bool)
+    for j in range(k):  # loop over candidate slots, every goal at once
+        dup = (close[:, j, :] & counted).any(-1)
+        counted[:, j] = valid[:, j] & ~dup
+    return counted.sum(-1)

@@ -1,0 +1,125 @@
+"""`bench_ik` end to end on a tiny untrained model: report structure, ratios, missing baselines.
+
+pytorch-kinematics is made unimportable here (its row must say "not installed"); TRAC-IK runs when
+its wheel and the reference URDFs are present and is reported as missing otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import pytest
+import torch
+
+from ggik_core.model.cvae import GGIK, ModelConfig
+from pipeline.bench_ik import BASELINES, METHODS, RATE_METRICS, THRESHOLDS, bench_ik
+from pipeline.train import save_model
+
+ARMS = ["ur10", "panda"]
+GOALS, SAMPLES, MAX_ITER = 3, 4, 20
+MISSING = ("not installed", "unavailable")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bench_ik")
+    torch.manual_seed(0)
+    cfg = ModelConfig(hidden=16, layers=2, latent=4, components=3)
+    model_path = tmp / "model.pt"
+    save_model(GGIK(cfg), cfg, [], model_path)
+    mp = pytest.MonkeyPatch()
+    mp.setitem(sys.modules, "pytorch_kinematics", None)  # `import pytorch_kinematics` now raises ImportError
+    try:
+        out = bench_ik(model_path, GOALS, SAMPLES, 0, tmp / "metrics", MAX_ITER, ARMS, "cpu")
+    finally:
+        mp.undo()
+    return out, tmp / "metrics"
+
+
+def ok(entry: dict) -> bool:
+    return entry.get("status") == "ok"
+
+
+def test_files_and_structure(report):
+    rep, out_dir = report
+    on_disk = json.loads((out_dir / "bench.json").read_text())
+    assert on_disk == json.loads(json.dumps(rep))
+    md = (out_dir / "bench.md").read_text()
+    assert md.startswith("# ggik bench ik")
+    assert rep["config"]["arms"] == ARMS
+    assert rep["config"]["goals_per_arm"] == GOALS and rep["config"]["samples"] == SAMPLES
+    assert rep["config"]["refine"]["max_iter"] == MAX_ITER
+    assert set(rep["results"]) == set(ARMS)
+    for arm in ARMS:
+        assert set(rep["results"][arm]) == set(METHODS)
+        for method in ("ggik", "ggik_refined", "random_refined"):
+            e = rep["results"][arm][method]
+            assert ok(e), e
+            assert e["goals"] == GOALS and e["candidates"] == GOALS * SAMPLES
+            assert e["wall_s"] > 0
+            for key in THRESHOLDS:
+                t = e[key]
+                assert 0.0 <= t["success_candidates"] <= t["success_goals"] <= 1.0
+                assert t["success_candidates"] == pytest.approx(t["successes"] / (GOALS * SAMPLES))
+                assert t["solutions_per_s"] == pytest.approx(t["successes"] / e["wall_s"])
+                assert t["goals_solved"] <= t["distinct_total"] <= t["successes"]
+            # the strict threshold can only lose successes
+            assert e["0.1mm_0.1deg"]["successes"] <= e["1mm_1deg"]["successes"]
+    # pooled figures add up over the arms
+    for method, e in rep["overall"].items():
+        if ok(e):
+            assert e["candidates"] == sum(rep["results"][a][method]["candidates"] for a in ARMS)
+            for key in THRESHOLDS:
+                assert e[key]["successes"] == sum(rep["results"][a][method][key]["successes"] for a in ARMS)
+
+
+def test_random_seed_refinement_succeeds(report):
+    rep, _ = report
+    assert any(rep["results"][arm]["random_refined"]["1mm_1deg"]["successes"] > 0 for arm in ARMS)
+
+
+def test_missing_baseline_is_reported(report):
+    rep, out_dir = report
+    for arm in ARMS:
+        e = rep["results"][arm]["pytorch_kinematics"]
+        assert e["status"].startswith("not installed:"), e
+        assert "ratio_to_best_baseline" not in e
+        tk = rep["results"][arm]["trac_ik"]
+        assert ok(tk) or tk["status"].startswith(MISSING), tk
+    assert rep["overall"]["pytorch_kinematics"]["status"].startswith("not installed:")
+    md = (out_dir / "bench.md").read_text()
+    assert "not installed:" in md
+
+
+def check_ratios(block: dict) -> None:
+    ran = {m: block[m] for m in BASELINES if ok(block[m])}
+    assert "random_refined" in ran
+    best_wall = min(e["wall_s"] for e in ran.values())
+    for method, e in block.items():
+        if not ok(e):
+            continue
+        r, which = e["ratio_to_best_baseline"], e["best_baseline"]
+        assert r["wall_s"] == pytest.approx(e["wall_s"] / best_wall)
+        assert ran[which["wall_s"]]["wall_s"] == best_wall
+        for key in THRESHOLDS:
+            for metric in RATE_METRICS:
+                best = max(b[key][metric] for b in ran.values())
+                assert ran[which[key][metric]][key][metric] == best
+                if best > 0:
+                    assert r[key][metric] == pytest.approx(e[key][metric] / best)
+                else:
+                    assert r[key][metric] is None
+                if method in ran:  # no baseline beats the best one
+                    assert r[key][metric] is None or r[key][metric] <= 1.0 + 1e-12
+        if method in ran:
+            assert r["wall_s"] >= 1.0 - 1e-12
+        assert math.isfinite(e["wall_s"])
+
+
+def test_ratios_match_numbers(report):
+    rep, _ = report
+    for arm in ARMS:
+        check_ratios(rep["results"][arm])
+    check_ratios(rep["overall"])

@@ -1,0 +1,52 @@
+"""One config source: params.yaml states the dataclass defaults, the library configs are the params."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import yaml
+
+from ggik_core.model.config import ModelConfig
+from ggik_core.robots.random_robots import RandomRobotConfig
+from ggik_core.solve.refine import RefineConfig
+from pipeline.data import robot_config
+from pipeline.evaluate import refine_config
+from pipeline.params import DataParams, EvalParams, Params, load_params, pick
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_params_yaml_equals_the_defaults() -> None:
+    """Defaults are stated once: the dataclasses; params.yaml must say the same."""
+    assert load_params(REPO / "params.yaml") == Params()
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section in ("data", "model", "train", "eval"):
+        defaults = dataclasses.asdict(getattr(Params(), section))
+        for key, value in raw[section].items():
+            assert defaults[key] == (tuple(value) if isinstance(value, list) else value), f"{section}.{key}"
+
+
+def test_model_params_are_the_library_config() -> None:
+    assert type(Params().model) is ModelConfig
+
+
+def test_library_configs_are_built_by_field_name() -> None:
+    p = DataParams(geometry="noncoplanar", p_parallel=0.1, p_skew=0.7)
+    assert robot_config(p) == RandomRobotConfig(geometry="noncoplanar", p_parallel=0.1, p_skew=0.7)
+    e = EvalParams(refine_max_iter=7, refine_pos_tol=2e-5, refine_rot_tol=3e-4)
+    assert refine_config(e) == RefineConfig(max_iter=7, pos_tol=2e-5, rot_tol=3e-4)
+    assert DataParams().p_skew == RandomRobotConfig().p_skew
+    assert EvalParams().refine_pos_tol == RefineConfig().pos_tol
+    assert pick(RefineConfig, object()) == RefineConfig()
+
+
+def test_readme_presets_name_real_params() -> None:
+    """Every `-S section.key=value` in the README's presets is a param load_params accepts."""
+    text = (REPO / "README.md").read_text()
+    sets = re.findall(r"-S ([a-z_]+)\.([a-z_]+)=(\S+)", text)
+    assert sets, "no presets found in the README"
+    fields = {s: {f.name for f in dataclasses.fields(getattr(Params(), s))} for s in ("data", "model", "train", "eval")}
+    for section, key, _ in sets:
+        assert key in fields[section], f"README preset sets unknown param {section}.{key}"

@@ -1,0 +1,404 @@
+"""`python -m pipeline solve`, run as a user runs it, with a tiny random model.
+
+Each fresh interpreter pays several seconds of torch / torch_geometric start-up on a busy
+machine, so one module fixture starts every run at once: a few commands as their own
+``python -m pipeline solve`` process, and the other cases in one more interpreter that runs the
+same ``python -m pipeline`` entry point (:func:`runpy.run_module`) once per command line, each
+with its own working directory, captured stdout/stderr and exit code; an exception escaping the
+entry point is reported there as a traceback and exit code 1, as the interpreter would.
+Output errors are checked against forward kinematics computed here from the q columns and the
+goals as given on the command line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from ggik_core.robots.catalog import load_arm
+from ggik_core.model.cvae import GGIK, ModelConfig
+from pipeline.train import save_model
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("GGIK_SHARED") or REPO.parent / "shared")
+PANDA_URDF = SHARED / "reference" / "urdf" / "panda_arm.urdf"
+TIMEOUT = 300
+MM_TOL = 1e-6
+DEG_TOL = 1e-6
+
+DH_YAML = """\
+name: my_arm
+convention: modified
+joints:
+  - {a: 0.0, alpha: 0.0, d: 0.2, theta_offset: 0.1, lower: -3.0, upper: 3.0}
+  - {a: 0.05, alpha: 1.5707963268, d: 0.0, theta_offset: 1.5707963268}
+  - {a: 0.4, alpha: 0.0, d: 0.0}
+  - {a: 0.03, alpha: 1.5707963268, d: 0.35}
+  - {a: 0.0, alpha: -1.5707963268, d: 0.0}
+  - {a: 0.0, alpha: 1.5707963268, d: 0.08}
+tool: {xyz: [0.01, 0.0, 0.1], rpy: [0.1, -0.2, 0.3]}
+"""
+
+MALFORMED_URDF = '<?xml version="1.0"?>\n<robot name="broken">\n  <link name="base"/>\n  <joint name="j1" type="revolute">\n'
+
+
+# --- kinematics computed here, independently of the library where it matters ---------------------
+
+
+def quat_to_matrix_here(wxyz: np.ndarray) -> np.ndarray:
+    wxyz = np.asarray(wxyz, dtype=np.float64)
+    return Rotation.from_quat(np.concatenate([wxyz[..., 1:], wxyz[..., :1]], -1)).as_matrix()
+
+
+def pose_text(T: np.ndarray) -> str:
+    xyzw = Rotation.from_matrix(T[:3, :3]).as_quat()
+    wxyz = [xyzw[3], xyzw[0], xyzw[1], xyzw[2]]
+    return " ".join(repr(float(v)) for v in [*T[:3, 3], *wxyz])
+
+
+def goal_matrix(text: str) -> np.ndarray:
+    v = np.array([float(p) for p in text.split()], dtype=np.float64)
+    T = np.eye(4)
+    T[:3, :3] = quat_to_matrix_here(v[3:] / np.linalg.norm(v[3:]))
+    T[:3, 3] = v[:3]
+    return T
+
+
+def pose_errors_here(T: np.ndarray, T_goal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Position error (mm) and rotation angle of ``R_goal^T R`` (deg)."""
+    pos = np.linalg.norm(T[..., :3, 3] - T_goal[..., :3, 3], axis=-1) * 1000.0
+    R = np.swapaxes(T_goal[..., :3, :3], -1, -2) @ T[..., :3, :3]
+    skew = np.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]], -1)
+    rot = np.degrees(np.arctan2(np.linalg.norm(skew, axis=-1), np.trace(R, axis1=-2, axis2=-1) - 1))
+    return pos, rot
+
+
+def _rx(a):
+    c, s = math.cos(a), math.sin(a)
+    return np.array([[1, 0, 0, 0], [0, c, -s, 0], [0, s, c, 0], [0, 0, 0, 1.0]])
+
+
+def _rz(a):
+    c, s = math.cos(a), math.sin(a)
+    return np.array([[c, -s, 0, 0], [s, c, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])
+
+
+def _tx(v):
+    T = np.eye(4)
+    T[0, 3] = v
+    return T
+
+
+def _tz(v):
+    T = np.eye(4)
+    T[2, 3] = v
+    return T
+
+
+def dh_yaml_fk(q: np.ndarray) -> np.ndarray:
+    """FK of :data:`DH_YAML` (modified DH, then the tool), one configuration at a time."""
+    rows = [(0.0, 0.0, 0.2, 0.1), (0.05, 1.5707963268, 0.0, 1.5707963268), (0.4, 0.0, 0.0, 0.0),
+            (0.03, 1.5707963268, 0.35, 0.0), (0.0, -1.5707963268, 0.0, 0.0), (0.0, 1.5707963268, 0.08, 0.0)]
+    tool = np.eye(4)
+    tool[:3, :3] = Rotation.from_euler("xyz", [0.1, -0.2, 0.3]).as_matrix()  # extrinsic x, y, z = Rz Ry Rx
+    tool[:3, 3] = [0.01, 0.0, 0.1]
+    out = []
+    for qi in np.atleast_2d(q):
+        T = np.eye(4)
+        for (a, alpha, d, theta), angle in zip(rows, qi):
+            T = T @ _tx(a) @ _rx(alpha) @ _tz(d) @ _rz(angle + theta)
+        out.append(T @ tool)
+    return np.stack(out)
+
+
+def catalog_fk(name: str):
+    robot = load_arm(name)
+    return lambda q: robot.fk(torch.from_numpy(np.ascontiguousarray(q))).numpy()
+
+
+def urdf_fk(q: np.ndarray) -> np.ndarray:
+    from ggik_core.robots.urdf import load_urdf
+
+    robot = load_urdf(PANDA_URDF, ee_link="panda_link8")
+    return robot.fk(torch.from_numpy(np.ascontiguousarray(q))).numpy()
+
+
+# --- goals ---------------------------------------------------------------------------------------
+
+
+def reachable_goals(name: str, count: int, seed: int) -> list[str]:
+    robot = load_arm(name)
+    q = robot.sample_q(count, torch.Generator().manual_seed(seed))
+    return [pose_text(T) for T in robot.fk(q).numpy()]
+
+
+def goals_frame(texts: list[str]) -> pd.DataFrame:
+    rows = [[float(p) for p in t.split()] for t in texts]
+    return pd.DataFrame(rows, columns=["x", "y", "z", "qw", "qx", "qy", "qz"])
+
+
+# --- the runs ------------------------------------------------------------------------------------
+
+
+def cli_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["OMP_NUM_THREADS"] = "1"
+    env["COLUMNS"] = "200"
+    return env
+
+
+def run_solve(cwd: Path, args: list[str]) -> subprocess.CompletedProcess:
+    return run_solve_cmd(cwd, [sys.executable, "-m", "pipeline", "solve", *args])
+
+
+def run_solve_cmd(cwd: Path, cmd: list[str]) -> subprocess.CompletedProcess:
+    proc = subprocess.Popen(cmd, cwd=cwd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # only the process started here
+        out, err = proc.communicate()
+        err += f"\n[test harness: killed after {TIMEOUT} s]"
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+DRIVER = r"""
+import contextlib, io, json, os, runpy, sys, traceback
+
+cases_file, results_file = sys.argv[1], sys.argv[2]
+cases = json.load(open(cases_file))
+results = {}
+for case in cases:
+    out, err = io.StringIO(), io.StringIO()
+    os.chdir(case["cwd"])
+    sys.argv = ["python -m pipeline", *case["args"]]
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            runpy.run_module("pipeline", run_name="__main__", alter_sys=True)
+        except SystemExit as exc:
+            if exc.code is None:
+                code = 0
+            elif isinstance(exc.code, int):
+                code = exc.code
+            else:
+                print(exc.code, file=sys.stderr)
+                code = 1
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+    results[case["name"]] = {"returncode": code, "stdout": out.getvalue(), "stderr": err.getvalue()}
+json.dump(results, open(results_file, "w"))
+"""
+
+
+def run_driver(base: Path, jobs: dict[str, tuple[Path, list[str]]]) -> dict[str, subprocess.CompletedProcess]:
+    """Run every job in one interpreter (see the module docstring)."""
+    cases = [{"name": name, "cwd": str(d), "args": ["solve", *args]} for name, (d, args) in jobs.items()]
+    (base / "cases.json").write_text(json.dumps(cases))
+    (base / "driver.py").write_text(DRIVER)
+    res = run_solve_cmd(base, [sys.executable, str(base / "driver.py"), str(base / "cases.json"), str(base / "results.json")])
+    if res.returncode != 0 or not (base / "results.json").exists():
+        raise AssertionError(f"the driver failed: {res.stderr}")
+    found = json.loads((base / "results.json").read_text())
+    return {name: subprocess.CompletedProcess(["solve", *jobs[name][1]], r["returncode"], r["stdout"], r["stderr"]) for name, r in found.items()}
+
+
+GOOD_QUAT = "0.4 0.1 0.5 1 0 0 0"
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> dict:
+    base = tmp_path_factory.mktemp("solve")
+    torch.manual_seed(0)
+    m = GGIK(ModelConfig(hidden=16, layers=2, latent=4, components=3, message=16))
+    model = base / "model.pt"
+    save_model(m, m.cfg, [], model)
+    goals = {
+        "stdout": reachable_goals("ur10", 2, 1),
+        "csv_in": reachable_goals("kuka", 3, 2),
+        "parquet_in": reachable_goals("lwa4p", 2, 3),
+        "urdf": reachable_goals("panda", 2, 4),
+    }
+    q_yaml = np.array([0.3, -0.4, 0.5, 0.2, 0.7, -0.1])
+    goals["yaml"] = [pose_text(dh_yaml_fk(q_yaml)[0]), "5.0 0.0 0.5 1 0 0 0"]  # reachable, unreachable
+    return {"base": base, "model": model, "goals": goals}
+
+
+@pytest.fixture(scope="module")
+def runs(setup) -> dict:
+    base, model, goals = setup["base"], str(setup["model"]), setup["goals"]
+    jobs: dict[str, tuple[Path, list[str]]] = {}  # in the shared interpreter
+    own: dict[str, tuple[Path, list[str]]] = {}  # each in its own `python -m pipeline solve` process
+    separate = ("stdout", "bad_robot")  # the real entry point: CSV on stdout, and one user error
+
+    def job(name: str, args: list[str]) -> Path:
+        d = base / name
+        d.mkdir()
+        (own if name in separate else jobs)[name] = (d, args)
+        return d
+
+    job("stdout", ["--robot", "ur10", "--goal", goals["stdout"][0], "--goal", goals["stdout"][1], "-k", "3", "--model", model])
+    d = job("csv_in", ["--robot", "kuka", "--goals", "goals.csv", "-k", "2", "--model", model, "--out", "sol.parquet"])
+    goals_frame(goals["csv_in"]).to_csv(d / "goals.csv", index=False)
+    d = job("parquet_in", ["--robot", "lwa4p", "--goals", "goals.parquet", "-k", "2", "--model", model, "--refine", "--out", "sol.json"])
+    goals_frame(goals["parquet_in"]).to_parquet(d / "goals.parquet", index=False)
+    d = job("yaml", ["--robot", "arm.yaml", "--goal", goals["yaml"][0], "--goal", goals["yaml"][1], "-k", "3", "--model", model,
+                     "--out", "out/sol.csv"])
+    (d / "arm.yaml").write_text(DH_YAML)
+    if PANDA_URDF.is_file():
+        job("urdf", ["--robot", str(PANDA_URDF), "--ee-link", "panda_link8", "--goal", goals["urdf"][0], "--goal", goals["urdf"][1],
+                     "-k", "2", "--model", model])
+    # bad input: one line on stderr each
+    job("bad_robot", ["--robot", "no_such_robot", "--goal", GOOD_QUAT, "--model", model])
+    d = job("bad_urdf", ["--robot", "broken.urdf", "--goal", GOOD_QUAT, "--model", model])
+    (d / "broken.urdf").write_text(MALFORMED_URDF)
+    job("bad_quat", ["--robot", "ur10", "--goal", "0.4 0.1 0.5 2 0 0 0", "--model", model])
+    job("six_numbers", ["--robot", "ur10", "--goal", "0.4 0.1 0.5 1 0 0", "--model", model])
+    d = job("bad_columns", ["--robot", "ur10", "--goals", "goals.csv", "--model", model])
+    (d / "goals.csv").write_text("a,b,c,d,e,f,g\n0.4,0.1,0.5,1,0,0,0\n")
+    job("no_model", ["--robot", "ur10", "--goal", GOOD_QUAT, "--model", "missing/model.pt"])
+    job("bad_out", ["--robot", "ur10", "--goal", GOOD_QUAT, "--model", model, "--out", "sol.txt"])
+    job("nan_goal", ["--robot", "ur10", "--goal", "nan 0.1 0.5 1 0 0 0", "--model", model])
+
+    shared = base / "shared_interpreter"
+    shared.mkdir()
+    with ThreadPoolExecutor(max_workers=len(own) + 1) as pool:
+        driver = pool.submit(run_driver, shared, jobs)
+        futures = {name: pool.submit(run_solve, d, args) for name, (d, args) in own.items()}
+        out = {name: (own[name][0], fut.result()) for name, fut in futures.items()}
+        out.update({name: (jobs[name][0], res) for name, res in driver.result().items()})
+    return out
+
+
+# --- checks --------------------------------------------------------------------------------------
+
+
+def assert_ok(res: subprocess.CompletedProcess) -> None:
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr, res.stderr
+
+
+def check_solutions(df: pd.DataFrame, dof: int, goal_texts: list[str], k: int, fk) -> tuple[np.ndarray, np.ndarray]:
+    """Columns, row count and FK-checked errors; returns the true errors (mm, deg) per row."""
+    expected = ["goal_id", "sample_id", *[f"q_{j}" for j in range(1, dof + 1)], "pos_err_mm", "rot_err_deg", "within_limits"]
+    assert list(df.columns) == expected
+    G = len(goal_texts)
+    assert len(df) == G * k
+    assert df["goal_id"].tolist() == [g for g in range(G) for _ in range(k)]
+    assert df["sample_id"].tolist() == list(range(k)) * G
+    q = df[[f"q_{j}" for j in range(1, dof + 1)]].to_numpy(dtype=np.float64)
+    assert np.isfinite(q).all()
+    T = fk(q)
+    T_goal = np.stack([goal_matrix(goal_texts[g]) for g in df["goal_id"]])
+    pos, rot = pose_errors_here(T, T_goal)
+    np.testing.assert_allclose(df["pos_err_mm"].to_numpy(dtype=np.float64), pos, rtol=0, atol=MM_TOL)
+    np.testing.assert_allclose(df["rot_err_deg"].to_numpy(dtype=np.float64), rot, rtol=0, atol=DEG_TOL)
+    assert set(df["within_limits"].tolist()) <= {True, False}
+    # best candidates first within each goal
+    score = (df["pos_err_mm"] + df["rot_err_deg"]).to_numpy().reshape(G, k)
+    assert (np.diff(score, axis=1) >= -1e-9).all()
+    return pos, rot
+
+
+def read_csv_text(text: str) -> pd.DataFrame:
+    from io import StringIO
+
+    return pd.read_csv(StringIO(text))
+
+
+def test_catalog_robot_two_goals_csv_on_stdout(runs, setup):
+    _, res = runs["stdout"]
+    assert_ok(res)
+    df = read_csv_text(res.stdout)
+    check_solutions(df, 6, setup["goals"]["stdout"], 3, catalog_fk("ur10"))
+    robot = load_arm("ur10")
+    q = torch.tensor(df[[f"q_{j}" for j in range(1, 7)]].to_numpy())
+    assert df["within_limits"].tolist() == robot.within_limits(q).tolist()
+    assert "ur10" in res.stderr  # the summary line goes to stderr, not into the CSV
+
+
+def test_goals_from_csv_written_to_parquet(runs, setup):
+    d, res = runs["csv_in"]
+    assert_ok(res)
+    assert res.stdout == ""
+    df = pd.read_parquet(d / "sol.parquet")
+    check_solutions(df, 7, setup["goals"]["csv_in"], 2, catalog_fk("kuka"))
+    assert df["within_limits"].dtype == bool
+
+
+def test_goals_from_parquet_refined_written_to_json(runs, setup):
+    d, res = runs["parquet_in"]
+    assert_ok(res)
+    records = json.loads((d / "sol.json").read_text())
+    assert isinstance(records, list) and len(records) == 2 * 2
+    df = pd.DataFrame.from_records(records)
+    assert all(isinstance(r["within_limits"], bool) for r in records)
+    check_solutions(df, 6, setup["goals"]["parquet_in"], 2, catalog_fk("lwa4p"))
+    assert df["within_limits"].all()  # refinement keeps every joint inside its limits
+    assert "refinement" in res.stderr
+
+
+def test_dh_yaml_robot_with_an_unreachable_goal_written_to_csv(runs, setup):
+    d, res = runs["yaml"]
+    assert_ok(res)
+    df = pd.read_csv(d / "out" / "sol.csv")
+    pos, _ = check_solutions(df, 6, setup["goals"]["yaml"], 3, dh_yaml_fk)
+    assert pos[df["goal_id"] == 1].min() > 3000.0  # 5 m away: the true, large error is reported
+    assert "goal 1" in res.stderr and "unreachable" in res.stderr
+    assert "my_arm" in res.stderr
+    # limits of the file: joint 1 in [-3, 3], the others default to ±π
+    q = df[[f"q_{j}" for j in range(1, 7)]].to_numpy()
+    lower = np.array([-3.0] + [-math.pi] * 5)
+    upper = np.array([3.0] + [math.pi] * 5)
+    within = ((q >= lower - 1e-9) & (q <= upper + 1e-9)).all(1)
+    assert df["within_limits"].tolist() == within.tolist()
+
+
+@pytest.mark.skipif(not PANDA_URDF.is_file(), reason=f"reference URDF {PANDA_URDF} not found (set GGIK_SHARED)")
+def test_urdf_robot(runs, setup):
+    _, res = runs["urdf"]
+    assert_ok(res)
+    df = read_csv_text(res.stdout)
+    check_solutions(df, 7, setup["goals"]["urdf"], 2, urdf_fk)
+    # the URDF's panda_link8 chain is the catalog Panda: the same errors up to the DH rounding
+    q = df[[f"q_{j}" for j in range(1, 8)]].to_numpy()
+    T_goal = np.stack([goal_matrix(setup["goals"]["urdf"][g]) for g in df["goal_id"]])
+    pos, _ = pose_errors_here(catalog_fk("panda")(q), T_goal)
+    np.testing.assert_allclose(df["pos_err_mm"].to_numpy(), pos, rtol=0, atol=1e-3)
+
+
+BAD = {
+    "bad_robot": "no_such_robot",
+    "bad_urdf": "broken.urdf",
+    "bad_quat": "quaternion",
+    "six_numbers": "7 numbers",
+    "bad_columns": "column",
+    "no_model": "model",
+    "bad_out": "sol.txt",
+    "nan_goal": "NaN",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_gives_one_error_line(runs, case):
+    _, res = runs[case]
+    assert res.returncode != 0
+    assert "Traceback" not in res.stderr, res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("ggik: error:"), lines[0]
+    assert BAD[case] in lines[0], lines[0]
+    assert res.stdout == ""

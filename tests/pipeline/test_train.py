@@ -1,0 +1,156 @@
+"""The training stage: overfitting, determinism, resumption, DDP, parameter coverage."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from ggik_core.data.batch import make_batch
+from ggik_core.data.graph import build_problem_graphs
+from ggik_core.model.cvae import GGIK, ModelConfig
+from ggik_core.data.problems import random_problems
+from ggik_core.robots.random_robots import RandomRobotConfig
+from pipeline.data import build_graphs, generate
+from pipeline.params import DataParams, ModelParams, Params, TrainParams
+from pipeline.train import load_model, train
+
+TINY = Params(
+    data=DataParams(n_problems=96, dofs=(5, 6)),
+    model=ModelParams(hidden=16, layers=2, latent=4, components=3, message=16),
+    train=TrainParams(epochs=2, batch_size=32, beta_warmup_epochs=1, num_threads=1),
+)
+
+
+@pytest.fixture(scope="module")
+def graphs(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("train")
+    generate(TINY.data, root / "problems.parquet")
+    build_graphs(root / "problems.parquet", root / "graphs", 1000)
+    return root / "graphs"
+
+
+@pytest.fixture(autouse=True)
+def _undo_determinism():
+    """train() switches deterministic algorithms on for the process; switch them off afterwards."""
+    yield
+    torch.use_deterministic_algorithms(False)
+
+
+def _run(params: Params, graphs: Path, root: Path) -> dict:
+    res = train(params, graphs, root / "model", root / "metrics")
+    return json.loads((root / "metrics" / "train.json").read_text()) | {"_res": res}
+
+
+@pytest.mark.parametrize("layer", ["egnn", "egat"])
+def test_overfits_a_tiny_dataset(layer):
+    torch.manual_seed(0)
+    pb = random_problems(8, 6, RandomRobotConfig(), torch.Generator().manual_seed(0))
+    cfg = ModelConfig(layer=layer, hidden=32, layers=3, latent=4, components=2, message=32)
+    model = GGIK(cfg)
+    b = make_batch(build_problem_graphs(pb.chain, pb.q, pb.goal), cfg.directions)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(300):
+        losses = model.loss(b, beta=0.0)
+        opt.zero_grad()
+        losses.total.backward()
+        opt.step()
+        first = first if first is not None else float(losses.rec)
+    model.eval()
+    with torch.no_grad():
+        torch.manual_seed(1)
+        final = float(model.loss(b, beta=0.0).rec)
+    assert final < first / 10, (first, final)
+
+
+@pytest.mark.parametrize("layer", ["egnn", "egat"])
+def test_every_parameter_trains(layer):
+    cfg = ModelConfig(layer=layer, hidden=16, layers=2, latent=4, components=3, message=16)
+    model = GGIK(cfg)
+    names = {n for n, _ in model.named_parameters()}
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(names)
+    pb = random_problems(4, 6, RandomRobotConfig(geometry="noncoplanar"), torch.Generator().manual_seed(3))
+    b = make_batch(build_problem_graphs(pb.chain, pb.q, pb.goal), cfg.directions)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    losses = model.loss(b, beta=1.0)
+    losses.total.backward()
+    dead = [n for n, p in model.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
+    assert not dead, dead
+    opt.step()
+    assert {n for n, _ in model.named_parameters()} == names
+    unchanged = [n for n, p in model.named_parameters() if torch.equal(p, before[n])]
+    assert not unchanged, unchanged
+
+
+def test_deterministic_runs_match(graphs, tmp_path):
+    a = _run(TINY, graphs, tmp_path / "a")
+    _run(TINY, graphs, tmp_path / "b")
+    assert (tmp_path / "a/metrics/train_loss.csv").read_text() == (tmp_path / "b/metrics/train_loss.csv").read_text()
+    sa = torch.load(tmp_path / "a/model/model.pt", weights_only=True)["model"]
+    sb = torch.load(tmp_path / "b/model/model.pt", weights_only=True)["model"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert a["complete"] and a["epochs_done"] == 2
+
+
+def test_resume_continues_where_it_stopped(graphs, tmp_path):
+    three = replace(TINY, train=replace(TINY.train, epochs=3))
+    _run(three, graphs, tmp_path / "straight")
+    _run(TINY, graphs, tmp_path / "chunked")  # 2 epochs, then "interrupted"
+    log = _run(three, graphs, tmp_path / "chunked")
+    assert log["epochs_done"] == 3 and log["complete"]
+    assert (tmp_path / "straight/metrics/train_loss.csv").read_text() == (tmp_path / "chunked/metrics/train_loss.csv").read_text()
+    a = load_model(tmp_path / "straight/model/model.pt", torch.device("cpu")).state_dict()
+    b = load_model(tmp_path / "chunked/model/model.pt", torch.device("cpu")).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoint_of_other_params_is_not_resumed(graphs, tmp_path):
+    _run(TINY, graphs, tmp_path / "r")
+    other = replace(TINY, train=replace(TINY.train, lr=1e-3))
+    log = _run(other, graphs, tmp_path / "r")
+    rows = (tmp_path / "r/metrics/train_loss.csv").read_text().strip().splitlines()
+    assert len(rows) == 3 and log["epochs_done"] == 2  # header + 2 fresh epochs, not 4
+
+
+def test_corrupt_checkpoint_is_set_aside_and_training_starts_afresh(graphs, tmp_path):
+    _run(TINY, graphs, tmp_path / "r")
+    ckpt = tmp_path / "r/model/checkpoint.pt"
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(data[: len(data) // 2])  # truncated, as by a crash mid-copy
+    log = _run(TINY, graphs, tmp_path / "r")
+    assert log["complete"] and log["epochs_done"] == 2
+    assert (tmp_path / "r/model/checkpoint.pt.corrupt").read_bytes() == data[: len(data) // 2]
+    torch.load(ckpt, weights_only=False)  # a fresh, readable checkpoint
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, graphs: str, root: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    res = train(TINY, Path(graphs), Path(root) / "model", Path(root) / "metrics")
+    flat = torch.cat([p.detach().reshape(-1) for p in res["model"].parameters()])
+    torch.save(flat, Path(root) / f"params_rank{rank}.pt")
+
+
+def test_ddp_two_gloo_processes_stay_in_sync(graphs, tmp_path):
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(graphs), str(tmp_path)), nprocs=2, join=True)
+    p0 = torch.load(tmp_path / "params_rank0.pt")
+    p1 = torch.load(tmp_path / "params_rank1.pt")
+    assert torch.equal(p0, p1)
+    init = torch.cat([p.detach().reshape(-1) for p in GGIK(ModelConfig(**{**load_model(tmp_path / "model/model.pt", torch.device("cpu")).cfg.to_dict()})).parameters()])
+    assert not torch.equal(p0, init)  # it trained
+    log = json.loads((tmp_path / "metrics/train.json").read_text())
+    assert log["processes"] == 2 and log["epochs_done"] == 2

@@ -1,0 +1,192 @@
+"""Batched Levenberg–Marquardt refinement and the SO(3) logarithm it uses."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ggik_core.robots.catalog import ARM_NAMES, load_arm
+from ggik_core.solve.refine import RefineConfig, refine, so3_log
+from ggik_core.robots.transforms import rotation_angle
+
+
+def hat(v: torch.Tensor) -> torch.Tensor:
+    z = torch.zeros_like(v[..., 0])
+    rows = [
+        torch.stack([z, -v[..., 2], v[..., 1]], -1),
+        torch.stack([v[..., 2], z, -v[..., 0]], -1),
+        torch.stack([-v[..., 1], v[..., 0], z], -1),
+    ]
+    return torch.stack(rows, -2)
+
+
+def exp_so3(v: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.matrix_exp(hat(v))
+
+
+def errors_here(robot, q: torch.Tensor, goal: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Position (m) and rotation (rad) errors by FK, computed here with numpy: the angle of
+    ``R_goal^T R`` by ``arcsin`` of its skew part near 0 and ``arccos`` of its trace elsewhere."""
+    T = robot.fk(q).numpy()
+    Tg = np.broadcast_to(goal.numpy(), T.shape)
+    pos = np.linalg.norm(T[..., :3, 3] - Tg[..., :3, 3], axis=-1)
+    R = np.swapaxes(Tg[..., :3, :3], -1, -2) @ T[..., :3, :3]
+    skew = np.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]], -1)
+    s = np.linalg.norm(skew, axis=-1) / 2
+    c = (np.trace(R, axis1=-2, axis2=-1) - 1) / 2
+    rot = np.where(c > 0.5, np.arcsin(np.clip(s, 0, 1)), np.arccos(np.clip(c, -1, 1)))
+    return pos, rot
+
+
+def interior_q(robot, n: int, gen: torch.Generator, margin: float = 0.25) -> torch.Tensor:
+    """Configurations at least ``margin`` inside every limit (so a nearby seed is not clipped away)."""
+    u = torch.rand(n, robot.dof, generator=gen, dtype=torch.float64)
+    lo, hi = robot.lower + margin, robot.upper - margin
+    return lo + u * (hi - lo)
+
+
+@pytest.mark.parametrize("arm", ARM_NAMES)
+def test_converges_from_nearby_seeds(arm):
+    robot = load_arm(arm)
+    gen = torch.Generator().manual_seed(7)
+    G, k = 16, 4
+    q_true = interior_q(robot, G, gen)
+    goal = robot.fk(q_true)
+    seeds = q_true[:, None] + 0.05 * torch.randn(G, k, robot.dof, generator=gen, dtype=torch.float64)
+    pos0, _ = errors_here(robot, seeds, goal[:, None])
+    assert pos0.max() > 1e-3  # the seeds really are off
+    cfg = RefineConfig(max_iter=50, pos_tol=1e-7, rot_tol=1e-6)
+    q = refine(robot.chain, seeds, goal[:, None], robot.lower, robot.upper, cfg)
+    assert q.shape == (G, k, robot.dof)
+    pos, rot = errors_here(robot, q, goal[:, None])
+    assert pos.max() < 1e-5, pos.max()
+    assert rot.max() < 1e-4, rot.max()
+    assert bool(robot.within_limits(q, tol=0.0).all())
+
+
+@pytest.mark.parametrize("arm", ARM_NAMES)
+def test_results_stay_within_limits_from_any_seed(arm):
+    robot = load_arm(arm)
+    gen = torch.Generator().manual_seed(13)
+    G, k = 6, 5
+    goal = robot.fk(robot.sample_q(G, gen))
+    span = (robot.upper - robot.lower)
+    far = robot.lower + (torch.rand(G, k, robot.dof, generator=gen, dtype=torch.float64) * 3 - 1) * span  # mostly outside
+    assert bool((~robot.within_limits(far, tol=0.0)).any())
+    q = refine(robot.chain, far, goal[:, None], robot.lower, robot.upper, RefineConfig(max_iter=15))
+    assert torch.isfinite(q).all()
+    assert bool(((q >= robot.lower) & (q <= robot.upper)).all())
+
+
+def test_refine_improves_random_seeds():
+    robot = load_arm("kuka")
+    gen = torch.Generator().manual_seed(4)
+    G, k = 8, 6
+    goal = robot.fk(robot.sample_q(G, gen))
+    seeds = robot.sample_q(G * k, gen).reshape(G, k, robot.dof)
+    q = refine(robot.chain, seeds, goal[:, None], robot.lower, robot.upper, RefineConfig(max_iter=30))
+    before, _ = errors_here(robot, seeds, goal[:, None])
+    after, _ = errors_here(robot, q, goal[:, None])
+    assert np.median(after) < 0.1 * np.median(before)
+
+
+def test_broadcasts_over_candidates_and_matches_one_by_one():
+    robot = load_arm("panda")
+    gen = torch.Generator().manual_seed(9)
+    G, k = 3, 4
+    q_true = interior_q(robot, G, gen)
+    goal = robot.fk(q_true)  # (G, 4, 4)
+    seeds = q_true[:, None] + 0.2 * torch.randn(G, k, robot.dof, generator=gen, dtype=torch.float64)
+    cfg = RefineConfig(max_iter=8)
+    q = refine(robot.chain, seeds, goal[:, None], robot.lower, robot.upper, cfg)
+    assert q.shape == (G, k, robot.dof)
+    for g in range(G):
+        for s in range(k):
+            one = refine(robot.chain, seeds[g, s], goal[g], robot.lower, robot.upper, cfg)
+            assert one.shape == (robot.dof,)
+            assert torch.allclose(one, q[g, s], rtol=0, atol=1e-10)
+    # a chain with batch dimensions (G, 1, n+1, 4, 4) broadcasts the same way
+    chain_b = robot.chain.expand(G, 1, *robot.chain.shape)
+    q_b = refine(chain_b, seeds, goal[:, None], robot.lower, robot.upper, cfg)
+    assert torch.allclose(q_b, q, rtol=0, atol=1e-10)
+
+
+def test_unreachable_goal_returns_finite_q_with_large_error():
+    robot = load_arm("ur10")
+    gen = torch.Generator().manual_seed(1)
+    goal = robot.fk(robot.sample_q(2, gen))
+    goal[:, :3, 3] = torch.tensor([3.0, 0.0, 0.5], dtype=torch.float64)  # 3 m away; the UR10 reaches about 1.3 m
+    seeds = robot.sample_q(2 * 5, gen).reshape(2, 5, robot.dof)
+    q = refine(robot.chain, seeds, goal[:, None], robot.lower, robot.upper, RefineConfig(max_iter=40))
+    assert q.shape == seeds.shape
+    assert torch.isfinite(q).all()
+    pos, rot = errors_here(robot, q, goal[:, None])
+    assert np.isfinite(pos).all() and np.isfinite(rot).all()
+    assert pos.min() > 1.0  # at least 1.5 m remain
+    assert bool(((q >= robot.lower) & (q <= robot.upper)).all())
+
+
+# --- so3_log ----------------------------------------------------------------------------------
+
+
+def random_rotvecs(angles: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    axis = torch.randn(angles.shape[0], 3, generator=gen, dtype=torch.float64)
+    return axis / axis.norm(dim=-1, keepdim=True) * angles[:, None]
+
+
+SMALL = [0.0, 1e-14, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2]
+NEAR_PI = [1e-2, 1e-3, 1e-5, 1e-7, 1e-9, 1e-12]
+
+
+def test_so3_log_norm_is_the_rotation_angle():
+    gen = torch.Generator().manual_seed(0)
+    angles = torch.cat([
+        torch.rand(400, generator=gen, dtype=torch.float64) * math.pi,
+        torch.tensor(SMALL * 20, dtype=torch.float64),
+        math.pi - torch.tensor(NEAR_PI * 20 + [0.0] * 20, dtype=torch.float64),
+    ])
+    R = exp_so3(random_rotvecs(angles, gen))
+    w = so3_log(R)
+    assert w.shape == (angles.shape[0], 3)
+    assert torch.allclose(w.norm(dim=-1), rotation_angle(R), rtol=0, atol=1e-12)
+    assert torch.allclose(w.norm(dim=-1), angles, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("which", ["random", "near_zero", "near_pi"])
+def test_so3_log_round_trips(which):
+    gen = torch.Generator().manual_seed({"random": 1, "near_zero": 2, "near_pi": 3}[which])
+    if which == "random":
+        angles = torch.rand(500, generator=gen, dtype=torch.float64) * math.pi
+    elif which == "near_zero":
+        angles = torch.tensor(SMALL * 30, dtype=torch.float64)
+    else:
+        angles = math.pi - torch.tensor(NEAR_PI * 30, dtype=torch.float64)
+    v = random_rotvecs(angles, gen)
+    R = exp_so3(v)
+    w = so3_log(R)
+    assert torch.isfinite(w).all()
+    # exp(log(R)) = R, and below π the rotation vector itself comes back
+    assert (exp_so3(w) - R).abs().max() < 1e-12
+    assert (w - v).norm(dim=-1).max() < 1e-9
+
+
+def test_so3_log_at_exactly_pi_gives_an_axis_up_to_sign():
+    gen = torch.Generator().manual_seed(4)
+    v = random_rotvecs(torch.full((50,), math.pi, dtype=torch.float64), gen)
+    v = torch.cat([v, torch.tensor([[math.pi, 0, 0], [0, math.pi, 0], [0, 0, math.pi]], dtype=torch.float64)])
+    R = exp_so3(v)
+    w = so3_log(R)
+    gap = torch.minimum((w - v).norm(dim=-1), (w + v).norm(dim=-1))
+    assert gap.max() < 1e-9
+    assert (exp_so3(w) - R).abs().max() < 1e-12
+
+
+def test_so3_log_batched_shape():
+    gen = torch.Generator().manual_seed(5)
+    v = random_rotvecs(torch.rand(24, generator=gen, dtype=torch.float64) * math.pi, gen).reshape(2, 3, 4, 3)
+    w = so3_log(exp_so3(v))
+    assert w.shape == (2, 3, 4, 3)
+    assert torch.allclose(w, v, rtol=0, atol=1e-9)
