@@ -27,19 +27,20 @@ def available_cores() -> int:
 
 
 def busy_cores(samples: int = 5, interval_s: float = 0.01) -> int:
-    """Other runnable tasks right now: the most seen over a few samples of ``/proc/loadavg``
-    (its fourth field counts the reader itself). 0 where the file does not exist."""
-    most = 0
+    """Other tasks that keep running: the fewest runnable ones seen over a few samples of
+    ``/proc/loadavg`` (its fourth field counts the reader itself), so that a short-lived process
+    does not count but a busy one does. 0 where the file does not exist."""
+    least: int | None = None
     for i in range(samples):
         try:
             with open("/proc/loadavg") as f:
                 running = int(f.read().split()[3].split("/")[0])
         except (OSError, ValueError, IndexError):
             return 0
-        most = max(most, running - 1)
+        least = running - 1 if least is None else min(least, running - 1)
         if i + 1 < samples:
             time.sleep(interval_s)
-    return most
+    return max(0, least or 0)
 
 
 def pick_threads(requested: int = 0) -> int:
