@@ -26,6 +26,8 @@ class ModelConfig:
     node_features: int = NODE_FEATURES
     coords_agg_norm: float = 16.0
     home_init: bool = False  # unknown nodes of the partial graph start at their home positions
+    phi_x: str = "mlp"  # mlp (two layers, the reference) | linear (one bias-free linear map: lighter)
+    full_layers: int = 0  # layers of the full-graph encoder (it feeds only the posterior); 0: same as layers
 
     @property
     def directions(self) -> bool:

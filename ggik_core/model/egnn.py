@@ -70,6 +70,8 @@ class EGNNLayer(EquivariantConv):
         norm (bool, optional): If set to :obj:`True`, applies
             :class:`torch.nn.LayerNorm` to the updated node features.
             (default: :obj:`True`)
+        coord_mlp (bool, optional): If set to :obj:`False`, :math:`\phi_x` is
+            a single linear map instead of a two-layer MLP. (default: :obj:`True`)
 
     Shapes:
         - **input:**
@@ -91,9 +93,10 @@ class EGNNLayer(EquivariantConv):
         update_features: bool = True,
         act: ActType = nn.SiLU,
         norm: bool = True,
+        coord_mlp: bool = True,
     ) -> None:
         super().__init__(channels, edge_dim, hidden_channels, None, coords_agg_norm,
-                         update_coords, update_features, act, norm)
+                         update_coords, update_features, act, norm, coord_mlp)
 
     def forward(
         self,
@@ -126,3 +129,10 @@ class EGNNLayer(EquivariantConv):
         dist_sq, rel_x = relative_coordinates(x_i, x_j)
         m_ij = self.edge_message(h_tgt_i, h_src_j, dist_sq, edge_attr)
         return torch.cat([m_ij, self.coord_message(rel_x, m_ij)], dim=-1)
+
+    def forward_dense(self, h: Tensor, x: Tensor, e: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+        m, rel_x = self.dense_edge_message(h, x, e)
+        # sum over sources j != i: the full sum minus the diagonal (its coordinate message is 0)
+        m_i = m.sum(dim=1) - m.diagonal(dim1=1, dim2=2).transpose(1, 2)
+        delta_x = self.coord_message(rel_x, m).sum(dim=1)
+        return self.node_update(h, x, torch.cat([m_i, delta_x], dim=-1))

@@ -132,6 +132,9 @@ class EquivariantConv(MessagePassing):
         act (str or torch.nn.Module or callable): The MLPs' non-linearity.
         norm (bool): Whether to apply :class:`torch.nn.LayerNorm` to the
             updated node features.
+        coord_mlp (bool): If :obj:`True`, :math:`\phi_x` is a two-layer MLP;
+            if :obj:`False`, a single bias-free linear map (a lighter
+            coordinate head: about half the per-edge work of a layer).
     """
 
     def __init__(
@@ -145,6 +148,7 @@ class EquivariantConv(MessagePassing):
         update_features: bool = True,
         act: ActType = nn.SiLU,
         norm: bool = True,
+        coord_mlp: bool = True,
     ) -> None:
         super().__init__(aggr="add")
         if channels <= 0:
@@ -166,16 +170,19 @@ class EquivariantConv(MessagePassing):
         self.update_coords = update_coords
         self.update_features = update_features
         self.norm = norm
+        self.coord_mlp = coord_mlp
         H, M = self.hidden_channels, self.message_channels
 
         self.build_edge_mlps(act)
         self.phi_x: Optional[nn.Sequential] = None
-        if update_coords:
+        if update_coords and coord_mlp:
             self.phi_x = nn.Sequential(
                 nn.Linear(self.phi_x_in(), H),
                 make_activation(act),
                 nn.Linear(H, 1, bias=False),
             )
+        elif update_coords:
+            self.phi_x = nn.Sequential(nn.Linear(self.phi_x_in(), 1, bias=False))
         self.phi_h: Optional[nn.Sequential] = None
         if update_features:
             self.phi_h = nn.Sequential(
@@ -227,6 +234,23 @@ class EquivariantConv(MessagePassing):
         pre = h_tgt_i + h_src_j + edge_linear(self.phi_e[0], e, 2 * self.channels)
         return self.phi_e[1:](pre)
 
+    def dense_edge_message(self, h: Tensor, x: Tensor, e: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+        r"""The dense form of :meth:`edge_message` on complete graphs of equal size.
+
+        With :obj:`h` :math:`(B, N, C)`, :obj:`x` :math:`(B, N, D)` and edge features
+        :obj:`e` :math:`(B, N, N, F_e)` indexed ``[b, j, i]`` (source :math:`j`, target
+        :math:`i`), returns :math:`\mathbf{m}` :math:`(B, N, N, M)` and the damped relative
+        positions :math:`(\mathbf{x}_i - \mathbf{x}_j)/(\|\cdot\| + 1)` :math:`(B, N, N, D)`,
+        both ``[b, j, i]``. The diagonal ``j = i`` is computed too; callers drop it.
+        """
+        h_tgt, h_src = split_first_linear(self.phi_e[0], h, self.channels)
+        diff = x[:, None, :, :] - x[:, :, None, :]
+        dist_sq = diff.pow(2).sum(dim=-1, keepdim=True)
+        rel_x = diff / (dist_sq.clamp_min(_DIST_SQ_EPS).sqrt() + 1.0)
+        feats = dist_sq if e is None else torch.cat([dist_sq, e], dim=-1)
+        pre = h_tgt[:, None, :, :] + h_src[:, :, None, :] + edge_linear(self.phi_e[0], feats, 2 * self.channels)
+        return self.phi_e[1:](pre), rel_x
+
     def coord_message(self, rel_x: Tensor, phi_x_input: Tensor) -> Tensor:
         r"""The coordinate message :math:`\mathrm{rel}_{ij}\, \phi_x(\cdot)`
         (zeros when the layer does not update coordinates)."""
@@ -247,6 +271,14 @@ class EquivariantConv(MessagePassing):
         if self.phi_x is not None:
             x_out = x + delta_x / self.coords_agg_norm
         return h_out, x_out
+
+    def forward_dense(self, h: Tensor, x: Tensor, e: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+        r"""The layer on a batch of complete graphs without self-loops, all of
+        :math:`N` nodes: :obj:`h` :math:`(B, N, C)`, :obj:`x` :math:`(B, N, D)`,
+        :obj:`e` :math:`(B, N, N, F_e)` indexed ``[b, j, i]``. The same function
+        as :meth:`forward` on the equivalent :obj:`edge_index` (tested), with
+        dense tensors instead of gathers and scatters."""
+        raise NotImplementedError
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.channels}, "
