@@ -136,6 +136,8 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise GGIKError(f"params: train.precision must be fp32 or bf16, got {p.train.precision!r}")
     if p.model.phi_x not in ("mlp", "linear"):
         raise GGIKError(f"params: model.phi_x must be mlp or linear, got {p.model.phi_x!r}")
+    if p.model.symmetric and p.model.layer != "egnn":
+        raise GGIKError("params: model.symmetric needs model.layer egnn (EGAT's direction features are antisymmetric)")
     if p.model.full_layers < 0:
         raise GGIKError(f"params: model.full_layers must be 0 (same as model.layers) or more, got {p.model.full_layers}")
     _validate(p)

@@ -45,6 +45,8 @@ class GraphStack(nn.Module):
         super().__init__()
         if cfg.phi_x not in ("mlp", "linear"):
             raise ValueError(f"unknown phi_x {cfg.phi_x!r} (mlp or linear)")
+        if cfg.symmetric and cfg.layer != "egnn":
+            raise ValueError("symmetric messages are for egnn layers (EGAT's direction features are antisymmetric)")
         layers = []
         depth = depth or cfg.layers
         for i in range(depth):
@@ -53,7 +55,7 @@ class GraphStack(nn.Module):
                       update_coords=coords_out or not last, update_features=features_out or not last,
                       coord_mlp=cfg.phi_x == "mlp")
             if cfg.layer == "egnn":
-                layers.append(EGNNLayer(cfg.hidden, **kw))
+                layers.append(EGNNLayer(cfg.hidden, symmetric=cfg.symmetric, **kw))
             elif cfg.layer == "egat":
                 layers.append(EGATLayer(cfg.hidden, message_channels=cfg.message, **kw))
             else:
@@ -65,11 +67,15 @@ class GraphStack(nn.Module):
             h, x = layer(h, x, edge_index, edge_attr)
         return h, x
 
-    def forward_dense(self, h: Tensor, x: Tensor, e: Tensor) -> tuple[Tensor, Tensor]:
+    def forward_dense(self, h: Tensor, x: Tensor, e: Tensor, pin: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The same stack on complete graphs of equal size: ``h (B, N, C)``, ``x (B, N, 3)``,
-        ``e (B, N, N, F)`` indexed ``[b, j, i]``."""
+        ``e (B, N, N, F)`` indexed ``[b, j, i]``. ``pin (N,)`` bool: nodes whose positions are
+        known; they are put back at their input positions after every layer."""
+        x0 = x
         for layer in self.layers:
             h, x = layer.forward_dense(h, x, e)
+            if pin is not None:
+                x = torch.where(pin[None, :, None], x0, x)
         return h, x
 
 
@@ -105,8 +111,11 @@ class GGIK(nn.Module):
         if self.dense:
             B, N = b.num_graphs, b.nodes_per_graph
             e = b.e_full if full else b.e_partial
-            h, x = stack.forward_dense(h.reshape(B, N, -1), x.reshape(B, N, -1), e)
+            pin = b.anchor[:N] if self.cfg.pin_anchors and not full else None
+            h, x = stack.forward_dense(h.reshape(B, N, -1), x.reshape(B, N, -1), e, pin)
             return h.reshape(B * N, -1), x.reshape(B * N, -1)
+        if self.cfg.pin_anchors:
+            raise ValueError("model.pin_anchors needs the dense layer path")
         return stack(h, x, b.edge_index, b.edge_full if full else b.edge_partial)
 
     # --- the conditional path: depends on the partial graph only ---------------------------

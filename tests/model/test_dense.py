@@ -59,10 +59,12 @@ def test_dense_attention_sums_to_one_without_self_loops():
 
 
 @pytest.mark.parametrize("layer", ["egnn", "egat"])
-@pytest.mark.parametrize("overrides", [{}, {"phi_x": "linear", "full_layers": 1}])
+@pytest.mark.parametrize("overrides", [{}, {"phi_x": "linear", "full_layers": 1}, {"symmetric": True}])
 def test_model_dense_equals_pyg(layer, overrides):
     pb = random_problems(4, 6, RandomRobotConfig(), torch.Generator().manual_seed(2))
     g = build_problem_graphs(pb.chain, pb.q, pb.goal)
+    if overrides.get("symmetric") and layer != "egnn":
+        pytest.skip("symmetric messages are EGNN-only")
     cfg = dataclasses.replace(ModelConfig(layer=layer, hidden=16, layers=2, latent=4, components=3, message=16), **overrides)
     torch.manual_seed(0)
     model = GGIK(cfg).double()
@@ -98,3 +100,25 @@ def test_bf16_autocast_training_step_runs_on_cpu():
         opt.step()
         losses.append(float(out["rec"].detach()))
     assert losses[-1] < 0.6 * losses[0]  # fp32 reaches 0.52 of the first loss on this batch, bf16 0.45
+
+
+@pytest.mark.parametrize("edge_dim", [0, 3])
+@pytest.mark.parametrize("coord_mlp", [True, False])
+def test_symmetric_pairs_equal_pyg_layer(edge_dim, coord_mlp):
+    """Symmetric messages computed once per pair equal the PyG layer with tied weights."""
+    torch.manual_seed(4)
+    B, N, C = 2, 7, 8
+    layer = EGNNLayer(C, edge_dim=edge_dim, hidden_channels=12, coord_mlp=coord_mlp, symmetric=True).double()
+    torch.nn.init.normal_(layer.phi_x[-1].weight)
+    h, x = torch.randn(B, N, C, dtype=torch.float64), torch.randn(B, N, 3, dtype=torch.float64)
+    e = None
+    if edge_dim:
+        e = torch.randn(B, N, N, edge_dim, dtype=torch.float64)
+        e = e + e.transpose(1, 2)  # symmetric edge features, like distances and known flags
+    one, ei = _complete(B, N)
+    ea = e[:, one[0], one[1]].reshape(-1, edge_dim) if edge_dim else None
+    h_ref, x_ref = layer(h.reshape(-1, C), x.reshape(-1, 3), ei, ea)
+    h_d, x_d = layer.forward_dense(h, x, e)
+    assert torch.allclose(h_d.reshape(-1, C), h_ref, atol=1e-12, rtol=0)
+    assert torch.allclose(x_d.reshape(-1, 3), x_ref, atol=1e-12, rtol=0)
+    assert layer.phi_e[0].in_features == C + 1 + edge_dim
