@@ -11,9 +11,9 @@ import pyarrow as pa
 import torch
 
 from ggik_core.data.graph import build_problem_graphs
-from ggik_core.data.problems import random_problems, read_problems, to_table, write_tables
+from ggik_core.data.problems import random_problems, read_problems, robot_problems, to_table, write_tables
 from ggik_core.robots.random_robots import RandomRobotConfig
-from ggik_core.robots.robot import dh_chain
+from ggik_core.robots.files import load_robot
 from ggik_core.data.shards import save_shard, write_manifest
 from pipeline.params import DataParams, pick
 from pipeline.progress import progress
@@ -31,8 +31,37 @@ def robot_config(p: DataParams) -> RandomRobotConfig:
     return pick(RandomRobotConfig, p)
 
 
+def robot_counts(p: DataParams) -> dict[str, int]:
+    """Split ``n_problems`` evenly over ``data.robots`` (the first ones take the remainder)."""
+    base, extra = divmod(p.n_problems, len(p.robots))
+    return {spec: base + (1 if i < extra else 0) for i, spec in enumerate(p.robots)}
+
+
+def listed_robot_tables(p: DataParams) -> list[pa.Table]:
+    """Problems of the robots named in ``data.robots``, seeded per robot (by its position)."""
+    tables: list[pa.Table] = []
+    next_id = 0
+    counts = robot_counts(p)
+    robots = {spec: load_robot(spec) for spec in counts}  # every spec is checked before any work
+    with progress() as bar:
+        task = bar.add_task("generate", total=p.n_problems, info="")
+        for k, (spec, count) in enumerate(counts.items()):
+            gen = torch.Generator().manual_seed(p.seed * 1000 + 500 + k)
+            done = 0
+            while done < count:
+                b = min(CHUNK, count - done)
+                tables.append(to_table(robot_problems(robots[spec], b, gen), "listed", next_id))
+                next_id += b
+                done += b
+                bar.update(task, advance=b, info=spec)
+    return tables
+
+
 def generate_tables(p: DataParams) -> list[pa.Table]:
-    """Random problems as Arrow tables, chunked; seeded per DOF bucket."""
+    """Problems as Arrow tables, chunked: of the listed robots when ``data.robots`` is set, else of
+    random robots, seeded per DOF bucket."""
+    if p.robots:
+        return listed_robot_tables(p)
     cfg = robot_config(p)
     tables: list[pa.Table] = []
     next_id = 0
@@ -74,8 +103,7 @@ def build_graphs(problems: Path, out_dir: Path, shard_size: int) -> list[dict]:
             for dof, batch in batches.items():
                 for k, start in enumerate(range(0, batch.q.shape[0], shard_size)):
                     sl = slice(start, start + shard_size)
-                    chain = dh_chain(*batch.dh[sl].unbind(-1))
-                    g = build_problem_graphs(chain, batch.q[sl], batch.goal[sl])
+                    g = build_problem_graphs(batch.chain[sl], batch.q[sl], batch.goal[sl])
                     entries.append(save_shard(tmp_dir, f"dof{dof}_{k:03d}.pt", g))
                     bar.update(task, advance=g.q.shape[0], info=f"dof {dof}")
         write_manifest(tmp_dir, entries, {"shard_size": shard_size})

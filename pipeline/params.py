@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,7 +20,7 @@ import yaml
 
 from ggik_core.errors import GGIKError
 from ggik_core.model.config import ModelConfig
-from ggik_core.robots.random_robots import RandomRobotConfig
+from ggik_core.robots.random_robots import GEOMETRIES, RandomRobotConfig
 from ggik_core.solve.refine import RefineConfig
 
 T = TypeVar("T")
@@ -30,9 +31,15 @@ class DataParams:
     seed: int = 0
     n_problems: int = 20000
     dofs: tuple[int, ...] = (6, 7)
+    #: robots to train on instead of random ones: catalog names, URDF or DH YAML files (their
+    #: configurations are sampled inside their limits; data.dofs and the generator are then unused)
+    robots: tuple[str, ...] = ()
     geometry: str = RandomRobotConfig.geometry
     p_parallel: float = RandomRobotConfig.p_parallel
     p_skew: float = RandomRobotConfig.p_skew
+    d_min: float = RandomRobotConfig.d_min
+    d_max: float = RandomRobotConfig.d_max
+    a_max: float = RandomRobotConfig.a_max
     shard_size: int = 100000
 
 
@@ -104,7 +111,8 @@ def _build(cls: type[T], section: str, raw: Any) -> T:
                     raise TypeError
                 kwargs[key] = value
             elif isinstance(default, tuple):
-                kwargs[key] = tuple(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
+                elem = typing.get_args(typing.get_type_hints(cls)[key])[0]
+                kwargs[key] = tuple(elem(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
             else:
                 kwargs[key] = type(default)(value)
         except (TypeError, ValueError):
@@ -128,8 +136,10 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         train=_build(TrainParams, "train", raw.get("train")),
         eval=_build(EvalParams, "eval", raw.get("eval")),
     )
-    if p.data.geometry not in ("coplanar", "noncoplanar"):
-        raise GGIKError(f"params: data.geometry must be coplanar or noncoplanar, got {p.data.geometry!r}")
+    if p.data.geometry not in GEOMETRIES:
+        raise GGIKError(f"params: data.geometry must be one of {', '.join(GEOMETRIES)}, got {p.data.geometry!r}")
+    if not p.data.d_min <= 0.0 <= p.data.d_max or p.data.a_max <= 0:
+        raise GGIKError("params: data.d_min <= 0 <= data.d_max and data.a_max > 0 are required")
     if p.model.layer not in ("egnn", "egat"):
         raise GGIKError(f"params: model.layer must be egnn or egat, got {p.model.layer!r}")
     if p.train.precision not in ("fp32", "bf16"):

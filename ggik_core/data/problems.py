@@ -1,12 +1,16 @@
-"""IK problem tables: random robots, configurations and goals, as Parquet rows.
+"""IK problem tables: robots, configurations and goals, as Parquet rows.
 
-One row per problem: ``problem_id, dof, geometry, a, alpha, d, theta, lower, upper, q, goal,
-n_skew`` where the list columns hold ``dof`` values (``goal``: the 16 entries of the EE pose in
-the robot's base frame, row-major) and ``n_skew`` counts skew consecutive axis pairs.
+One row per problem: ``problem_id, dof, robot, geometry, chain, lower, upper, q, goal, n_skew``.
+Robots are stored as their ``n + 1`` home-configuration link transforms (``chain``: 16 values per
+link, row-major), so any robot trains, URDF robots included, not only DH tables. ``lower``,
+``upper`` and ``q`` hold ``dof`` values, ``goal`` the 16 entries of the EE pose in the robot's base
+frame; ``robot`` names it (``random`` for generated robots), ``n_skew`` counts skew consecutive
+axis pairs (-1 where unknown).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +24,11 @@ from ggik_core.errors import DataError
 from ggik_core.data.io import atomic_path
 from ggik_core.robots.kinematics import forward_kinematics
 from ggik_core.robots.random_robots import SKEW, RandomRobotConfig, RandomRobots, generate_robots
-from ggik_core.robots.robot import dh_chain
+from ggik_core.robots.robot import Robot, dh_chain
 
-LIST_COLUMNS = ("a", "alpha", "d", "theta", "lower", "upper", "q")
+LIST_COLUMNS = ("chain", "lower", "upper", "q")
+#: sampling range of a joint without limits (continuous): one full turn
+CONTINUOUS = math.pi
 
 
 @dataclass
@@ -30,23 +36,33 @@ class ProblemBatch:
     """Problems of one DOF as tensors (float64)."""
 
     dof: int
-    dh: Tensor  # (B, n, 4)
+    chain: Tensor  # (B, n + 1, 4, 4) home-configuration link transforms
     lower: Tensor
     upper: Tensor
     q: Tensor
     goal: Tensor  # (B, 4, 4)
-    n_skew: Tensor  # (B,)
-
-    @property
-    def chain(self) -> Tensor:
-        return dh_chain(*self.dh.unbind(-1))
+    n_skew: Tensor  # (B,), -1 where unknown
+    robot: str = "random"
 
 
 def random_problems(count: int, dof: int, cfg: RandomRobotConfig, gen: torch.Generator) -> ProblemBatch:
     rr: RandomRobots = generate_robots(count, dof, cfg, gen)
     chain = dh_chain(*rr.dh.unbind(-1))
     goal = forward_kinematics(chain, rr.q)
-    return ProblemBatch(dof, rr.dh, rr.lower, rr.upper, rr.q, goal, (rr.relation == SKEW).sum(-1))
+    return ProblemBatch(dof, chain, rr.lower, rr.upper, rr.q, goal, (rr.relation == SKEW).sum(-1))
+
+
+def robot_problems(robot: Robot, count: int, gen: torch.Generator) -> ProblemBatch:
+    """``count`` problems of one given robot: configurations uniform inside its joint limits
+    (a joint without finite limits over one full turn), goals by forward kinematics."""
+    lower = torch.where(torch.isfinite(robot.lower), robot.lower, -CONTINUOUS).to(torch.float64)
+    upper = torch.where(torch.isfinite(robot.upper), robot.upper, CONTINUOUS).to(torch.float64)
+    q = lower + (upper - lower) * torch.rand(count, robot.dof, generator=gen, dtype=torch.float64)
+    chain = robot.chain.to(torch.float64).expand(count, *robot.chain.shape).contiguous()
+    goal = forward_kinematics(chain, q)
+    skew = sum(r == "skew" for r in robot.axis_relations())
+    return ProblemBatch(robot.dof, chain, lower.expand(count, -1).contiguous(), upper.expand(count, -1).contiguous(),
+                        q, goal, torch.full((count,), skew, dtype=torch.int64), robot=robot.name)
 
 
 def _fixed_list(x: Tensor) -> pa.Array:
@@ -57,16 +73,20 @@ def _fixed_list(x: Tensor) -> pa.Array:
     return pa.ListArray.from_arrays(offsets, flat)
 
 
+def _label(value: str, B: int) -> pa.DictionaryArray:
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(B, dtype=np.int32)), pa.array([value]))
+
+
 def to_table(batch: ProblemBatch, geometry: str, first_id: int) -> pa.Table:
     B = batch.q.shape[0]
     cols = {
         "problem_id": pa.array(np.arange(first_id, first_id + B, dtype=np.int64)),
         "dof": pa.array(np.full(B, batch.dof, dtype=np.int16)),
-        "geometry": pa.DictionaryArray.from_arrays(pa.array(np.zeros(B, dtype=np.int32)), pa.array([geometry])),
+        "robot": _label(batch.robot, B),
+        "geometry": _label(geometry, B),
         "n_skew": pa.array(batch.n_skew.numpy().astype(np.int16)),
     }
-    for i, key in enumerate(("a", "alpha", "d", "theta")):
-        cols[key] = _fixed_list(batch.dh[..., i])
+    cols["chain"] = _fixed_list(batch.chain.reshape(B, -1))
     cols["lower"] = _fixed_list(batch.lower)
     cols["upper"] = _fixed_list(batch.upper)
     cols["q"] = _fixed_list(batch.q)
@@ -108,17 +128,16 @@ def read_problems(path: str | Path) -> dict[int, ProblemBatch]:
     dofs = table.column("dof").to_numpy()
     for dof in sorted(set(int(x) for x in dofs)):
         sub = table.filter(pa.compute.equal(table.column("dof"), dof))
-        dh = torch.stack([_tensor(sub.column(k), dof) for k in ("a", "alpha", "d", "theta")], -1)
         batch = ProblemBatch(
             dof=dof,
-            dh=dh,
+            chain=_tensor(sub.column("chain"), 16 * (dof + 1)).reshape(-1, dof + 1, 4, 4),
             lower=_tensor(sub.column("lower"), dof),
             upper=_tensor(sub.column("upper"), dof),
             q=_tensor(sub.column("q"), dof),
             goal=_tensor(sub.column("goal"), 16).reshape(-1, 4, 4),
             n_skew=torch.from_numpy(sub.column("n_skew").to_numpy().astype(np.int64)),
         )
-        if not all(torch.isfinite(t).all() for t in (batch.dh, batch.q, batch.goal, batch.lower, batch.upper)):
+        if not all(torch.isfinite(t).all() for t in (batch.chain, batch.q, batch.goal, batch.lower, batch.upper)):
             raise DataError(f"problem table {path} has NaN or infinite values (dof {dof})")
         out[dof] = batch
     return out

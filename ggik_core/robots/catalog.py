@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 from ggik_core.errors import GGIKError
 from ggik_core.robots.robot import Robot
 
@@ -78,6 +80,13 @@ def urdf_file(name: str) -> str:
 def urdf_links(name: str) -> tuple[str, str]:
     """(base link, EE link) of the arm's URDF."""
     return _ARMS[name][4], _ARMS[name][5]
+
+
+def arm_dh(name: str) -> torch.Tensor:
+    """The arm's standard DH table ``(n, 4)``: ``a, alpha, d, theta`` (float64)."""
+    if name.lower() not in _ARMS:
+        raise GGIKError(f"unknown robot {name!r}: the catalog has {', '.join(ARM_NAMES)}")
+    return torch.tensor(_ARMS[name.lower()][1], dtype=torch.float64)
 
 
 def load_arm(name: str) -> Robot:

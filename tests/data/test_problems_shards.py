@@ -18,7 +18,6 @@ from ggik_core.data.io import atomic_path, read_json, torch_save, write_bytes
 from ggik_core.robots.kinematics import forward_kinematics
 from ggik_core.data.problems import random_problems, read_problems, to_table, write_tables
 from ggik_core.robots.random_robots import RandomRobotConfig
-from ggik_core.robots.robot import dh_chain
 from ggik_core.data.shards import MANIFEST, load_graphs
 from pipeline.data import build_graphs, generate, per_dof_counts, robot_config
 from pipeline.params import DataParams
@@ -55,7 +54,7 @@ def graph_dir(problem_file, tmp_path) -> Path:
 def test_generate_writes_a_table_with_the_documented_columns(problem_file):
     table = pq.read_table(problem_file)
     assert table.num_rows == 200
-    for col in ("problem_id", "dof", "geometry", "a", "alpha", "d", "theta", "lower", "upper", "q", "goal", "n_skew"):
+    for col in ("problem_id", "dof", "robot", "geometry", "chain", "lower", "upper", "q", "goal", "n_skew"):
         assert col in table.column_names, col
     assert sorted(table.column("problem_id").to_pylist()) == list(range(200))
     dofs = table.column("dof").to_pylist()
@@ -63,9 +62,10 @@ def test_generate_writes_a_table_with_the_documented_columns(problem_file):
     assert set(table.column("geometry").to_pylist()) == {"noncoplanar"}
     # list columns hold dof values each, the goal 16
     for row in table.slice(0, 5).to_pylist() + table.slice(195, 5).to_pylist():
-        for col in ("a", "alpha", "d", "theta", "lower", "upper", "q"):
+        for col in ("lower", "upper", "q"):
             assert len(row[col]) == row["dof"]
-        assert len(row["goal"]) == 16
+        assert len(row["goal"]) == 16 and len(row["chain"]) == 16 * (row["dof"] + 1)
+        assert row["robot"] == "random"
 
 
 def test_read_problems_round_trip_equals_generated_tensors(problem_file):
@@ -75,11 +75,11 @@ def test_read_problems_round_trip_equals_generated_tensors(problem_file):
     for dof, w in want.items():
         g = got[dof]
         assert g.dof == dof
-        for field in ("dh", "lower", "upper", "q", "goal", "n_skew"):
+        for field in ("chain", "lower", "upper", "q", "goal", "n_skew"):
             a, b = getattr(g, field), getattr(w, field)
             assert a.shape == b.shape, field
             assert torch.equal(a.to(b.dtype), b), f"dof {dof}: {field} differs after the round trip"
-        assert g.dh.dtype == torch.float64 and g.goal.dtype == torch.float64
+        assert g.chain.dtype == torch.float64 and g.goal.dtype == torch.float64
         # the table is self-consistent: the goal is FK(q) of the stored robot, n_skew > 0 happens
         assert torch.allclose(forward_kinematics(g.chain, g.q), g.goal, atol=1e-12, rtol=0)
         assert (g.n_skew > 0).any()
@@ -94,7 +94,7 @@ def test_table_round_trip_of_own_batches(tmp_path):
     got = read_problems(path)
     for b in (b6, b8):
         g = got[b.dof]
-        for field in ("dh", "lower", "upper", "q", "goal"):
+        for field in ("chain", "lower", "upper", "q", "goal"):
             assert torch.equal(getattr(g, field), getattr(b, field)), field
         assert (g.n_skew == 0).all()
     assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
@@ -116,7 +116,7 @@ def test_missing_or_unreadable_problem_table(tmp_path):
 
 @pytest.mark.parametrize(
     "column",
-    ["a", "alpha", "d", "theta", "q", "goal", "lower", "upper"],
+    ["chain", "q", "goal", "lower", "upper"],
 )
 def test_nan_in_problem_table_raises(tmp_path, column):
     b = random_problems(5, 6, RandomRobotConfig(), torch.Generator().manual_seed(4))
@@ -127,7 +127,7 @@ def test_nan_in_problem_table_raises(tmp_path, column):
     elif column == "goal":
         b.goal[1, 0, 3] = math.nan
     else:
-        b.dh[3, 1, ("a", "alpha", "d", "theta").index(column)] = math.nan
+        b.chain[3, 1, 0, 3] = math.nan
     path = tmp_path / f"nan_{column}.parquet"
     write_tables(path, [to_table(b, "coplanar", 0)])
     with pytest.raises(DataError, match=f"nan_{column}.parquet"):
@@ -173,7 +173,7 @@ def test_load_graphs_round_trip(problem_file, graph_dir):
         # shard by shard, the stored tensors are the graphs built from the table (stored as float32)
         for start in range(0, 100, PARAMS.shard_size):
             sl = slice(start, start + PARAMS.shard_size)
-            want = build_problem_graphs(dh_chain(*batch.dh[sl].unbind(-1)), batch.q[sl], batch.goal[sl])
+            want = build_problem_graphs(batch.chain[sl], batch.q[sl], batch.goal[sl])
             for field in ("pos", "home", "goal", "q"):
                 assert torch.equal(getattr(g, field)[sl], getattr(want, field).float()), field
             assert torch.equal(g.known[sl], want.known)
@@ -331,3 +331,33 @@ def test_failed_table_write_leaves_no_file(tmp_path):
     with pytest.raises(Exception):
         write_tables(path, [good, other])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_listed_robots_give_problems_inside_their_limits(tmp_path):
+    """data.robots: catalog names and files; stored as link transforms; q inside each robot's limits."""
+    import yaml
+
+    from ggik_core.robots.catalog import load_arm
+    from ggik_core.robots.kinematics import forward_kinematics
+    from pipeline.data import generate
+    from pipeline.params import DataParams
+
+    dh = {"name": "planar3", "convention": "standard", "joints": [{"a": 0.3, "alpha": 1.5707963267948966, "d": 0.2},
+                                        {"a": 0.25, "alpha": 0.0, "d": 0.0, "lower": -1.0, "upper": 1.0},
+                                        {"a": 0.0, "alpha": 0.0, "d": 0.1}]}
+    (tmp_path / "arm.yaml").write_text(yaml.safe_dump(dh))
+    p = DataParams(n_problems=301, robots=("kuka", "panda", str(tmp_path / "arm.yaml")), seed=3)
+    assert generate(p, tmp_path / "problems.parquet") == 301
+    got = read_problems(tmp_path / "problems.parquet")
+    assert sorted(got) == [3, 7]
+    assert got[3].q.shape[0] == 100 and got[7].q.shape[0] == 201
+    for dof, batch in got.items():
+        assert (batch.q >= batch.lower).all() and (batch.q <= batch.upper).all()
+        assert torch.allclose(forward_kinematics(batch.chain, batch.q), batch.goal, atol=1e-12)
+    panda = load_arm("panda")
+    table = pq.read_table(tmp_path / "problems.parquet")
+    names = table.column("robot").to_pylist()
+    assert names.count("kuka") == 101 and names.count("panda") == 100 and names.count("planar3") == 100
+    rows = got[7].chain[101:]  # the 100 panda rows follow the 101 kuka rows
+    assert torch.equal(rows, panda.chain.expand_as(rows))
+    assert (got[3].q[:, 1].abs() <= 1.0).all() and got[3].q[:, 1].abs().max() > 0.9

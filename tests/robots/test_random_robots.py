@@ -133,17 +133,17 @@ def test_first_and_last_joint_rules(geometry, n):
     cfg = RandomRobotConfig(geometry=geometry)
     rr = robots(n, geometry, seed=500 + n)
     a, alpha, d, theta = rr.dh.unbind(-1)
-    # joint 1: alpha = ±pi/2, a = 0, d in [0, d_max], zero about half the time
+    # joint 1: alpha = ±pi/2, a = 0, d in [d_min, d_max], zero about half the time
     assert torch.allclose(alpha[:, 0].abs(), torch.full_like(alpha[:, 0], math.pi / 2), atol=1e-12, rtol=0)
     assert (alpha[:, 0] > 0).any() and (alpha[:, 0] < 0).any()
     assert (a[:, 0] == 0).all()
-    assert (d[:, 0] >= 0).all() and (d[:, 0] <= cfg.d_max).all()
+    assert (d[:, 0] >= cfg.d_min).all() and (d[:, 0] <= cfg.d_max).all() and (d[:, 0] < 0).any()
     zero_share = float((d[:, 0] == 0).double().mean())
     assert 0.4 < zero_share < 0.6
     # last joint: alpha = 0, a = 0 (last axis along the EE z, EE on the axis)
     assert (alpha[:, -1] == 0).all()
     assert (a[:, -1] == 0).all()
-    assert (d[:, -1] >= 0).all() and (d[:, -1] <= cfg.d_max).all()
+    assert (d[:, -1] >= cfg.d_min).all() and (d[:, -1] <= cfg.d_max).all()
     assert (theta == 0).all()
     # the EE z-axis is the last joint axis and the EE origin lies on it (home frames)
     chain = dh_chain(a, alpha, d, theta)
@@ -166,7 +166,9 @@ def test_middle_joint_dh_rules(n):
     assert (a[inter] == 0).all()
     assert ((alpha[par] == 0) | (alpha[par] == math.pi)).all()
     assert (d[par] == 0).all() and (a[par].abs() <= cfg.a_max).all()
-    assert (a[skew] != 0).all() and (d[skew] != 0).all()
+    assert (a[skew].abs() >= cfg.a_min_skew).all() and (a[skew].abs() <= cfg.a_max).all()
+    assert (d[skew] >= cfg.d_min).all() and (d[skew] <= cfg.d_max).all()
+    assert 0.4 < float((d[skew] == 0).double().mean()) < 0.6  # d = 0 allowed (the Panda's skew joints 4, 6)
     tw = alpha[skew].abs()
     assert (tw >= math.pi / 6).all() and (tw <= 5 * math.pi / 6).all()
 
@@ -226,3 +228,34 @@ def test_axis_relations_reference_cases():
     assert axis_relations(torch.stack([eye, shifted])) == ["parallel"]
     assert axis_relations(torch.stack([eye, tilted])) == ["intersect"]
     assert axis_relations(torch.stack([eye, skew])) == ["skew"]
+
+
+def test_every_catalog_arm_lies_inside_the_default_generator():
+    """The default generator (widened: negative offsets, 0.8 m links, mixed geometry) can draw
+    the geometry of every evaluation arm; the reference code's coplanar generator could not."""
+    from ggik_core.robots.catalog import ARM_NAMES, arm_dh
+    from ggik_core.robots.random_robots import support_violations
+
+    for name in ARM_NAMES:
+        assert support_violations(arm_dh(name), RandomRobotConfig()) == [], name
+    old = RandomRobotConfig(geometry="coplanar", d_min=0.0, d_max=0.5, a_max=0.5)
+    outside = {name for name in ARM_NAMES if support_violations(arm_dh(name), old)}
+    assert outside == {"ur10", "lwa4d", "panda"}  # long links, negative offsets, skew axes
+
+
+def test_generated_robots_lie_inside_their_support():
+    from ggik_core.robots.random_robots import support_violations
+
+    for geometry in ("coplanar", "noncoplanar", "mixed"):
+        cfg = RandomRobotConfig(geometry=geometry)
+        rr = generate_robots(200, 7, cfg, torch.Generator().manual_seed(11))
+        bad = [v for k in range(200) for v in support_violations(rr.dh[k], cfg)]
+        assert bad == [], (geometry, bad[:3])
+
+
+def test_widened_ranges_are_drawn():
+    rr = generate_robots(4000, 7, RandomRobotConfig(), torch.Generator().manual_seed(12))
+    a, d = rr.dh[..., 0], rr.dh[..., 2]
+    assert d.min() < -0.45 and d.max() > 0.75 and a.abs().max() > 0.75
+    skewed = (rr.relation == SKEW).any(-1).double().mean()
+    assert 0.3 < float(skewed) < 0.5  # mixed: half the robots may have skew pairs, most of those do
