@@ -60,7 +60,7 @@ class TrainParams:
     beta_warmup_epochs: int = 2
     anchor_weight: float = 1.0
     node_weight: float = 10.0
-    deterministic: bool = True
+    deterministic: str = "auto"  # auto (on for CPU, off on CUDA) | true | false
     max_minutes: float = 0.0  # stop a chunk after this many minutes (0: no limit); resume continues
     num_threads: int = 0  # 0: automatic (ggik_core.runtime.pick_threads: free cores, or GGIK_THREADS)
     precision: str = "fp32"  # fp32 | bf16 (autocast of the matrix products; coordinates and losses stay fp32)
@@ -142,6 +142,8 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise GGIKError("params: data.d_min <= 0 <= data.d_max and data.a_max > 0 are required")
     if p.model.layer not in ("egnn", "egat"):
         raise GGIKError(f"params: model.layer must be egnn or egat, got {p.model.layer!r}")
+    if p.train.deterministic.lower() not in ("auto", "true", "false"):
+        raise GGIKError(f"params: train.deterministic must be auto, true or false, got {p.train.deterministic!r}")
     if p.train.precision not in ("fp32", "bf16"):
         raise GGIKError(f"params: train.precision must be fp32 or bf16, got {p.train.precision!r}")
     if p.model.phi_x not in ("mlp", "linear"):

@@ -83,12 +83,19 @@ class Dist:
             dist.destroy_process_group()
 
 
-def set_determinism(tp: TrainParams) -> None:
+def deterministic_for(tp: TrainParams, device: torch.device) -> bool:
+    """``train.deterministic``: ``auto`` is on for the CPU (free there) and off on CUDA (where
+    deterministic kernels slow training; the dense layer path has no scatter either way)."""
+    mode = tp.deterministic.lower()
+    return device.type != "cuda" if mode == "auto" else mode == "true"
+
+
+def set_determinism(tp: TrainParams, device: torch.device = torch.device("cpu")) -> None:
     torch.manual_seed(tp.seed)
     random.seed(tp.seed)
     np.random.seed(tp.seed)
     set_threads(tp.num_threads)
-    if tp.deterministic:
+    if deterministic_for(tp, device):
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
@@ -215,8 +222,8 @@ def train(params: Params, graph_dir: Path, out_dir: Path, metrics_dir: Path) -> 
 
 def _train(params: Params, graph_dir: Path, out_dir: Path, metrics_dir: Path, env: Dist) -> dict:
     tp = params.train
-    set_determinism(tp)
     device = env.device
+    set_determinism(tp, device)
     graphs = load_graphs(graph_dir)
     train_idx, val_idx = split(graphs, tp.val_fraction, tp.seed)
     graphs = {dof: _to(g, device) for dof, g in graphs.items()}  # device-resident: batches are built there

@@ -50,3 +50,17 @@ def test_readme_presets_name_real_params() -> None:
     fields = {s: {f.name for f in dataclasses.fields(getattr(Params(), s))} for s in ("data", "model", "train", "eval")}
     for section, key, _ in sets:
         assert key in fields[section], f"README preset sets unknown param {section}.{key}"
+
+
+def test_deterministic_is_chosen_per_device(tmp_path) -> None:
+    import torch
+
+    from pipeline.params import TrainParams
+    from pipeline.train import deterministic_for
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert deterministic_for(TrainParams(), cpu) and not deterministic_for(TrainParams(), cuda)
+    assert deterministic_for(TrainParams(deterministic="true"), cuda)
+    assert not deterministic_for(TrainParams(deterministic="false"), cpu)
+    (tmp_path / "p.yaml").write_text("train:\n  deterministic: true\n")  # a YAML boolean reads as "True"
+    assert deterministic_for(load_params(tmp_path / "p.yaml").train, cuda)
