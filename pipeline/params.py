@@ -58,6 +58,7 @@ class TrainParams:
     val_fraction: float = 0.05
     beta: float = 1.0
     beta_warmup_epochs: int = 2
+    free_bits: float = 0.0  # nats per node: the KL term is max(KL, free_bits) (against posterior collapse)
     anchor_weight: float = 1.0
     node_weight: float = 10.0
     deterministic: str = "auto"  # auto (on for CPU, off on CUDA) | true | false
@@ -181,7 +182,7 @@ def _validate(p: Params) -> None:
     for name, value in (("data.p_parallel", p.data.p_parallel), ("data.p_skew", p.data.p_skew), ("train.val_fraction", p.train.val_fraction)):
         if not 0.0 <= value < 1.0 + (name != "train.val_fraction"):
             raise GGIKError(f"params: {name} must be in [0, 1], got {value}")
-    for name, value in (("train.lr", p.train.lr), ("train.beta", p.train.beta), ("train.weight_decay", p.train.weight_decay),
+    for name, value in (("train.lr", p.train.lr), ("train.beta", p.train.beta), ("train.free_bits", p.train.free_bits), ("train.weight_decay", p.train.weight_decay),
                         ("train.lr_gamma", p.train.lr_gamma), ("train.anchor_weight", p.train.anchor_weight), ("train.node_weight", p.train.node_weight)):
         if not math.isfinite(value) or value < 0 or (name == "train.lr" and value == 0):
             raise GGIKError(f"params: {name} must be a finite {'positive' if name == 'train.lr' else 'non-negative'} number, got {value}")

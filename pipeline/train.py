@@ -167,7 +167,7 @@ def run_epoch(net: torch.nn.Module, graphs, plan, tp: TrainParams, beta: float, 
         idx = idx.to(env.device)
         b = make_batch(subset(graphs[dof], idx), cfg.directions, home_init=cfg.home_init)
         with torch.set_grad_enabled(training), autocast:
-            losses = net(b, beta, tp.anchor_weight, tp.node_weight)
+            losses = net(b, beta, tp.anchor_weight, tp.node_weight, tp.free_bits)
         if training:
             opt.zero_grad(set_to_none=True)
             losses["total"].backward()

@@ -142,13 +142,20 @@ class GGIK(nn.Module):
         mu, log_sigma = self.posterior_head(torch.cat([h_full, h_partial], -1)).chunk(2, dim=-1)
         return mu, log_sigma.clamp(-7.0, 3.0)
 
-    def loss(self, b: GraphBatch, beta: float, anchor_weight: float = 1.0, node_weight: float = 10.0) -> Losses:
-        out = self(b, beta, anchor_weight, node_weight)
+    def loss(self, b: GraphBatch, beta: float, anchor_weight: float = 1.0, node_weight: float = 10.0,
+             free_bits: float = 0.0) -> Losses:
+        out = self(b, beta, anchor_weight, node_weight, free_bits)
         return Losses(total=out["total"], rec=out["rec"], kl=out["kl"])
 
-    def forward(self, b: GraphBatch, beta: float, anchor_weight: float = 1.0, node_weight: float = 10.0) -> dict[str, Tensor]:
-        """The negative ELBO of a batch: ``{"total", "rec", "kl"}`` (a dict, so that
-        DistributedDataParallel finds the tensors)."""
+    def forward(self, b: GraphBatch, beta: float, anchor_weight: float = 1.0, node_weight: float = 10.0,
+                free_bits: float = 0.0) -> dict[str, Tensor]:
+        r"""The negative ELBO of a batch: ``{"total", "rec", "kl"}`` (a dict, so that
+        DistributedDataParallel finds the tensors).
+
+        ``free_bits`` :math:`\lambda` (nats per node): the optimised objective is
+        :math:`\mathrm{rec} + \beta \max(\mathrm{KL}, \lambda)` on the batch-mean KL per node, so
+        the posterior is not pushed onto the prior below :math:`\lambda` (against posterior
+        collapse); ``kl`` reports the unclamped value."""
         h_p, x_p = self.encode_partial(b)
         mu_q, ls_q = self.posterior(b, h_p)
         z = mu_q + ls_q.exp() * torch.randn_like(mu_q)
@@ -160,7 +167,8 @@ class GGIK(nn.Module):
         log_p = _mixture_logpdf(z, *self.prior(h_p))
         kl = (log_q - log_p).reshape(b.num_graphs, N).sum(-1) / N
         rec, kl = rec.mean(), kl.mean()
-        return {"total": rec + beta * kl, "rec": rec, "kl": kl}
+        kl_term = kl.clamp_min(free_bits) if free_bits > 0 else kl
+        return {"total": rec + beta * kl_term, "rec": rec, "kl": kl}
 
     # --- inference ---------------------------------------------------------------------------
     @torch.no_grad()
