@@ -179,3 +179,52 @@ def bench_sample(model_path: Path | None, robot_name: str, device: str | None, r
             times.append(sample_solutions(model, robot, goals, k).seconds)
         best = min(times)
         typer.echo(f"  {goals_n:5d} goal(s) x {k:5d} solutions: {best * 1000:9.1f} ms (best of {repeats}), {goals_n * k / best:12,.0f} solutions/s")
+
+
+def bench_overfit(robot_name: str, problems: int, steps: int, lr: float, layer: str, overrides: list[str], precision: str,
+                  seed: int, every: int) -> float:
+    """Memorise ``problems`` goals of one arm through the posterior (beta = 0, one-cycle lr) and
+    report the RMS error of the unknown nodes, decoded from the posterior mean, in mm (gate a of
+    the learning issue). Returns the final RMS in mm."""
+    import contextlib
+
+    from ggik_core.data.batch import make_batch
+    from ggik_core.data.graph import build_problem_graphs
+    from ggik_core.model.config import ModelConfig
+    from ggik_core.model.cvae import GGIK
+    from ggik_core.robots.files import load_robot
+
+    _, sets = _variant(" ".join(["dense", *overrides]))
+    cfg = dataclasses.replace(ModelConfig(layer=layer), **sets)
+    robot = load_robot(robot_name)
+    gen = torch.Generator().manual_seed(seed)
+    q = robot.sample_q(problems, gen)
+    chain = robot.chain.expand(problems, *robot.chain.shape)
+    b = make_batch(build_problem_graphs(chain, q, robot.fk(q)), cfg.directions)
+    torch.manual_seed(seed)
+    model = GGIK(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+    unknown = ~b.anchor
+    typer.echo(f"bench overfit: {problems} {robot_name} problems, {layer}, {cfg}, {steps} steps, lr {lr}, {precision}, "
+               f"threads {torch.get_num_threads()}")
+    t0 = time.perf_counter()
+    rms = float("nan")
+    for step in range(1, steps + 1):
+        with autocast:
+            out = model(b, 0.0)
+        opt.zero_grad(set_to_none=True)
+        out["total"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        opt.step()
+        sched.step()
+        if step % every == 0 or step == steps:
+            with torch.no_grad():
+                h_p, x_p = model.encode_partial(b)
+                mu, _ = model.posterior(b, h_p)
+                err = (model.decode(mu, h_p, x_p, b) - b.x).norm(dim=-1)[unknown] * 1000.0
+            rms = float(err.pow(2).mean().sqrt())
+            typer.echo(f"  step {step:6d}  {time.perf_counter() - t0:7.0f} s  rec {float(out['rec']):.6f}  "
+                       f"unknown-node RMS {rms:8.2f} mm  median {float(err.median()):8.2f} mm  max {float(err.max()):8.2f} mm")
+    return rms

@@ -198,6 +198,24 @@ def bench_ik(
     run(model if model is not None and model.exists() else None, goals, samples, seed, out, max_iter, arm, device)
 
 
+@bench_app.command("overfit")
+def bench_overfit(
+    robot: str = typer.Option("kuka", help="Catalog name, URDF or DH file."),
+    problems: int = typer.Option(64),
+    steps: int = typer.Option(3000),
+    lr: float = typer.Option(3e-3, help="Peak of the one-cycle schedule."),
+    layer: str = typer.Option("egnn"),
+    set_: list[str] = typer.Option([], "--set", help="Model KEY=VALUE overrides, e.g. --set symmetric=true."),
+    precision: str = typer.Option("fp32", help="fp32 | bf16"),
+    seed: int = typer.Option(0),
+    every: int = typer.Option(250, help="Steps between reports."),
+) -> None:
+    """Memorise a batch of one arm's problems through the posterior; prints the unknown-node RMS in mm."""
+    from pipeline.bench import bench_overfit as run
+
+    run(robot, problems, steps, lr, layer, set_, precision, seed, every)
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
     try:
