@@ -287,7 +287,7 @@ def as_poses(poses: Any) -> Tensor:
 
 def poses_from_rows(rows: np.ndarray | Sequence[Sequence[float]]) -> Tensor:
     """``(G, 4, 4)`` from ``(G, 7)`` rows ``x y z qw qx qy qz``; the quaternions are normalised."""
-    g = torch.as_tensor(np.asarray(rows, dtype=np.float64))
+    g = torch.from_numpy(np.array(rows, dtype=np.float64))
     bad = (~torch.isfinite(g).all(-1)).nonzero().flatten()
     if bad.numel():
         raise GGIKError(f"goal {int(bad[0])}: contains NaN or infinity")
