@@ -8,7 +8,11 @@ r"""Robots named on the command line: catalog arms, URDF files and DH YAML files
 * a URDF file (``.urdf`` or ``.xml``, see :func:`ggik_core.urdf.load_urdf`); ``base_link`` and
   ``ee_link`` choose the chain inside it;
 * a DH YAML file (``.yaml`` or ``.yml``). Files with another extension are read as URDF when
-  their first non-blank character is ``<``, as DH YAML otherwise.
+  their first non-blank character is ``<``, as DH YAML otherwise (an error then lists the
+  supported extensions).
+
+A xacro file (``.xacro``, or XML using the ``xacro`` namespace) is refused with a message saying
+how to expand it: ``xacro in.urdf.xacro > out.urdf``.
 
 DH YAML format (units: metres, radians)::
 
@@ -45,6 +49,7 @@ from ggik_core.robots.transforms import rpy_matrix
 
 URDF_SUFFIXES = (".urdf", ".xml")
 YAML_SUFFIXES = (".yaml", ".yml")
+SUPPORTED = ".urdf/.xml (URDF), .yaml/.yml (DH table)"
 CONVENTIONS = ("standard", "modified")
 
 _TOP_KEYS = ("name", "convention", "joints", "tool")
@@ -67,12 +72,23 @@ def load_robot(spec: str, base_link: str | None = None, ee_link: str | None = No
     path = Path(spec)
     if not path.is_file():
         raise GGIKError(f"unknown robot {spec!r}: not a catalog name ({', '.join(ARM_NAMES)}) nor a file")
+    if _is_xacro(path):
+        out = path.name[: -len(".xacro")] if path.name.lower().endswith(".xacro") else path.stem
+        out = out if out.lower().endswith(".urdf") else f"{out}.urdf"
+        raise RobotError(f"{path} is a xacro file: expand it to a URDF first with `xacro {path.name} > {out}` "
+                         f"(pip install xacro, or ROS's xacro package), then pass {out}")
     if _is_urdf(path):
         from ggik_core.robots.urdf import load_urdf
 
         return load_urdf(path, base_link=base_link, ee_link=ee_link)
     _no_links(spec, base_link, ee_link)
-    return load_dh_yaml(path)
+    if path.suffix.lower() in YAML_SUFFIXES:
+        return load_dh_yaml(path)
+    try:
+        return load_dh_yaml(path)
+    except RobotError as exc:
+        raise RobotError(f"{exc} (read as a DH table because {path.suffix or 'no extension'} is not a known robot file "
+                         f"extension; supported: {SUPPORTED})") from None
 
 
 def load_dh_yaml(path: str | Path) -> Robot:
@@ -190,6 +206,20 @@ def _is_urdf(path: Path) -> bool:
     if head.startswith(b"\xef\xbb\xbf"):
         head = head[3:].lstrip()
     return head.startswith(b"<")
+
+
+def _is_xacro(path: Path) -> bool:
+    """A ``.xacro`` file name, or XML that uses the xacro namespace or its elements."""
+    if path.suffix.lower() == ".xacro":
+        return True
+    if path.suffix.lower() in YAML_SUFFIXES:
+        return False
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(1 << 16)
+    except OSError:
+        return False
+    return b"xmlns:xacro" in head or b"<xacro:" in head
 
 
 def _no_links(spec: str, base_link: str | None, ee_link: str | None) -> None:
