@@ -11,8 +11,8 @@ r"""Robots named on the command line: catalog arms, URDF files and DH YAML files
   their first non-blank character is ``<``, as DH YAML otherwise (an error then lists the
   supported extensions).
 
-A xacro file (``.xacro``, or XML using the ``xacro`` namespace) is refused with a message saying
-how to expand it: ``xacro in.urdf.xacro > out.urdf``.
+A xacro file (``.xacro``, or a URDF that fails to load and contains xacro markup such as
+``${...}``) is refused with a message saying how to expand it: ``xacro in.urdf.xacro > out.urdf``.
 
 DH YAML format (units: metres, radians)::
 
@@ -72,15 +72,17 @@ def load_robot(spec: str, base_link: str | None = None, ee_link: str | None = No
     path = Path(spec)
     if not path.is_file():
         raise GGIKError(f"unknown robot {spec!r}: not a catalog name ({', '.join(ARM_NAMES)}) nor a file")
-    if _is_xacro(path):
-        out = path.name[: -len(".xacro")] if path.name.lower().endswith(".xacro") else path.stem
-        out = out if out.lower().endswith(".urdf") else f"{out}.urdf"
-        raise RobotError(f"{path} is a xacro file: expand it to a URDF first with `xacro {path.name} > {out}` "
-                         f"(pip install xacro, or ROS's xacro package), then pass {out}")
+    if path.suffix.lower() == ".xacro":
+        raise RobotError(_xacro_message(path))
     if _is_urdf(path):
         from ggik_core.robots.urdf import load_urdf
 
-        return load_urdf(path, base_link=base_link, ee_link=ee_link)
+        try:
+            return load_urdf(path, base_link=base_link, ee_link=ee_link)
+        except RobotError:
+            if _uses_xacro(path):  # e.g. '${L}' where a number belongs: unexpanded xacro
+                raise RobotError(_xacro_message(path)) from None
+            raise
     _no_links(spec, base_link, ee_link)
     if path.suffix.lower() in YAML_SUFFIXES:
         return load_dh_yaml(path)
@@ -208,18 +210,23 @@ def _is_urdf(path: Path) -> bool:
     return head.startswith(b"<")
 
 
-def _is_xacro(path: Path) -> bool:
-    """A ``.xacro`` file name, or XML that uses the xacro namespace or its elements."""
-    if path.suffix.lower() == ".xacro":
-        return True
-    if path.suffix.lower() in YAML_SUFFIXES:
-        return False
+def _uses_xacro(path: Path) -> bool:
+    """XML with xacro markup (namespace, elements or ``${...}`` expressions). Expanded URDFs may
+    keep some (e.g. unused macro calls in inertials), so this only explains a failed parse."""
     try:
-        with path.open("rb") as fh:
-            head = fh.read(1 << 16)
+        text = path.read_bytes()
     except OSError:
         return False
-    return b"xmlns:xacro" in head or b"<xacro:" in head
+    return any(marker in text for marker in (b"xmlns:xacro", b"<xacro:", b"${"))
+
+
+def _xacro_message(path: Path) -> str:
+    out = path.name[: -len(".xacro")] if path.name.lower().endswith(".xacro") else path.stem
+    out = out if out.lower().endswith(".urdf") else f"{out}.urdf"
+    if out == path.name:
+        out = f"{path.stem}_expanded.urdf"
+    return (f"{path} is a xacro file: expand it to a URDF first with `xacro {path.name} > {out}` "
+            f"(pip install xacro, or ROS's xacro package), then pass {out}")
 
 
 def _no_links(spec: str, base_link: str | None, ee_link: str | None) -> None:

@@ -508,7 +508,7 @@ BAD = {
     "bad_out": "sol.txt",
     "nan_goal": "NaN",
     "xacro": "xacro arm.urdf.xacro > arm.urdf",
-    "xacro_content": "xacro arm.urdf > arm.urdf",
+    "xacro_content": "xacro arm.urdf > arm_expanded.urdf",
     "space_separated": "not comma-separated",
     "no_header": "no header line",
     "empty_cell": "row 2 (line 3), column qy: empty cell",
