@@ -70,12 +70,14 @@ def plot_frame(robot: Robot, df: pd.DataFrame, goal_id: int, path: Path) -> Path
     """Draw goal ``goal_id`` of a solutions table (as written by ``ggik solve``) to ``path``."""
     check_figure_path(path)
     qcols = [f"q_{j + 1}" for j in range(robot.dof)]
+    found = [c for c in df.columns if str(c).startswith("q_") and str(c)[2:].isdigit()]
+    if found and len(found) != robot.dof:
+        raise GGIKError(f"the solutions table has {len(found)} joint columns but {robot.name} has {robot.dof} joints: "
+                        f"pass the robot the table was solved for")
     needed = ["goal_id", *qcols, "pos_err_mm", "rot_err_deg", "solved", "distinct", *GOAL_COLS]
     missing = [c for c in needed if c not in df.columns]
     if missing:
-        extra = [c for c in df.columns if c.startswith("q_") and c not in qcols]
-        hint = f" (it has {len(qcols) + len(extra)} joint columns, {robot.name} has {robot.dof} joints)" if extra or any(c in missing for c in qcols) else ""
-        raise GGIKError(f"solutions table lacks column(s) {', '.join(missing)}{hint}; write it with `ggik solve --out`")
+        raise GGIKError(f"solutions table lacks column(s) {', '.join(missing)}; write it with `ggik solve --out`")
     rows = df[df["goal_id"] == goal_id]
     if rows.empty:
         raise GGIKError(f"goal {goal_id} not in the solutions table (goal ids {int(df['goal_id'].min())}..{int(df['goal_id'].max())})")
