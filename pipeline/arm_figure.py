@@ -53,10 +53,11 @@ def arm_figure(robot: Robot, q: np.ndarray, goal: np.ndarray, title: str, labels
         ax.plot(p[1:-1, 0], p[1:-1, 1], p[1:-1, 2], "o", color=c, ms=4.5, mec="black", mew=0.4)
     ax.plot([0], [0], [0], "s", color="black", ms=7)
     extent = _set_equal(ax, np.concatenate([pts.reshape(-1, 3), goal[None, :3, 3]]))
-    _draw_frame(ax, goal, 0.15 * extent)
+    _draw_frame(ax, goal, 0.2 * extent)
     ax.set_xlabel("x [m]")
     ax.set_ylabel("y [m]")
     ax.set_zlabel("z [m]")
+    ax.tick_params(labelsize=8)
     ax.view_init(elev=22, azim=-55)
     ax.set_title(title, fontsize=10)
     handles = [Line2D([], [], color=_color(i), lw=2.2, marker="o", ms=4, mec="black", mew=0.4, label=lab) for i, lab in enumerate(labels)]
@@ -143,7 +144,7 @@ def _set_equal(ax, pts: np.ndarray) -> float:
     ax.set_xlim(centre[0] - half, centre[0] + half)
     ax.set_ylim(centre[1] - half, centre[1] + half)
     ax.set_zlim(centre[2] - half, centre[2] + half)
-    ax.set_box_aspect((1, 1, 1))
+    ax.set_box_aspect((1, 1, 1), zoom=0.88)  # zoom < 1 leaves room for the z label
     return half
 
 
