@@ -58,7 +58,7 @@ def test_png_shows_each_distinct_solution_and_the_goal_frame(tmp_path, panda_sol
     present = [colour_pixels(png, tab10(i)[:3]) > 50 for i in range(10)]
     assert all(present[:drawn]), present
     assert not any(present[drawn:]) or drawn == 10, present
-    assert (np.abs(png[..., :3] - 1.0).max(-1) > 0.1).mean() > 0.05  # not a blank canvas
+    assert (np.abs(png[..., :3] - 1.0).max(-1) > 0.1).mean() > 0.02  # not a blank canvas (about 5 % is drawn)
 
 
 def test_title_legend_and_equal_axes(panda_solutions):
