@@ -257,17 +257,21 @@ def distance_from_first_axis(robot: Robot, goals: Tensor) -> np.ndarray:
     return (goals[:, :3, 3] - o1).norm(dim=-1).numpy()
 
 
-def distinct_mask(q: np.ndarray, valid: np.ndarray, order: np.ndarray, tol: float) -> np.ndarray:
+def distinct_mask(q: np.ndarray, valid: np.ndarray, order: np.ndarray, tol: float, max_elements: int = 1 << 24) -> np.ndarray:
     """``(G, k)``: valid candidates not within ``tol`` (max joint difference on the circle) of a
-    better counted one, candidates taken in ``order`` (best first). Vectorised over goals."""
-    G, k, _ = q.shape
+    better counted one, candidates taken in ``order`` (best first). Vectorised over goals, in
+    chunks of goals whose ``(chunk, k, k, n)`` difference tensor stays under ``max_elements``."""
+    G, k, n = q.shape
     qs = np.take_along_axis(q, order[..., None], 1)
     vs = np.take_along_axis(valid, order, 1)
-    qt = torch.from_numpy(np.ascontiguousarray(qs))
-    close = (wrap_angle(qt[:, :, None, :] - qt[:, None, :, :]).abs().amax(-1) < tol).numpy()  # (G, k, k)
     counted = np.zeros((G, k), dtype=bool)
-    for j in range(k):  # greedy over candidate slots, every goal at once
-        counted[:, j] = vs[:, j] & ~(close[:, j, :] & counted).any(-1)
+    step = max(1, max_elements // max(1, k * k * n))
+    for s in range(0, G, step):
+        qt = torch.from_numpy(np.ascontiguousarray(qs[s:s + step]))
+        close = (wrap_angle(qt[:, :, None, :] - qt[:, None, :, :]).abs().amax(-1) < tol).numpy()  # (chunk, k, k)
+        part = counted[s:s + step]
+        for j in range(k):  # greedy over candidate slots, every goal of the chunk at once
+            part[:, j] = vs[s:s + step, j] & ~(close[:, j, :] & part).any(-1)
     out = np.zeros_like(counted)
     np.put_along_axis(out, order, counted, 1)
     return out

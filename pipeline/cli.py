@@ -100,7 +100,7 @@ def solve(
     model: Optional[Path] = typer.Option(None, "--model", help="Trained model (default: data/model/model.pt when it exists, else random seeds)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write solutions to .csv, .parquet or .json (default: CSV on stdout)."),
     raw: bool = typer.Option(False, "--raw", help="Raw GGIK samples, not refined (needs a model)."),
-    refine: bool = typer.Option(True, "--refine", hidden=True, help="Refine (the default; kept for compatibility)."),
+    refine: bool = typer.Option(True, "--refine/--no-refine", hidden=True, help="Kept for compatibility: --refine is the default, --no-refine means --raw."),
     max_iter: int = typer.Option(50, "--max-iter", help="Levenberg-Marquardt iterations at most."),
     tol_mm: float = typer.Option(0.01, "--tol-mm", help="Refinement stops for a candidate within this position error (mm) ..."),
     tol_deg: float = typer.Option(0.01, "--tol-deg", help="... and this rotation error (degrees)."),

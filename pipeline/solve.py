@@ -12,8 +12,9 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
-from ggik_core.api import Result, Solver, poses_from_rows
+from ggik_core.api import Result, Solver, distance_from_first_axis, poses_from_rows
 from ggik_core.data.io import atomic_path, write_text
 from ggik_core.errors import GGIKError
 from pipeline.progress import stderr
@@ -165,24 +166,22 @@ def solve(
 
 def goal_lines(res: Result, solver: Solver) -> list[str]:
     """One line per goal that is out of reach or, refined, not solved (at most :data:`MAX_GOAL_LINES`)."""
-    from ggik_core.api import distance_from_first_axis
-    import torch
-
     dist = distance_from_first_axis(solver.robot, torch.from_numpy(res.goals))
     best = res.order()[:, 0]
     g_idx = np.arange(len(best))
     pos, rot = res.pos_err_mm[g_idx, best], res.rot_err_deg[g_idx, best]
+    flagged = np.nonzero(res.out_of_reach | res.failed)[0]
     lines = []
-    for g in np.nonzero(res.out_of_reach | res.failed)[0]:
+    for g in flagged[:MAX_GOAL_LINES]:
         if res.out_of_reach[g]:
-            lines.append(f"goal {g}: unreachable: its position is {dist[g]:.3f} m from the first joint's axis origin, beyond the arm's reach of "
-                         f"{solver.reach:.3f} m; its best candidates are reported with their true errors")
+            lines.append(f"goal {g}: unreachable: its position is {dist[g]:.3f} m from the first joint's axis origin, beyond the arm's "
+                         f"reach of {solver.reach:.3f} m; its best candidates are reported with their true errors")
         else:
             lines.append(f"goal {g}: not solved: no refined candidate within {solver.solved_mm:g} mm & {solver.solved_deg:g} deg inside the "
                          f"joint limits (best {pos[g]:.3g} mm, {rot[g]:.3g} deg); try more samples (-k) or --max-iter, or the pose "
                          f"may be out of the arm's workspace")
-    if len(lines) > MAX_GOAL_LINES:
-        lines = lines[:MAX_GOAL_LINES] + [f"... and {len(lines) - MAX_GOAL_LINES} more goals like these"]
+    if len(flagged) > MAX_GOAL_LINES:
+        lines.append(f"... and {len(flagged) - MAX_GOAL_LINES} more goals unreachable or not solved (see the solved column)")
     return lines
 
 

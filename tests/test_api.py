@@ -156,6 +156,14 @@ def test_distinct_mask_keeps_the_best_of_each_cluster():
     assert distinct_mask(q, valid, order, 0.05).tolist() == [[False, True, False, False, True]]
     valid[0, 1] = False  # the best of the first cluster is invalid: the next best counts
     assert distinct_mask(q, valid, order, 0.05).tolist() == [[True, False, False, False, True]]
+    # chunking over goals (bounded memory) changes nothing
+    rng = np.random.default_rng(0)
+    q = rng.uniform(-0.2, 0.2, size=(7, 12, 3))
+    valid = rng.random((7, 12)) < 0.8
+    order = np.argsort(rng.random((7, 12)), axis=1)
+    whole = distinct_mask(q, valid, order, 0.15)
+    assert 0 < whole.sum() < valid.sum()
+    np.testing.assert_array_equal(distinct_mask(q, valid, order, 0.15, max_elements=1), whole)
 
 
 @pytest.mark.parametrize("arm", ARM_NAMES)
