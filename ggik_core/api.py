@@ -165,6 +165,8 @@ class Solver:
         self.refine_cfg = refine_config(max_iter, pos_tol_mm, rot_tol_deg)
         if solved_mm <= 0 or solved_deg <= 0:
             raise GGIKError("the solved thresholds (mm, degrees) must be positive")
+        if distinct_tol < 0:
+            raise GGIKError(f"the distinct-solution tolerance must not be negative, got {distinct_tol}")
         self.solved_mm, self.solved_deg, self.distinct_tol = float(solved_mm), float(solved_deg), float(distinct_tol)
         self.reach = reach(self.robot)
 

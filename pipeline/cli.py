@@ -106,6 +106,7 @@ def solve(
     tol_deg: float = typer.Option(0.01, "--tol-deg", help="... and this rotation error (degrees)."),
     solved_mm: float = typer.Option(1.0, "--solved-mm", help="A candidate counts as solved within this position error (mm) ..."),
     solved_deg: float = typer.Option(1.0, "--solved-deg", help="... and this rotation error (degrees), inside the joint limits."),
+    distinct_tol: float = typer.Option(0.05, "--distinct-tol", help="Solved candidates closer than this (rad, largest joint difference) count once."),
     seed: int = typer.Option(0, "--seed"),
     base_link: Optional[str] = typer.Option(None, "--base-link", help="URDF base link (default: the root)."),
     ee_link: Optional[str] = typer.Option(None, "--ee-link", help="URDF end-effector link (default: the single leaf)."),
@@ -118,7 +119,7 @@ def solve(
 
     df = run(robot, goal, goals, samples, model, out, refine=refine and not raw, seed=seed, base_link=base_link, ee_link=ee_link,
              max_iter=max_iter, pos_tol_mm=tol_mm, rot_tol_deg=tol_deg, solved_mm=solved_mm, solved_deg=solved_deg,
-             plot=plot, plot_goal=plot_goal, threads=threads)
+             distinct_tol=distinct_tol, plot=plot, plot_goal=plot_goal, threads=threads)
     if out is None:
         typer.echo(df.to_csv(index=False), nl=False)
     else:

@@ -121,6 +121,7 @@ def solve(
     rot_tol_deg: float = 0.01,
     solved_mm: float = 1.0,
     solved_deg: float = 1.0,
+    distinct_tol: float = 0.05,
     plot: Path | None = None,
     plot_goal: int = 0,
     threads: int = 0,
@@ -144,7 +145,8 @@ def solve(
     goals = poses_from_rows(rows)
     model = find_model(model_path)
     solver = Solver(robot_spec, base_link=base_link, ee_link=ee_link, model=model, max_iter=max_iter, pos_tol_mm=pos_tol_mm,
-                    rot_tol_deg=rot_tol_deg, solved_mm=solved_mm, solved_deg=solved_deg, threads=threads)
+                    rot_tol_deg=rot_tol_deg, solved_mm=solved_mm, solved_deg=solved_deg, distinct_tol=distinct_tol,
+                    threads=threads)
     if model is None:
         if not refine:
             raise GGIKError(f"--raw needs a trained model: none at {DEFAULT_MODEL}; pass --model FILE")

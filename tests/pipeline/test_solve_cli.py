@@ -277,7 +277,7 @@ def runs(setup) -> dict:
     job("dof_ok", ["--robot", "kuka", "--goal", goals["csv_in"][0], "-k", "2", "--model", str(setup["model7"]), "--raw"])
     job("not_solved", ["--robot", "panda", "--goal", goals["hard"][0], "-k", "1", "--max-iter", "1"])
     job("options", ["--robot", "panda", "--goal", goals["hard"][0], "-k", "4", "--max-iter", "200", "--tol-mm", "0.001",
-                    "--tol-deg", "0.001", "--solved-mm", "0.01", "--solved-deg", "0.01", "--threads", "1", "--out", "sol.csv"])
+                    "--tol-deg", "0.001", "--solved-mm", "0.01", "--solved-deg", "0.01", "--distinct-tol", "10", "--threads", "1", "--out", "sol.csv"])
     d = job("csv_in", ["--robot", "kuka", "--goals", "goals.csv", "-k", "2", "--model", model, "--out", "sol.parquet"])
     goals_frame(goals["csv_in"]).to_csv(d / "goals.csv", index=False)
     d = job("parquet_in", ["--robot", "lwa4p", "--goals", "goals.parquet", "-k", "2", "--model", model, "--refine", "--out", "sol.json"])
@@ -495,6 +495,7 @@ def test_refinement_options_reach_the_refiner(runs, setup):
     pos, rot = check_solutions(df, 7, setup["goals"]["hard"], 4, catalog_fk("panda"), solved_mm=0.01, solved_deg=0.01)
     assert df["solved"].any()
     assert ((pos <= 0.001) & (rot <= 0.001)).any()
+    assert df["distinct"].sum() == 1  # --distinct-tol 10 rad: every solution is the same one
     assert "<= 0.01 mm & 0.01 deg" in res.stderr
 
 
