@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -55,40 +56,101 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def bench_train(layers: list[str], batch_size: int, steps: int, dof: int, hidden: int, depth: int, device: str | None) -> None:
-    """Training graphs per second (forward + backward + AdamW step) at the given sizes."""
+#: the training-step variants `ggik bench train` can time side by side
+TRAIN_PATHS = ("pyg", "dense", "dense-bf16", "dense-compile")
+
+
+def _variant(spec: str) -> tuple[str, dict]:
+    """``"dense-bf16 phi_x=linear full_layers=1"`` -> (path, ModelConfig overrides)."""
+    import dataclasses
+
+    from ggik_core.errors import GGIKError
+    from ggik_core.model.config import ModelConfig
+
+    path, *sets = spec.split()
+    if path not in TRAIN_PATHS:
+        raise GGIKError(f"unknown path {path!r} in --path {spec!r} (one of {', '.join(TRAIN_PATHS)})")
+    fields = {f.name: f for f in dataclasses.fields(ModelConfig)}
+    overrides = {}
+    for s in sets:
+        key, _, value = s.partition("=")
+        if key not in fields or not value:
+            raise GGIKError(f"--path {spec!r}: {s!r} is not a model.KEY=VALUE setting")
+        default = getattr(ModelConfig(), key)
+        overrides[key] = (value.lower() == "true") if isinstance(default, bool) else type(default)(value)
+    return path, overrides
+
+
+def _train_step(model, opt, b, path: str):
+    """One forward + backward + AdamW step on ``b`` along ``path`` (see :data:`TRAIN_PATHS`)."""
+    import contextlib
+
+    ctx = torch.autocast(b.h.device.type, dtype=torch.bfloat16) if path.endswith("bf16") else contextlib.nullcontext()
+    fn = model
+    if path.endswith("compile"):
+        fn = getattr(model, "_compiled", None)
+        if fn is None:
+            fn = model._compiled = torch.compile(model)
+
+    def step() -> None:
+        with ctx:
+            out = fn(b, 1.0)
+        opt.zero_grad(set_to_none=True)
+        out["total"].backward()
+        opt.step()
+
+    return step
+
+
+def bench_train(layers: list[str], paths: list[str], batch_size: int, steps: int, rounds: int, dof: int, hidden: int,
+                depth: int, device: str | None) -> None:
+    """Training graphs per second (forward + backward + AdamW step) at the given sizes, for each
+    layer and each path, timed in interleaved rounds (the median round is reported)."""
     from ggik_core.data.batch import make_batch
     from ggik_core.data.graph import build_problem_graphs
     from ggik_core.model.cvae import GGIK, ModelConfig
     from pipeline.train import pick_device
 
+    variants = {v: _variant(v) for v in paths}
     dev = torch.device(device) if device else pick_device()
     gen = torch.Generator().manual_seed(0)
     pb = random_problems(batch_size, dof, RandomRobotConfig(), gen)
     graphs = build_problem_graphs(pb.chain, pb.q, pb.goal)
-    typer.echo(f"bench train: device {dev}, batch {batch_size} graphs of {dof} DOF, {steps} timed steps, threads {torch.get_num_threads()}")
+    typer.echo(f"bench train: device {dev}, batch {batch_size} graphs of {dof} DOF, {rounds} rounds of {steps} steps, "
+               f"threads {torch.get_num_threads()}")
     for layer in layers:
-        cfg = ModelConfig(layer=layer, hidden=hidden, layers=depth)
-        model = GGIK(cfg).to(dev)
-        opt = torch.optim.AdamW(model.parameters(), lr=3e-4)
-        b = make_batch(graphs, cfg.directions, home_init=cfg.home_init).to(dev)
-
-        def step() -> None:
-            losses = model.loss(b, 1.0)
-            opt.zero_grad(set_to_none=True)
-            losses.total.backward()
-            opt.step()
-
-        for _ in range(2):
-            step()
-        _sync(dev)
-        t = time.perf_counter()
-        for _ in range(steps):
-            step()
-        _sync(dev)
-        dt = (time.perf_counter() - t) / steps
-        typer.echo(f"  {layer}: hidden {hidden}, {depth} layers, {sum(p.numel() for p in model.parameters()):,} params: "
-                   f"{dt * 1000:8.1f} ms/step  {batch_size / dt:10,.0f} graphs/s")
+        base_cfg = ModelConfig(layer=layer, hidden=hidden, layers=depth)
+        b = make_batch(graphs, base_cfg.directions, home_init=base_cfg.home_init).to(dev)
+        runs, n_params = {}, {}
+        for name in paths:
+            path, overrides = variants[name]
+            cfg = dataclasses.replace(base_cfg, **overrides)
+            torch.manual_seed(0)
+            model = GGIK(cfg).to(dev)
+            n_params[name] = sum(p.numel() for p in model.parameters())
+            model.dense = path != "pyg"
+            opt = torch.optim.AdamW(model.parameters(), lr=3e-4)
+            runs[name] = _train_step(model, opt, b, path)
+            t = time.perf_counter()
+            for _ in range(2):  # warm-up (and compilation)
+                runs[name]()
+            _sync(dev)
+            if path.endswith("compile"):
+                typer.echo(f"  {layer} {name}: compiled in {time.perf_counter() - t:.1f} s")
+        times: dict[str, list[float]] = {p: [] for p in paths}
+        for _ in range(rounds):
+            for path in paths:
+                _sync(dev)
+                t = time.perf_counter()
+                for _ in range(steps):
+                    runs[path]()
+                _sync(dev)
+                times[path].append((time.perf_counter() - t) / steps)
+        base = sorted(times[paths[0]])[len(times[paths[0]]) // 2]
+        for path in paths:
+            dt = sorted(times[path])[len(times[path]) // 2]
+            typer.echo(f"  {layer:4s} {path:40s} {n_params[path]:9,} params: "
+                       f"{dt * 1000:8.1f} ms/step  {batch_size / dt:10,.0f} graphs/s  x{base / dt:5.2f} vs {paths[0]}")
 
 
 def bench_sample(model_path: Path | None, robot_name: str, device: str | None, repeats: int) -> None:

@@ -186,17 +186,20 @@ def bench_data(
 @bench_app.command("train")
 def bench_train(
     layer: list[str] = typer.Option(["egnn", "egat"], "--layer"),
-    batch_size: int = typer.Option(512),
+    path: list[str] = typer.Option(["pyg", "dense"], "--path", help="A path (pyg | dense | dense-bf16 | dense-compile), optionally followed by model KEY=VALUE overrides, e.g. 'dense-bf16 phi_x=linear'; the first is the baseline."),
+    batch_size: int = typer.Option(128),
     steps: int = typer.Option(5),
+    rounds: int = typer.Option(3, help="Interleaved timing rounds; the median is reported."),
     dof: int = typer.Option(7),
-    hidden: int = typer.Option(128),
-    layers: int = typer.Option(5),
+    hidden: int = typer.Option(64),
+    layers: int = typer.Option(3),
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present)."),
 ) -> None:
-    """Training graphs per second for EGNN and EGAT (reference sizes by default)."""
+    """Training graphs per second for EGNN and EGAT, paths side by side (default sizes; the
+    reference sizes are --hidden 128 --layers 5 --batch-size 512)."""
     from pipeline.bench import bench_train as run
 
-    run(layer, batch_size, steps, dof, hidden, layers, device)
+    run(layer, path, batch_size, steps, rounds, dof, hidden, layers, device)
 
 
 @bench_app.command("sample")

@@ -19,6 +19,7 @@ from ggik_core.data.io import atomic_path, write_json
 from ggik_core.solve.metrics import solution_metrics
 from ggik_core.solve.refine import RefineConfig
 from ggik_core.solve.solver import Solutions, refine_solutions, sample_solutions
+from ggik_core.runtime import set_threads
 from pipeline.params import EvalParams, pick
 from pipeline.progress import stderr
 from pipeline.train import load_model
@@ -42,6 +43,7 @@ def _frame(arm: str, kind: str, s: Solutions) -> pd.DataFrame:
 
 
 def evaluate(p: EvalParams, model_path: Path, metrics_dir: Path, arms: tuple[str, ...] = ARM_NAMES) -> dict:
+    set_threads(0)
     model = load_model(model_path)
     device = next(model.parameters()).device
     results: dict = {"arms": {}, "params": {"problems_per_arm": p.problems_per_arm, "samples": p.samples, "device": device.type}}

@@ -55,7 +55,9 @@ class TrainParams:
     node_weight: float = 10.0
     deterministic: bool = True
     max_minutes: float = 0.0  # stop a chunk after this many minutes (0: no limit); resume continues
-    num_threads: int = 0  # 0: torch's default
+    num_threads: int = 0  # 0: automatic (ggik_core.runtime.pick_threads: free cores, or GGIK_THREADS)
+    precision: str = "fp32"  # fp32 | bf16 (autocast of the matrix products; coordinates and losses stay fp32)
+    log_every: int = 20  # steps between reads of the device-side loss sums (the only host syncs)
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,14 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise GGIKError(f"params: data.geometry must be coplanar or noncoplanar, got {p.data.geometry!r}")
     if p.model.layer not in ("egnn", "egat"):
         raise GGIKError(f"params: model.layer must be egnn or egat, got {p.model.layer!r}")
+    if p.train.precision not in ("fp32", "bf16"):
+        raise GGIKError(f"params: train.precision must be fp32 or bf16, got {p.train.precision!r}")
+    if p.model.phi_x not in ("mlp", "linear"):
+        raise GGIKError(f"params: model.phi_x must be mlp or linear, got {p.model.phi_x!r}")
+    if p.model.symmetric and p.model.layer != "egnn":
+        raise GGIKError("params: model.symmetric needs model.layer egnn (EGAT's direction features are antisymmetric)")
+    if p.model.full_layers < 0:
+        raise GGIKError(f"params: model.full_layers must be 0 (same as model.layers) or more, got {p.model.full_layers}")
     _validate(p)
     return p
 
@@ -149,6 +159,7 @@ def _validate(p: Params) -> None:
         ("train.epochs", p.train.epochs, 1),
         ("train.batch_size", p.train.batch_size, 1),
         ("train.lr_step_epochs", p.train.lr_step_epochs, 1),
+        ("train.log_every", p.train.log_every, 1),
         ("eval.problems_per_arm", p.eval.problems_per_arm, 1),
         ("eval.samples", p.eval.samples, 1),
     ]

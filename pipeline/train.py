@@ -9,8 +9,10 @@ Per-epoch losses go to ``metrics/train_loss.csv`` (DVC plots); the minima to
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import math
 import os
 import random
 import time
@@ -28,11 +30,12 @@ from ggik_core.data.graph import ProblemGraphs
 from ggik_core.data.io import sha256_file, torch_save, write_json, write_text
 from ggik_core.model.cvae import GGIK
 from ggik_core.model.files import load_model, pick_device, save_model  # noqa: F401 - re-exported
+from ggik_core.runtime import set_threads
 from ggik_core.data.shards import MANIFEST, load_graphs
 from pipeline.params import Params, TrainParams
 from pipeline.progress import progress, stderr
 
-LOSS_COLUMNS = ["epoch", "lr", "beta", "train_rec", "train_kl", "train_total", "val_rec", "val_kl", "val_total"]
+LOSS_COLUMNS = ["epoch", "lr", "beta", "train_rec", "train_kl", "train_total", "val_rec", "val_kl", "val_total", "minutes"]
 
 
 class Dist:
@@ -81,8 +84,7 @@ def set_determinism(tp: TrainParams) -> None:
     torch.manual_seed(tp.seed)
     random.seed(tp.seed)
     np.random.seed(tp.seed)
-    if tp.num_threads > 0:
-        torch.set_num_threads(tp.num_threads)
+    set_threads(tp.num_threads)
     if tp.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -114,6 +116,11 @@ def batches(index: dict[int, torch.Tensor], batch_size: int, gen: torch.Generato
     return out
 
 
+def _to(g: ProblemGraphs, device: torch.device) -> ProblemGraphs:
+    return ProblemGraphs(dof=g.dof, pos=g.pos.to(device), home=g.home.to(device), known=g.known.to(device),
+                         goal=g.goal.to(device), q=g.q.to(device))
+
+
 def subset(g: ProblemGraphs, idx: torch.Tensor) -> ProblemGraphs:
     return ProblemGraphs(dof=g.dof, pos=g.pos[idx], home=g.home[idx], known=g.known[idx], goal=g.goal[idx], q=g.q[idx])
 
@@ -128,7 +135,7 @@ def beta_at(tp: TrainParams, epoch: int) -> float:
 def fingerprint(params: Params, manifest: Path) -> dict:
     """What a checkpoint must match to be resumed (epochs and time limits may change)."""
     tp = asdict(params.train)
-    for key in ("epochs", "max_minutes", "num_threads"):
+    for key in ("epochs", "max_minutes", "num_threads", "log_every"):
         tp.pop(key)
     return {"model": asdict(params.model), "train": tp, "data": sha256_file(manifest)}
 
@@ -137,33 +144,47 @@ def run_epoch(net: torch.nn.Module, graphs, plan, tp: TrainParams, beta: float, 
     """One pass over ``plan`` (this rank's batches); returns the mean losses over all ranks.
 
     ``net`` is the model or its DistributedDataParallel wrapper; calling it gives the losses.
+    ``graphs`` live on the training device, so batches are built there. Losses are summed on the
+    device and read back every ``tp.log_every`` steps (and at the end): no host sync per step.
     """
     training = opt is not None
     net.train(training)
     cfg = (net.module if isinstance(net, DistributedDataParallel) else net).cfg
-    sums = [0.0, 0.0, 0.0]  # rec * n, kl * n, n
-    for dof, idx in plan:
-        b = make_batch(subset(graphs[dof], idx), cfg.directions, home_init=cfg.home_init).to(env.device)
-        with torch.set_grad_enabled(training):
+    sums = torch.zeros(3, dtype=torch.float64, device=env.device)  # rec * n, kl * n, n
+    autocast = _autocast(tp, env.device)
+    pending = 0
+    for step, (dof, idx) in enumerate(plan, 1):
+        idx = idx.to(env.device)
+        b = make_batch(subset(graphs[dof], idx), cfg.directions, home_init=cfg.home_init)
+        with torch.set_grad_enabled(training), autocast:
             losses = net(b, beta, tp.anchor_weight, tp.node_weight)
         if training:
-            if not torch.isfinite(losses["total"]):
-                raise TrainingError(f"training loss became NaN or infinite at dof {dof}; lower train.lr (now {tp.lr})")
             opt.zero_grad(set_to_none=True)
             losses["total"].backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
             opt.step()
         n = idx.numel()
-        rec, kl = float(losses["rec"].detach()), float(losses["kl"].detach())
-        sums[0] += rec * n
-        sums[1] += kl * n
-        sums[2] += n
-        if bar is not None:
-            bar.update(task, advance=n * env.world, info=f"rec {rec:.4f} kl {kl:.3f}")
-    rec_sum, kl_sum, n = env.sum(sums)
+        sums += torch.stack([losses["rec"].detach().double() * n, losses["kl"].detach().double() * n,
+                             torch.tensor(float(n), dtype=torch.float64, device=env.device)])
+        pending += n
+        if step % tp.log_every == 0 or step == len(plan):
+            rec, kl, seen = (sums / 1.0).tolist()  # the one host sync of the interval
+            if training and not math.isfinite(rec + kl):
+                raise TrainingError(f"training loss became NaN or infinite (dof {dof}, step {step}); lower train.lr (now {tp.lr})")
+            if bar is not None:
+                bar.update(task, advance=pending * env.world, info=f"rec {rec / max(seen, 1):.4f} kl {kl / max(seen, 1):.3f}")
+            pending = 0
+    rec_sum, kl_sum, n = env.sum(sums.tolist())
     n = max(n, 1)
     rec, kl = rec_sum / n, kl_sum / n
     return {"rec": rec, "kl": kl, "total": rec + tp.beta * kl}
+
+
+def _autocast(tp: TrainParams, device: torch.device):
+    """bf16 autocast of the matrix products (coordinates and losses stay fp32), or nothing."""
+    if tp.precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def write_metrics(history: list[dict], metrics_dir: Path, complete: bool, extra: dict) -> None:
@@ -171,7 +192,7 @@ def write_metrics(history: list[dict], metrics_dir: Path, complete: bool, extra:
     w = csv.DictWriter(buf, fieldnames=LOSS_COLUMNS, lineterminator="\n")
     w.writeheader()
     for row in history:
-        w.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in LOSS_COLUMNS})
+        w.writerow({k: (f"{row.get(k, 0.0):.6g}" if isinstance(row.get(k, 0.0), float) else row[k]) for k in LOSS_COLUMNS})
     write_text(metrics_dir / "train_loss.csv", buf.getvalue())
     best = {}
     for split_name in ("train", "val"):
@@ -195,6 +216,7 @@ def _train(params: Params, graph_dir: Path, out_dir: Path, metrics_dir: Path, en
     device = env.device
     graphs = load_graphs(graph_dir)
     train_idx, val_idx = split(graphs, tp.val_fraction, tp.seed)
+    graphs = {dof: _to(g, device) for dof, g in graphs.items()}  # device-resident: batches are built there
     cfg = params.model
     model = GGIK(cfg).to(device)
     net: torch.nn.Module = model
@@ -239,7 +261,9 @@ def _train(params: Params, graph_dir: Path, out_dir: Path, metrics_dir: Path, en
                 va = run_epoch(model, graphs, env.shard(batches(val_idx, tp.batch_size, None)), tp, beta, env)
             lr = opt.param_groups[0]["lr"]
             sched.step()
-            history.append({"epoch": epoch + 1, "lr": lr, "beta": beta, **{f"train_{k}": v for k, v in tr.items()}, **{f"val_{k}": v for k, v in va.items()}})
+            elapsed = (history[-1].get("minutes", 0.0) if history else 0.0) + (time.perf_counter() - te) / 60
+            history.append({"epoch": epoch + 1, "lr": lr, "beta": beta, **{f"train_{k}": v for k, v in tr.items()},
+                            **{f"val_{k}": v for k, v in va.items()}, "minutes": elapsed})
             complete = epoch + 1 >= tp.epochs
             if env.main:
                 bar.update(task, info=f"val rec {va['rec']:.4f} kl {va['kl']:.3f} | {graphs_per_s:,.0f} graphs/s")

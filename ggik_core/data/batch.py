@@ -8,11 +8,17 @@ loop per graph). Edge attributes ``a_ij`` (edge ``j -> i``):
 * full graph :math:`G`: ``[d_ij, known_ij]`` and, for EGAT, :math:`x_j - x_i` on every edge.
 
 The partial inputs are functions of the robot (home positions, known mask) and the goal only.
+
+Edge attributes are stored dense, ``(B, N, N, F)`` indexed ``[b, j, i]`` (source ``j``, target
+``i``; the diagonal is unused), which is what the dense layer path reads; the PyG path reads the
+same values gathered at ``edge_index`` (:attr:`GraphBatch.edge_partial`). ``edge_index`` is cached
+per (DOF, number of graphs, device).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 from torch import Tensor
@@ -24,23 +30,38 @@ from ggik_core.data.graph import ProblemGraphs, anchor_positions, layout, node_f
 class GraphBatch:
     dof: int
     num_graphs: int
-    edge_index: Tensor  # (2, B*E)
     h: Tensor  # (B*N, F) node features
     x_partial: Tensor  # (B*N, 3): anchors placed, others zero
-    edge_partial: Tensor  # (B*E, 2 [+3])
+    e_partial: Tensor  # (B, N, N, 2 [+3]) partial-graph edge attributes, [b, j, i]
     anchor: Tensor  # (B*N,) bool
     x: Tensor | None = None  # (B*N, 3) true positions
-    edge_full: Tensor | None = None  # (B*E, 2 [+3])
+    e_full: Tensor | None = None  # (B, N, N, 2 [+3]) full-graph edge attributes, [b, j, i]
 
     @property
     def nodes_per_graph(self) -> int:
         return num_nodes(self.dof)
+
+    @property
+    def edge_index(self) -> Tensor:
+        """``(2, B*E)``: the complete directed graph of each problem, offset per graph (cached)."""
+        return batched_edge_index(self.dof, self.num_graphs, self.h.device)
+
+    @property
+    def edge_partial(self) -> Tensor:
+        """``(B*E, F)``: the partial-graph edge attributes in ``edge_index`` order."""
+        return _edge_values(self.e_partial, self.dof)
+
+    @property
+    def edge_full(self) -> Tensor | None:
+        """``(B*E, F)``: the full-graph edge attributes in ``edge_index`` order."""
+        return None if self.e_full is None else _edge_values(self.e_full, self.dof)
 
     def to(self, device: torch.device | str) -> "GraphBatch":
         kw = {k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in self.__dict__.items()}
         return GraphBatch(**kw)
 
 
+@lru_cache(maxsize=64)
 def batched_edge_index(dof: int, num_graphs: int, device: torch.device | str = "cpu") -> Tensor:
     lay = layout(dof)
     N = num_nodes(dof)
@@ -69,47 +90,45 @@ def make_batch(g: ProblemGraphs, directions: bool, with_answer: bool = True, dty
     xa = anchor_positions(goal, dof)  # (B, N, 3)
     anchor = layout(dof).anchor.to(goal.device)
     d_part = partial_distances(home, g.known, goal)
-    known_e = _edge_values(g.known, dof).to(dtype)
-    edge_partial = [_edge_values(d_part, dof)[:, None], known_e[:, None]]
+    known = g.known.to(dtype)
+    e_partial = [d_part[..., None], known[..., None]]
     if directions:
         both = (anchor[:, None] & anchor[None, :]).expand(B, N, N)
         dvec = xa[:, :, None, :] - xa[:, None, :, :]  # [b, j, i] = x_j - x_i
-        dvec = torch.where(both[..., None], dvec, torch.zeros_like(dvec))
-        edge_partial.append(_edge_values(dvec, dof))
+        e_partial.append(torch.where(both[..., None], dvec, torch.zeros_like(dvec)))
     batch = GraphBatch(
         dof=dof,
         num_graphs=B,
-        edge_index=batched_edge_index(dof, B, goal.device),
         h=node_features(goal, dof).reshape(B * N, -1),
         x_partial=(torch.where(anchor[None, :, None], xa, home) if home_init else xa).reshape(B * N, 3),
-        edge_partial=torch.cat(edge_partial, -1),
+        e_partial=torch.cat(e_partial, -1),
         anchor=anchor.repeat(B),
     )
     if with_answer:
         pos = g.pos.to(dtype)
-        d_full = torch.cdist(pos, pos)
-        edge_full = [_edge_values(d_full, dof)[:, None], known_e[:, None]]
+        e_full = [torch.cdist(pos, pos)[..., None], known[..., None]]
         if directions:
-            edge_full.append(_edge_values(pos[:, :, None, :] - pos[:, None, :, :], dof))
+            e_full.append(pos[:, :, None, :] - pos[:, None, :, :])
         batch.x = pos.reshape(B * N, 3)
-        batch.edge_full = torch.cat(edge_full, -1)
+        batch.e_full = torch.cat(e_full, -1)
     return batch
 
 
 def repeat_batch_partial(b: GraphBatch, k: int) -> GraphBatch:
     """The partial inputs of ``b`` repeated ``k`` times (graph-major: graph g, copy c -> g*k + c)."""
-    N = b.nodes_per_graph
-    E = b.edge_index.shape[1] // b.num_graphs
+    N, B = b.nodes_per_graph, b.num_graphs
 
-    def rep(t: Tensor, per: int) -> Tensor:
-        return t.reshape(b.num_graphs, 1, per, *t.shape[1:]).expand(b.num_graphs, k, per, *t.shape[1:]).reshape(b.num_graphs * k * per, *t.shape[1:])
+    def rep_nodes(t: Tensor) -> Tensor:
+        return t.reshape(B, 1, N, *t.shape[1:]).expand(B, k, N, *t.shape[1:]).reshape(B * k * N, *t.shape[1:])
+
+    def rep_graphs(t: Tensor) -> Tensor:
+        return t[:, None].expand(B, k, *t.shape[1:]).reshape(B * k, *t.shape[1:])
 
     return GraphBatch(
         dof=b.dof,
-        num_graphs=b.num_graphs * k,
-        edge_index=batched_edge_index(b.dof, b.num_graphs * k, b.h.device),
-        h=rep(b.h, N),
-        x_partial=rep(b.x_partial, N),
-        edge_partial=rep(b.edge_partial, E),
-        anchor=rep(b.anchor, N),
+        num_graphs=B * k,
+        h=rep_nodes(b.h),
+        x_partial=rep_nodes(b.x_partial),
+        e_partial=rep_graphs(b.e_partial),
+        anchor=rep_nodes(b.anchor),
     )

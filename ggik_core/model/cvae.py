@@ -41,15 +41,21 @@ class GraphStack(nn.Module):
     features; the last layer does not build the update nobody reads (so every parameter trains).
     """
 
-    def __init__(self, cfg: ModelConfig, coords_out: bool = True, features_out: bool = True) -> None:
+    def __init__(self, cfg: ModelConfig, coords_out: bool = True, features_out: bool = True, depth: int = 0) -> None:
         super().__init__()
+        if cfg.phi_x not in ("mlp", "linear"):
+            raise ValueError(f"unknown phi_x {cfg.phi_x!r} (mlp or linear)")
+        if cfg.symmetric and cfg.layer != "egnn":
+            raise ValueError("symmetric messages are for egnn layers (EGAT's direction features are antisymmetric)")
         layers = []
-        for i in range(cfg.layers):
-            last = i == cfg.layers - 1
+        depth = depth or cfg.layers
+        for i in range(depth):
+            last = i == depth - 1
             kw = dict(edge_dim=cfg.edge_dim, hidden_channels=cfg.hidden, coords_agg_norm=cfg.coords_agg_norm,
-                      update_coords=coords_out or not last, update_features=features_out or not last)
+                      update_coords=coords_out or not last, update_features=features_out or not last,
+                      coord_mlp=cfg.phi_x == "mlp")
             if cfg.layer == "egnn":
-                layers.append(EGNNLayer(cfg.hidden, **kw))
+                layers.append(EGNNLayer(cfg.hidden, symmetric=cfg.symmetric, **kw))
             elif cfg.layer == "egat":
                 layers.append(EGATLayer(cfg.hidden, message_channels=cfg.message, **kw))
             else:
@@ -59,6 +65,17 @@ class GraphStack(nn.Module):
     def forward(self, h: Tensor, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> tuple[Tensor, Tensor]:
         for layer in self.layers:
             h, x = layer(h, x, edge_index, edge_attr)
+        return h, x
+
+    def forward_dense(self, h: Tensor, x: Tensor, e: Tensor, pin: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The same stack on complete graphs of equal size: ``h (B, N, C)``, ``x (B, N, 3)``,
+        ``e (B, N, N, F)`` indexed ``[b, j, i]``. ``pin (N,)`` bool: nodes whose positions are
+        known; they are put back at their input positions after every layer."""
+        x0 = x
+        for layer in self.layers:
+            h, x = layer.forward_dense(h, x, e)
+            if pin is not None:
+                x = torch.where(pin[None, :, None], x0, x)
         return h, x
 
 
@@ -80,14 +97,30 @@ class GGIK(nn.Module):
         self.enc_partial = GraphStack(cfg)
         self.prior_head = mlp(H, H, K * (1 + 2 * D))
         self.embed_full = nn.Linear(cfg.node_features, H)
-        self.enc_full = GraphStack(cfg, coords_out=False)
+        self.enc_full = GraphStack(cfg, coords_out=False, depth=cfg.full_layers)
         self.posterior_head = mlp(2 * H, H, 2 * D)
         self.embed_dec = nn.Linear(D + H, H)
         self.decoder = GraphStack(cfg, features_out=False)
 
+    #: run the layers on dense ``(B, N, N, F)`` edge tensors (same function as the PyG path,
+    #: which stays as the reference; tests check that both agree)
+    dense: bool = True
+
+    def run_stack(self, stack: GraphStack, h: Tensor, x: Tensor, b: GraphBatch, full: bool) -> tuple[Tensor, Tensor]:
+        """``stack`` on the partial (``full=False``) or full graph of ``b``; flat ``(B*N, ...)`` in and out."""
+        if self.dense:
+            B, N = b.num_graphs, b.nodes_per_graph
+            e = b.e_full if full else b.e_partial
+            pin = b.anchor[:N] if self.cfg.pin_anchors and not full else None
+            h, x = stack.forward_dense(h.reshape(B, N, -1), x.reshape(B, N, -1), e, pin)
+            return h.reshape(B * N, -1), x.reshape(B * N, -1)
+        if self.cfg.pin_anchors:
+            raise ValueError("model.pin_anchors needs the dense layer path")
+        return stack(h, x, b.edge_index, b.edge_full if full else b.edge_partial)
+
     # --- the conditional path: depends on the partial graph only ---------------------------
     def encode_partial(self, b: GraphBatch) -> tuple[Tensor, Tensor]:
-        return self.enc_partial(self.embed_partial(b.h), b.x_partial, b.edge_index, b.edge_partial)
+        return self.run_stack(self.enc_partial, self.embed_partial(b.h), b.x_partial, b, full=False)
 
     def prior(self, h_partial: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Mixture logits ``(M, K)``, means and log-stds ``(M, K, D)`` per node."""
@@ -99,13 +132,13 @@ class GGIK(nn.Module):
 
     def decode(self, z: Tensor, h_partial: Tensor, x_partial: Tensor, b: GraphBatch) -> Tensor:
         h = self.embed_dec(torch.cat([z, h_partial], -1))
-        _, x = self.decoder(h, x_partial, b.edge_index, b.edge_partial)
+        _, x = self.run_stack(self.decoder, h, x_partial, b, full=False)
         return x
 
     # --- training ----------------------------------------------------------------------------
     def posterior(self, b: GraphBatch, h_partial: Tensor) -> tuple[Tensor, Tensor]:
-        assert b.x is not None and b.edge_full is not None, "the full graph is needed for the posterior"
-        h_full, _ = self.enc_full(self.embed_full(b.h), b.x, b.edge_index, b.edge_full)
+        assert b.x is not None and b.e_full is not None, "the full graph is needed for the posterior"
+        h_full, _ = self.run_stack(self.enc_full, self.embed_full(b.h), b.x, b, full=True)
         mu, log_sigma = self.posterior_head(torch.cat([h_full, h_partial], -1)).chunk(2, dim=-1)
         return mu, log_sigma.clamp(-7.0, 3.0)
 

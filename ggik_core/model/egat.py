@@ -86,6 +86,8 @@ class EGATLayer(EquivariantConv):
         norm (bool, optional): If set to :obj:`True`, applies
             :class:`torch.nn.LayerNorm` to the updated node features.
             (default: :obj:`True`)
+        coord_mlp (bool, optional): If set to :obj:`False`, :math:`\phi_x` is
+            a single linear map instead of a two-layer MLP. (default: :obj:`True`)
 
     Shapes:
         - **input:**
@@ -110,11 +112,12 @@ class EGATLayer(EquivariantConv):
         update_features: bool = True,
         act: ActType = nn.SiLU,
         norm: bool = True,
+        coord_mlp: bool = True,
     ) -> None:
         if message_channels <= 0:
             raise ValueError(f"'message_channels' must be positive (got {message_channels})")
         super().__init__(channels, edge_dim, hidden_channels, message_channels, coords_agg_norm,
-                         update_coords, update_features, act, norm)
+                         update_coords, update_features, act, norm, coord_mlp)
         self._alpha: Optional[Tensor] = None
 
     def phi_x_in(self) -> int:
@@ -191,3 +194,21 @@ class EGATLayer(EquivariantConv):
 
         x_in = m_ij if edge_attr is None else torch.cat([m_ij, edge_attr], dim=-1)
         return alpha.unsqueeze(-1) * torch.cat([m_ij, self.coord_message(rel_x, x_in)], dim=-1)
+
+    def forward_dense(self, h: Tensor, x: Tensor, e: Optional[Tensor],
+                      return_attention: bool = False) -> Union[Tuple[Tensor, Tensor], Tuple[Tensor, Tensor, Tensor]]:
+        m, rel_x = self.dense_edge_message(h, x, e)
+        a_tgt, a_src = split_first_linear(self.phi_att[0], h, self.channels)
+        pre_a = a_tgt[:, None, :, :] + a_src[:, :, None, :]
+        if e is not None:
+            pre_a = pre_a + edge_linear(self.phi_att[0], e, 2 * self.channels)
+        score = self.phi_att[1:](pre_a).squeeze(-1)  # [b, j, i]
+        N = h.size(1)
+        self_loop = torch.eye(N, dtype=torch.bool, device=h.device)
+        alpha = torch.softmax(score.masked_fill(self_loop, float("-inf")), dim=1)  # over sources j
+        x_in = m if e is None else torch.cat([m, e], dim=-1)
+        out = (alpha.unsqueeze(-1) * torch.cat([m, self.coord_message(rel_x, x_in)], dim=-1)).sum(dim=1)
+        h_out, x_out = self.node_update(h, x, out)
+        if return_attention:
+            return h_out, x_out, alpha
+        return h_out, x_out

@@ -8,11 +8,13 @@ import torch
 from torch import Tensor, nn
 
 from ggik_core.model.equivariant import (
+    _DIST_SQ_EPS,
     ActType,
     EquivariantConv,
     check_edge_attr,
+    edge_linear,
+    pair_incidence,
     relative_coordinates,
-    split_first_linear,
 )
 
 
@@ -70,6 +72,13 @@ class EGNNLayer(EquivariantConv):
         norm (bool, optional): If set to :obj:`True`, applies
             :class:`torch.nn.LayerNorm` to the updated node features.
             (default: :obj:`True`)
+        coord_mlp (bool, optional): If set to :obj:`False`, :math:`\phi_x` is
+            a single linear map instead of a two-layer MLP. (default: :obj:`True`)
+        symmetric (bool, optional): If set to :obj:`True`, :math:`\phi_e`
+            shares its weights between :math:`\mathbf{h}_i` and
+            :math:`\mathbf{h}_j`; with symmetric edge features the messages are
+            symmetric and :meth:`forward_dense` computes each pair once (half
+            the per-edge work). (default: :obj:`False`)
 
     Shapes:
         - **input:**
@@ -91,9 +100,11 @@ class EGNNLayer(EquivariantConv):
         update_features: bool = True,
         act: ActType = nn.SiLU,
         norm: bool = True,
+        coord_mlp: bool = True,
+        symmetric: bool = False,
     ) -> None:
         super().__init__(channels, edge_dim, hidden_channels, None, coords_agg_norm,
-                         update_coords, update_features, act, norm)
+                         update_coords, update_features, act, norm, coord_mlp, symmetric)
 
     def forward(
         self,
@@ -117,7 +128,7 @@ class EGNNLayer(EquivariantConv):
         """
         check_edge_attr(edge_attr, self.edge_dim)
         # One pass aggregates both: out[:, :H] = sum_j m_ij, out[:, H:] = sum_j coordinate messages.
-        h_tgt, h_src = split_first_linear(self.phi_e[0], h, self.channels)
+        h_tgt, h_src = self.node_parts(h)
         out = self.propagate(edge_index, h_tgt=h_tgt, h_src=h_src, x=x, edge_attr=edge_attr)
         return self.node_update(h, x, out)
 
@@ -126,3 +137,31 @@ class EGNNLayer(EquivariantConv):
         dist_sq, rel_x = relative_coordinates(x_i, x_j)
         m_ij = self.edge_message(h_tgt_i, h_src_j, dist_sq, edge_attr)
         return torch.cat([m_ij, self.coord_message(rel_x, m_ij)], dim=-1)
+
+    def forward_dense(self, h: Tensor, x: Tensor, e: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+        if self.symmetric:
+            return self._forward_pairs(h, x, e)
+        m, rel_x = self.dense_edge_message(h, x, e)
+        # sum over sources j != i: the full sum minus the diagonal (its coordinate message is 0)
+        m_i = m.sum(dim=1) - m.diagonal(dim1=1, dim2=2).transpose(1, 2)
+        delta_x = self.coord_message(rel_x, m).sum(dim=1)
+        return self.node_update(h, x, torch.cat([m_i, delta_x], dim=-1))
+
+    def _forward_pairs(self, h: Tensor, x: Tensor, e: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+        r"""Symmetric messages computed once per unordered pair :math:`(a, b)`:
+        :math:`\mathbf{m}_{ab} = \mathbf{m}_{ba}`, and the coordinate message
+        of :math:`b` is minus that of :math:`a`. Requires symmetric :obj:`e`
+        (distances and known flags are)."""
+        pairs, inc, signed = pair_incidence(h.size(1), h.device, h.dtype)
+        a, b = pairs
+        h_tgt, h_src = self.node_parts(h)
+        diff = x[:, a] - x[:, b]  # x_a - x_b, (B, P, D)
+        dist_sq = diff.pow(2).sum(dim=-1, keepdim=True)
+        rel_x = diff / (dist_sq.clamp_min(_DIST_SQ_EPS).sqrt() + 1.0)
+        feats = dist_sq if e is None else torch.cat([dist_sq, e[:, a, b]], dim=-1)
+        pre = h_tgt[:, a] + h_src[:, b] + edge_linear(self.phi_e[0], feats, self.edge_offset)
+        m = self.phi_e[1:](pre)  # (B, P, M)
+        m_i = torch.einsum("np,bpm->bnm", inc.to(m.dtype), m)
+        x_msg = self.coord_message(rel_x, m)
+        delta_x = torch.einsum("np,bpd->bnd", signed.to(x_msg.dtype), x_msg)
+        return self.node_update(h, x, torch.cat([m_i, delta_x], dim=-1))

@@ -106,6 +106,25 @@ def edge_linear(lin: nn.Linear, e: Tensor, offset: int) -> Tensor:
     return torch.nn.functional.linear(e, lin.weight[:, offset:])
 
 
+def pair_incidence(N: int, device: torch.device, dtype: torch.dtype) -> Tuple[Tensor, Tensor, Tensor]:
+    r"""The :math:`P = N(N-1)/2` node pairs :math:`(a, b)`, :math:`a < b`
+    (:obj:`[2, P]`), the incidence :math:`S` (:obj:`[N, P]`, 1 where a node is
+    in the pair) and the signed incidence (:math:`+1` for :math:`a`,
+    :math:`-1` for :math:`b`): :math:`\sum_{j \ne i} \mathbf{m}_{ij} = (S
+    \mathbf{m})_i` for symmetric messages and :math:`\sum_{j \ne i}
+    \mathbf{v}_{ij} = (S_\pm \mathbf{v})_i` for antisymmetric ones."""
+    pairs = torch.triu_indices(N, N, 1, device=device)
+    P = pairs.shape[1]
+    cols = torch.arange(P, device=device)
+    inc = torch.zeros(N, P, dtype=dtype, device=device)
+    inc[pairs[0], cols] = 1.0
+    inc[pairs[1], cols] = 1.0
+    signed = torch.zeros(N, P, dtype=dtype, device=device)
+    signed[pairs[0], cols] = 1.0
+    signed[pairs[1], cols] = -1.0
+    return pairs, inc, signed
+
+
 class EquivariantConv(MessagePassing):
     r"""Base of :class:`~ggik_core.model.EGNNLayer` and
     :class:`~ggik_core.model.EGATLayer`: builds :math:`\phi_e`, :math:`\phi_x`,
@@ -132,6 +151,13 @@ class EquivariantConv(MessagePassing):
         act (str or torch.nn.Module or callable): The MLPs' non-linearity.
         norm (bool): Whether to apply :class:`torch.nn.LayerNorm` to the
             updated node features.
+        coord_mlp (bool): If :obj:`True`, :math:`\phi_x` is a two-layer MLP;
+            if :obj:`False`, a single bias-free linear map (a lighter
+            coordinate head: about half the per-edge work of a layer).
+        symmetric (bool): If :obj:`True`, :math:`\phi_e` applies the same
+            weights to :math:`\mathbf{h}_i` and :math:`\mathbf{h}_j`, so that
+            :math:`\mathbf{m}_{ij} = \mathbf{m}_{ji}` for symmetric edge
+            features; the dense path then computes each pair once.
     """
 
     def __init__(
@@ -145,6 +171,8 @@ class EquivariantConv(MessagePassing):
         update_features: bool = True,
         act: ActType = nn.SiLU,
         norm: bool = True,
+        coord_mlp: bool = True,
+        symmetric: bool = False,
     ) -> None:
         super().__init__(aggr="add")
         if channels <= 0:
@@ -166,16 +194,20 @@ class EquivariantConv(MessagePassing):
         self.update_coords = update_coords
         self.update_features = update_features
         self.norm = norm
+        self.coord_mlp = coord_mlp
+        self.symmetric = symmetric
         H, M = self.hidden_channels, self.message_channels
 
         self.build_edge_mlps(act)
         self.phi_x: Optional[nn.Sequential] = None
-        if update_coords:
+        if update_coords and coord_mlp:
             self.phi_x = nn.Sequential(
                 nn.Linear(self.phi_x_in(), H),
                 make_activation(act),
                 nn.Linear(H, 1, bias=False),
             )
+        elif update_coords:
+            self.phi_x = nn.Sequential(nn.Linear(self.phi_x_in(), 1, bias=False))
         self.phi_h: Optional[nn.Sequential] = None
         if update_features:
             self.phi_h = nn.Sequential(
@@ -197,7 +229,7 @@ class EquivariantConv(MessagePassing):
         r"""Creates :math:`\phi_e` on :math:`[\mathbf{h}_i, \mathbf{h}_j,
         \|\mathbf{x}_i - \mathbf{x}_j\|^2, \mathbf{a}_{ij}]`."""
         self.phi_e = nn.Sequential(
-            nn.Linear(2 * self.channels + 1 + self.edge_dim, self.hidden_channels),
+            nn.Linear(self.edge_offset + 1 + self.edge_dim, self.hidden_channels),
             make_activation(act),
             nn.Linear(self.hidden_channels, self.message_channels),
             make_activation(act),
@@ -205,6 +237,21 @@ class EquivariantConv(MessagePassing):
 
     def reset_edge_mlps(self) -> None:
         reset(self.phi_e)
+
+    @property
+    def edge_offset(self) -> int:
+        """Column of :math:`\phi_e`'s first weight where the edge features start."""
+        return self.channels if self.symmetric else 2 * self.channels
+
+    def node_parts(self, h: Tensor) -> Tuple[Tensor, Tensor]:
+        r"""The target and source parts of :math:`\phi_e`'s first linear map,
+        :math:`(W_1 \mathbf{h} + b, W_2 \mathbf{h})`, with :math:`W_2 = W_1`
+        when :obj:`symmetric` (:func:`split_first_linear`)."""
+        if not self.symmetric:
+            return split_first_linear(self.phi_e[0], h, self.channels)
+        lin = self.phi_e[0]
+        h_src = torch.nn.functional.linear(h, lin.weight[:, :self.channels])
+        return h_src + lin.bias, h_src
 
     def reset_parameters(self) -> None:
         r"""Resets all learnable parameters of the module."""
@@ -224,8 +271,25 @@ class EquivariantConv(MessagePassing):
         \|\mathbf{x}_i - \mathbf{x}_j\|^2, \mathbf{a}_{ij})` from the per-node
         parts of its first linear map (:func:`split_first_linear`)."""
         e = dist_sq if edge_attr is None else torch.cat([dist_sq, edge_attr], dim=-1)
-        pre = h_tgt_i + h_src_j + edge_linear(self.phi_e[0], e, 2 * self.channels)
+        pre = h_tgt_i + h_src_j + edge_linear(self.phi_e[0], e, self.edge_offset)
         return self.phi_e[1:](pre)
+
+    def dense_edge_message(self, h: Tensor, x: Tensor, e: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+        r"""The dense form of :meth:`edge_message` on complete graphs of equal size.
+
+        With :obj:`h` :math:`(B, N, C)`, :obj:`x` :math:`(B, N, D)` and edge features
+        :obj:`e` :math:`(B, N, N, F_e)` indexed ``[b, j, i]`` (source :math:`j`, target
+        :math:`i`), returns :math:`\mathbf{m}` :math:`(B, N, N, M)` and the damped relative
+        positions :math:`(\mathbf{x}_i - \mathbf{x}_j)/(\|\cdot\| + 1)` :math:`(B, N, N, D)`,
+        both ``[b, j, i]``. The diagonal ``j = i`` is computed too; callers drop it.
+        """
+        h_tgt, h_src = self.node_parts(h)
+        diff = x[:, None, :, :] - x[:, :, None, :]
+        dist_sq = diff.pow(2).sum(dim=-1, keepdim=True)
+        rel_x = diff / (dist_sq.clamp_min(_DIST_SQ_EPS).sqrt() + 1.0)
+        feats = dist_sq if e is None else torch.cat([dist_sq, e], dim=-1)
+        pre = h_tgt[:, None, :, :] + h_src[:, :, None, :] + edge_linear(self.phi_e[0], feats, self.edge_offset)
+        return self.phi_e[1:](pre), rel_x
 
     def coord_message(self, rel_x: Tensor, phi_x_input: Tensor) -> Tensor:
         r"""The coordinate message :math:`\mathrm{rel}_{ij}\, \phi_x(\cdot)`
@@ -247,6 +311,14 @@ class EquivariantConv(MessagePassing):
         if self.phi_x is not None:
             x_out = x + delta_x / self.coords_agg_norm
         return h_out, x_out
+
+    def forward_dense(self, h: Tensor, x: Tensor, e: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+        r"""The layer on a batch of complete graphs without self-loops, all of
+        :math:`N` nodes: :obj:`h` :math:`(B, N, C)`, :obj:`x` :math:`(B, N, D)`,
+        :obj:`e` :math:`(B, N, N, F_e)` indexed ``[b, j, i]``. The same function
+        as :meth:`forward` on the equivalent :obj:`edge_index` (tested), with
+        dense tensors instead of gathers and scatters."""
+        raise NotImplementedError
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.channels}, "
