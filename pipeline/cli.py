@@ -88,27 +88,61 @@ def evaluate(
     run(load_params(params).eval, model, metrics)
 
 
+THREADS = typer.Option(0, "--threads", help="Torch threads (0: GGIK_THREADS, else the free cores).")
+
+
 @app.command()
 def solve(
     robot: str = typer.Option(..., "--robot", help="Catalog name (ur10, kuka, lwa4d, lwa4p, panda), URDF file or DH YAML file."),
     goal: list[str] = typer.Option([], "--goal", help="'x y z qw qx qy qz' in metres and a unit quaternion (w first), base frame; repeatable."),
-    goals: Optional[Path] = typer.Option(None, "--goals", help="CSV or Parquet file with columns x,y,z,qw,qx,qy,qz."),
-    samples: int = typer.Option(32, "--samples", "-k", help="Solutions per goal."),
-    model: Path = typer.Option(Path("data/model/model.pt"), "--model", help="Trained model."),
+    goals: Optional[Path] = typer.Option(None, "--goals", help="CSV (comma-separated, header x,y,z,qw,qx,qy,qz) or Parquet file of goals."),
+    samples: int = typer.Option(32, "--samples", "-k", help="Candidates per goal."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Trained model (default: data/model/model.pt when it exists, else random seeds)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write solutions to .csv, .parquet or .json (default: CSV on stdout)."),
-    refine: bool = typer.Option(False, "--refine/--no-refine", help="Refine every sample with batched Levenberg-Marquardt."),
+    raw: bool = typer.Option(False, "--raw", help="Raw GGIK samples, not refined (needs a model)."),
+    refine: bool = typer.Option(True, "--refine/--no-refine", hidden=True, help="Kept for compatibility: --refine is the default, --no-refine means --raw."),
+    max_iter: int = typer.Option(50, "--max-iter", help="Levenberg-Marquardt iterations at most."),
+    tol_mm: float = typer.Option(0.01, "--tol-mm", help="Refinement stops for a candidate within this position error (mm) ..."),
+    tol_deg: float = typer.Option(0.01, "--tol-deg", help="... and this rotation error (degrees)."),
+    solved_mm: float = typer.Option(1.0, "--solved-mm", help="A candidate counts as solved within this position error (mm) ..."),
+    solved_deg: float = typer.Option(1.0, "--solved-deg", help="... and this rotation error (degrees), inside the joint limits."),
+    distinct_tol: float = typer.Option(0.05, "--distinct-tol", help="Solved candidates closer than this (rad, largest joint difference) count once."),
     seed: int = typer.Option(0, "--seed"),
     base_link: Optional[str] = typer.Option(None, "--base-link", help="URDF base link (default: the root)."),
     ee_link: Optional[str] = typer.Option(None, "--ee-link", help="URDF end-effector link (default: the single leaf)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the distinct solutions of one goal to a .png, .pdf or .svg file."),
+    plot_goal: int = typer.Option(0, "--plot-goal", help="The goal id --plot draws."),
+    threads: int = THREADS,
 ) -> None:
-    """IK solutions for your robot: one row per solution, errors computed by forward kinematics."""
+    """IK solutions for your robot: one row per candidate, errors computed by forward kinematics."""
     from pipeline.solve import solve as run
 
-    df = run(robot, goal, goals, samples, model, out, refine, seed, base_link, ee_link)
+    df = run(robot, goal, goals, samples, model, out, refine=refine and not raw, seed=seed, base_link=base_link, ee_link=ee_link,
+             max_iter=max_iter, pos_tol_mm=tol_mm, rot_tol_deg=tol_deg, solved_mm=solved_mm, solved_deg=solved_deg,
+             distinct_tol=distinct_tol, plot=plot, plot_goal=plot_goal, threads=threads)
     if out is None:
         typer.echo(df.to_csv(index=False), nl=False)
     else:
-        typer.echo(f"wrote {len(df)} solutions to {out}", err=True)
+        typer.echo(f"wrote {len(df)} rows to {out}", err=True)
+
+
+@app.command()
+def plot(
+    solutions: Path = typer.Argument(..., help="Solutions written by `ggik solve --out` (.csv, .parquet or .json)."),
+    robot: str = typer.Option(..., "--robot", help="The robot the solutions are for (as given to `ggik solve`)."),
+    goal_id: int = typer.Option(0, "--goal-id", help="Which goal to draw."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Figure file: .png, .pdf or .svg (default: the solutions file as .png)."),
+    base_link: Optional[str] = typer.Option(None, "--base-link", help="URDF base link (default: the root)."),
+    ee_link: Optional[str] = typer.Option(None, "--ee-link", help="URDF end-effector link (default: the single leaf)."),
+) -> None:
+    """Draw the arm in each distinct solution of one goal, with the goal frame."""
+    from ggik_core.robots.files import load_robot
+    from pipeline.arm_figure import plot_frame, read_solutions
+
+    path = out or solutions.with_suffix(".png")
+    df = read_solutions(solutions)
+    plot_frame(load_robot(robot, base_link=base_link, ee_link=ee_link), df, goal_id, path)
+    typer.echo(f"wrote {path}", err=True)
 
 
 @app.command()

@@ -1,27 +1,37 @@
-"""`ggik solve`: IK solutions for the user's robot and goals, every error checked by FK."""
+"""`ggik solve`: IK solutions for the user's robot and goals, every error checked by FK.
+
+The work is :class:`ggik_core.api.Solver`'s; this module reads goals from the command line or a
+file (with one-line messages for the usual mistakes), finds the model, prints notes and a summary
+line on stderr and writes the solutions (and optionally a figure).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ggik_core.errors import GGIKError
+from ggik_core.api import Result, Solver, distance_from_first_axis, poses_from_rows
 from ggik_core.data.io import atomic_path, write_text
-from ggik_core.solve.refine import RefineConfig
-from ggik_core.robots.files import load_robot
-from ggik_core.solve.solver import sample_solutions
-from ggik_core.robots.transforms import pose_from_xyz_quat
+from ggik_core.errors import GGIKError
 from pipeline.progress import stderr
-from pipeline.train import load_model
 
 GOAL_COLUMNS = ("x", "y", "z", "qw", "qx", "qy", "qz")
-QUAT_TOL = 1e-3
+GOAL_SUFFIXES = (".csv", ".parquet")
+OUT_SUFFIXES = (".csv", ".parquet", ".json")
+#: Where `dvc repro` writes the trained model; `ggik solve` uses it when it exists.
+DEFAULT_MODEL = Path("data/model/model.pt")
+#: At most this many per-goal warnings are printed; the rest are counted.
+MAX_GOAL_LINES = 10
+
+_EXPECTED = f"a header line {','.join(GOAL_COLUMNS)} and one comma-separated goal per line"
 
 
 def parse_goal(text: str, index: int) -> list[float]:
+    """``x y z qw qx qy qz`` (spaces or commas) as 7 floats."""
     parts = text.replace(",", " ").split()
     if len(parts) != 7:
         raise GGIKError(f"goal {index}: expected 7 numbers 'x y z qw qx qy qz', got {len(parts)} in {text!r}")
@@ -31,99 +41,166 @@ def parse_goal(text: str, index: int) -> list[float]:
         raise GGIKError(f"goal {index}: {text!r} has a value that is not a number") from None
 
 
-def read_goal_file(path: Path) -> list[list[float]]:
+def read_goal_file(path: Path) -> np.ndarray:
+    """Goals ``(G, 7)`` from a CSV (comma-separated, with a header) or Parquet file."""
     if not path.exists():
         raise GGIKError(f"goals file {path} not found")
+    suffix = path.suffix.lower()
+    if suffix not in GOAL_SUFFIXES:
+        raise GGIKError(f"goals file {path}: unsupported extension {suffix or '(none)'}; supported: .csv ({_EXPECTED}) "
+                        f"or .parquet (columns {','.join(GOAL_COLUMNS)})")
     try:
-        if path.suffix.lower() == ".parquet":
+        if suffix == ".parquet":
             df = pd.read_parquet(path)
-        elif path.suffix.lower() in (".csv", ".txt"):
-            df = pd.read_csv(path)
         else:
-            raise GGIKError(f"goals file {path}: use .csv or .parquet")
-    except GGIKError:
-        raise
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except Exception as exc:  # noqa: BLE001 - any reader failure is a malformed file
-        raise GGIKError(f"cannot read goals file {path}: {str(exc).splitlines()[0]}") from None
-    cols = [str(c).strip().lower() for c in df.columns]
+        raise GGIKError(f"cannot read goals file {path}: {' '.join(str(exc).split())}") from None
+    df.columns = [str(c).strip().lower() for c in df.columns]
+    _check_header(path, list(df.columns))
+    if len(df) == 0:
+        raise GGIKError(f"goals file {path} has no rows")
+    return np.stack([_column(path, df[c], c, suffix == ".csv") for c in GOAL_COLUMNS], 1)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_header(path: Path, cols: list[str]) -> None:
+    """One clear line for a file that is not comma-separated, has no header, or lacks columns."""
+    if len(cols) == 1 and any(sep in cols[0] for sep in (" ", "\t", ";")):
+        raise GGIKError(f"goals file {path} is not comma-separated (its first line is {cols[0]!r}); expected {_EXPECTED}")
+    if any(_is_number(c) for c in cols):
+        raise GGIKError(f"goals file {path} has no header line (its first line holds numbers); expected {_EXPECTED}")
     missing = [c for c in GOAL_COLUMNS if c not in cols]
     if missing:
-        raise GGIKError(f"goals file {path}: missing column(s) {', '.join(missing)}; expected columns {','.join(GOAL_COLUMNS)}")
-    df.columns = cols
-    try:
-        values = df[list(GOAL_COLUMNS)].astype(float).to_numpy()
-    except (TypeError, ValueError):
-        raise GGIKError(f"goals file {path}: non-numeric values in columns {','.join(GOAL_COLUMNS)}") from None
-    if values.shape[0] == 0:
-        raise GGIKError(f"goals file {path} has no rows")
-    return values.tolist()
+        raise GGIKError(f"goals file {path}: missing column(s) {', '.join(missing)} (found {', '.join(cols) or 'none'}); "
+                        f"expected columns {','.join(GOAL_COLUMNS)}")
 
 
-def goals_tensor(rows: list[list[float]]) -> torch.Tensor:
-    g = torch.tensor(rows, dtype=torch.float64)
-    for i, row in enumerate(g):
-        if not torch.isfinite(row).all():
-            raise GGIKError(f"goal {i}: contains NaN or infinity")
-        norm = float(row[3:].norm())
-        if abs(norm - 1.0) > QUAT_TOL:
-            raise GGIKError(f"goal {i}: quaternion (qw qx qy qz) has norm {norm:.4g}, expected a unit quaternion")
-    g[:, 3:] = g[:, 3:] / g[:, 3:].norm(dim=-1, keepdim=True)
-    return pose_from_xyz_quat(g)
+def _column(path: Path, raw: pd.Series, name: str, csv: bool) -> np.ndarray:
+    """A goal column as floats; an empty or non-numeric cell is named by row (and CSV line) and column."""
+    text = raw.astype(str).str.strip()
+    empty = raw.isna().to_numpy() | (text == "").to_numpy()
+    values = pd.to_numeric(raw.where(~empty, np.nan), errors="coerce").to_numpy(dtype=np.float64)
+    bad = empty | (np.isnan(values) & ~(text.str.lower() == "nan").to_numpy())
+    if bad.any():
+        r = int(np.nonzero(bad)[0][0])
+        where = f"goals file {path}, row {r + 1}{f' (line {r + 2})' if csv else ''}, column {name}"
+        raise GGIKError(f"{where}: empty cell" if empty[r] else f"{where}: {text.iloc[r]!r} is not a number")
+    return values
+
+
+def find_model(model_path: Path | None) -> Path | None:
+    """The model to use: the one given (it must exist), else :data:`DEFAULT_MODEL` when present, else None."""
+    if model_path is not None:
+        if not model_path.is_file():
+            raise GGIKError(f"model {model_path} not found (leave out --model to refine random seeds instead)")
+        return model_path
+    return DEFAULT_MODEL if DEFAULT_MODEL.is_file() else None
 
 
 def solve(
     robot_spec: str,
-    goal_texts: list[str],
+    goal_texts: Sequence[str],
     goals_file: Path | None,
     samples: int,
-    model_path: Path,
+    model_path: Path | None,
     out: Path | None,
-    refine: bool,
-    seed: int,
+    refine: bool = True,
+    seed: int = 0,
     base_link: str | None = None,
     ee_link: str | None = None,
-    refine_cfg: RefineConfig = RefineConfig(max_iter=50),
+    max_iter: int = 50,
+    pos_tol_mm: float = 0.01,
+    rot_tol_deg: float = 0.01,
+    solved_mm: float = 1.0,
+    solved_deg: float = 1.0,
+    distinct_tol: float = 0.05,
+    plot: Path | None = None,
+    plot_goal: int = 0,
+    threads: int = 0,
 ) -> pd.DataFrame:
+    """Solve, report on stderr, write ``out`` (and ``plot``); returns the solutions, best first."""
     if samples < 1:
         raise GGIKError("--samples must be at least 1")
-    if out is not None and out.suffix.lower() not in (".csv", ".parquet", ".json"):
-        raise GGIKError(f"--out {out}: use a .csv, .parquet or .json file name")
-    robot = load_robot(robot_spec, base_link=base_link, ee_link=ee_link)
+    if out is not None and out.suffix.lower() not in OUT_SUFFIXES:
+        raise GGIKError(f"--out {out}: use a {', '.join(OUT_SUFFIXES)} file name")
+    if plot is not None:
+        from pipeline.arm_figure import check_figure_path
+
+        check_figure_path(plot)
     rows = [parse_goal(t, i) for i, t in enumerate(goal_texts)]
     if goals_file is not None:
-        rows += read_goal_file(goals_file)
+        rows += read_goal_file(goals_file).tolist()
     if not rows:
         raise GGIKError("no goals: pass --goal 'x y z qw qx qy qz' (repeatable) or --goals FILE")
-    goals = goals_tensor(rows)
-    if not model_path.exists():
-        raise GGIKError(f"model {model_path} not found: run `dvc repro` first or pass --model")
-    model = load_model(model_path)
-    device = next(model.parameters()).device
-    gen = torch.Generator(device=device).manual_seed(seed)
-    sols = sample_solutions(model, robot, goals, samples, generator=gen, refine_cfg=refine_cfg if refine else None)
-    pos_mm = sols.pos_err.numpy() * 1000.0
-    rot_deg = np.degrees(sols.rot_err.numpy())
-    order = np.argsort(pos_mm + rot_deg, axis=1, kind="stable")  # best candidates first
-    take = lambda a: np.take_along_axis(a, order, 1)  # noqa: E731
-    q = np.take_along_axis(sols.q.numpy(), order[..., None], 1)
-    G, k, n = q.shape
-    df = pd.DataFrame({"goal_id": np.repeat(np.arange(G), k), "sample_id": np.tile(np.arange(k), G)})
-    for j in range(n):
-        df[f"q_{j + 1}"] = q[..., j].reshape(-1)
-    df["pos_err_mm"] = take(pos_mm).reshape(-1)
-    df["rot_err_deg"] = take(rot_deg).reshape(-1)
-    df["within_limits"] = take(sols.within_limits.numpy()).reshape(-1)
-    best = take(pos_mm)[:, 0]
-    for i in np.nonzero(best > 10.0)[0]:
-        stderr.print(f"goal {i}: best candidate is {best[i]:.1f} mm away (the goal may be unreachable); its true errors are reported")
-    stderr.print(f"{robot.name}: {G} goals x {k} samples in {sols.seconds * 1000:.1f} ms{' with refinement' if refine else ''}; "
-                 f"median best error {np.median(best):.3g} mm")
+    if plot is not None and not 0 <= plot_goal < len(rows):
+        raise GGIKError(f"--plot-goal {plot_goal}: there are {len(rows)} goals (ids 0..{len(rows) - 1})")
+    goals = poses_from_rows(rows)
+    model = find_model(model_path)
+    solver = Solver(robot_spec, base_link=base_link, ee_link=ee_link, model=model, max_iter=max_iter, pos_tol_mm=pos_tol_mm,
+                    rot_tol_deg=rot_tol_deg, solved_mm=solved_mm, solved_deg=solved_deg, distinct_tol=distinct_tol,
+                    threads=threads)
+    if model is None:
+        if not refine:
+            raise GGIKError(f"--raw needs a trained model: none at {DEFAULT_MODEL}; pass --model FILE")
+        stderr.print(f"note: no trained model at {DEFAULT_MODEL} (pass --model FILE); refining {samples} configurations per goal "
+                     f"drawn uniformly inside the joint limits")
+    res = solver.solve(goals, k=samples, refine=refine, seed=seed)
+    for line in [*res.notes, *goal_lines(res, solver), summary(res, solver)]:
+        stderr.print(line, soft_wrap=True)
+    df = res.to_frame()
     if out is not None:
         write_solutions(df, out)
+    if plot is not None:
+        from pipeline.arm_figure import plot_frame
+
+        plot_frame(solver.robot, df, plot_goal, plot)
+        stderr.print(f"wrote {plot}")
     return df
 
 
+def goal_lines(res: Result, solver: Solver) -> list[str]:
+    """One line per goal that is out of reach or, refined, not solved (at most :data:`MAX_GOAL_LINES`)."""
+    dist = distance_from_first_axis(solver.robot, torch.from_numpy(res.goals))
+    best = res.order()[:, 0]
+    g_idx = np.arange(len(best))
+    pos, rot = res.pos_err_mm[g_idx, best], res.rot_err_deg[g_idx, best]
+    flagged = np.nonzero(res.out_of_reach | res.failed)[0]
+    lines = []
+    for g in flagged[:MAX_GOAL_LINES]:
+        if res.out_of_reach[g]:
+            lines.append(f"goal {g}: unreachable: its position is {dist[g]:.3f} m from the first joint's axis origin, beyond the arm's "
+                         f"reach of {solver.reach:.3f} m; its best candidates are reported with their true errors")
+        else:
+            lines.append(f"goal {g}: not solved: no refined candidate within {solver.solved_mm:g} mm & {solver.solved_deg:g} deg inside the "
+                         f"joint limits (best {pos[g]:.3g} mm, {rot[g]:.3g} deg); try more samples (-k) or --max-iter, or the pose "
+                         f"may be out of the arm's workspace")
+    if len(flagged) > MAX_GOAL_LINES:
+        lines.append(f"... and {len(flagged) - MAX_GOAL_LINES} more goals unreachable or not solved (see the solved column)")
+    return lines
+
+
+def summary(res: Result, solver: Solver) -> str:
+    """The last stderr line: solved goals, distinct solutions, candidates and time."""
+    G, k, _ = res.q.shape
+    solved = int(res.solved_goals.sum())
+    distinct = int(res.distinct.sum())
+    source = {("ggik", True): "GGIK samples + refinement", ("random", True): "random seeds + refinement",
+              ("ggik", False): "raw GGIK samples"}[(res.seeds, res.refined)]
+    per = f"{distinct / solved:.1f} per solved goal" if solved else "none"
+    return (f"{res.robot}: {solved}/{G} goals solved (<= {solver.solved_mm:g} mm & {solver.solved_deg:g} deg, inside the limits), "
+            f"{distinct} distinct solutions ({per}); {G} x {k} candidates from {source} in {res.seconds:.2f} s")
+
+
 def write_solutions(df: pd.DataFrame, out: Path) -> None:
+    """CSV, JSON (records) or Parquet by the file's extension, written atomically."""
     suffix = out.suffix.lower()
     if suffix == ".csv":
         write_text(out, df.to_csv(index=False))

@@ -28,17 +28,14 @@ from ggik_core.data.batch import make_batch
 from ggik_core.errors import TrainingError
 from ggik_core.data.graph import ProblemGraphs
 from ggik_core.data.io import sha256_file, torch_save, write_json, write_text
-from ggik_core.model.cvae import GGIK, ModelConfig
+from ggik_core.model.cvae import GGIK
+from ggik_core.model.files import load_model, pick_device, save_model  # noqa: F401 - re-exported
 from ggik_core.runtime import set_threads
 from ggik_core.data.shards import MANIFEST, load_graphs
 from pipeline.params import Params, TrainParams
 from pipeline.progress import progress, stderr
 
 LOSS_COLUMNS = ["epoch", "lr", "beta", "train_rec", "train_kl", "train_total", "val_rec", "val_kl", "val_total", "minutes"]
-
-
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 class Dist:
@@ -284,7 +281,7 @@ def _train(params: Params, graph_dir: Path, out_dir: Path, metrics_dir: Path, en
                 torch_save(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                                        "epoch": epoch + 1, "history": history, "rng": rng, "config": cfg.to_dict(), "fingerprint": fp,
                                        "world": env.world})
-                save_model(model, cfg, history, out_dir / "model.pt")
+                save_model(model, cfg, history, out_dir / "model.pt", dofs=graphs.keys())
                 write_metrics(history, metrics_dir, complete, {"layer": cfg.layer, "device": device.type, "processes": env.world})
             env.barrier()
             out_of_time = tp.max_minutes > 0 and (time.perf_counter() - t0) / 60 > tp.max_minutes
@@ -297,7 +294,7 @@ def _train(params: Params, graph_dir: Path, out_dir: Path, metrics_dir: Path, en
     if not history:
         raise TrainingError("no epoch was trained (train.epochs is 0)")
     if start >= tp.epochs and env.main:
-        save_model(model, cfg, history, out_dir / "model.pt")
+        save_model(model, cfg, history, out_dir / "model.pt", dofs=graphs.keys())
         write_metrics(history, metrics_dir, True, {"layer": cfg.layer, "device": device.type, "processes": env.world})
     return {"epochs": len(history), "complete": complete, "model": model}
 
@@ -315,22 +312,3 @@ def _read_checkpoint(path: Path, env: Dist) -> dict | None:
             os.replace(path, aside)
             stderr.print(f"{path} is unreadable ({type(exc).__name__}); moved it to {aside} and starting afresh")
         return None
-
-
-def save_model(model: GGIK, cfg: ModelConfig, history: list[dict], path: Path) -> None:
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch_save(path, {"model": state, "config": cfg.to_dict(), "epochs": len(history)})
-
-
-def load_model(path: Path, device: torch.device | None = None) -> GGIK:
-    from ggik_core.errors import DataError
-    from ggik_core.data.io import load_checked
-
-    d = load_checked(path)
-    try:
-        model = GGIK(ModelConfig(**d["config"]))
-        model.load_state_dict(d["model"])
-    except (KeyError, TypeError, RuntimeError) as exc:
-        raise DataError(f"{path} is not a ggik model: {exc}") from None
-    model.eval()
-    return model.to(device or pick_device())

@@ -8,7 +8,11 @@ r"""Robots named on the command line: catalog arms, URDF files and DH YAML files
 * a URDF file (``.urdf`` or ``.xml``, see :func:`ggik_core.urdf.load_urdf`); ``base_link`` and
   ``ee_link`` choose the chain inside it;
 * a DH YAML file (``.yaml`` or ``.yml``). Files with another extension are read as URDF when
-  their first non-blank character is ``<``, as DH YAML otherwise.
+  their first non-blank character is ``<``, as DH YAML otherwise (an error then lists the
+  supported extensions).
+
+A xacro file (``.xacro``, or a URDF that fails to load and contains xacro markup such as
+``${...}``) is refused with a message saying how to expand it: ``xacro in.urdf.xacro > out.urdf``.
 
 DH YAML format (units: metres, radians)::
 
@@ -45,6 +49,7 @@ from ggik_core.robots.transforms import rpy_matrix
 
 URDF_SUFFIXES = (".urdf", ".xml")
 YAML_SUFFIXES = (".yaml", ".yml")
+SUPPORTED = ".urdf/.xml (URDF), .yaml/.yml (DH table)"
 CONVENTIONS = ("standard", "modified")
 
 _TOP_KEYS = ("name", "convention", "joints", "tool")
@@ -67,12 +72,25 @@ def load_robot(spec: str, base_link: str | None = None, ee_link: str | None = No
     path = Path(spec)
     if not path.is_file():
         raise GGIKError(f"unknown robot {spec!r}: not a catalog name ({', '.join(ARM_NAMES)}) nor a file")
+    if path.suffix.lower() == ".xacro":
+        raise RobotError(_xacro_message(path))
     if _is_urdf(path):
         from ggik_core.robots.urdf import load_urdf
 
-        return load_urdf(path, base_link=base_link, ee_link=ee_link)
+        try:
+            return load_urdf(path, base_link=base_link, ee_link=ee_link)
+        except RobotError:
+            if _uses_xacro(path):  # e.g. '${L}' where a number belongs: unexpanded xacro
+                raise RobotError(_xacro_message(path)) from None
+            raise
     _no_links(spec, base_link, ee_link)
-    return load_dh_yaml(path)
+    if path.suffix.lower() in YAML_SUFFIXES:
+        return load_dh_yaml(path)
+    try:
+        return load_dh_yaml(path)
+    except RobotError as exc:
+        raise RobotError(f"{exc} (read as a DH table because {path.suffix or 'no extension'} is not a known robot file "
+                         f"extension; supported: {SUPPORTED})") from None
 
 
 def load_dh_yaml(path: str | Path) -> Robot:
@@ -190,6 +208,25 @@ def _is_urdf(path: Path) -> bool:
     if head.startswith(b"\xef\xbb\xbf"):
         head = head[3:].lstrip()
     return head.startswith(b"<")
+
+
+def _uses_xacro(path: Path) -> bool:
+    """XML with xacro markup (namespace, elements or ``${...}`` expressions). Expanded URDFs may
+    keep some (e.g. unused macro calls in inertials), so this only explains a failed parse."""
+    try:
+        text = path.read_bytes()
+    except OSError:
+        return False
+    return any(marker in text for marker in (b"xmlns:xacro", b"<xacro:", b"${"))
+
+
+def _xacro_message(path: Path) -> str:
+    out = path.name[: -len(".xacro")] if path.name.lower().endswith(".xacro") else path.stem
+    out = out if out.lower().endswith(".urdf") else f"{out}.urdf"
+    if out == path.name:
+        out = f"{path.stem}_expanded.urdf"
+    return (f"{path} is a xacro file: expand it to a URDF first with `xacro {path.name} > {out}` "
+            f"(pip install xacro, or ROS's xacro package), then pass {out}")
 
 
 def _no_links(spec: str, base_link: str | None, ee_link: str | None) -> None:

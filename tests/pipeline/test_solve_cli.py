@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -48,6 +49,18 @@ joints:
   - {a: 0.0, alpha: -1.5707963268, d: 0.0}
   - {a: 0.0, alpha: 1.5707963268, d: 0.08}
 tool: {xyz: [0.01, 0.0, 0.1], rpy: [0.1, -0.2, 0.3]}
+"""
+
+XACRO = """<?xml version="1.0"?>
+<robot name="arm" xmlns:xacro="http://www.ros.org/wiki/xacro">
+  <xacro:property name="L" value="0.4"/>
+  <link name="base"/>
+  <link name="l1"/>
+  <joint name="j1" type="revolute">
+    <parent link="base"/><child link="l1"/><origin xyz="0 0 ${L}"/><axis xyz="0 0 1"/>
+    <limit lower="-1" upper="1" effort="1" velocity="1"/>
+  </joint>
+</robot>
 """
 
 MALFORMED_URDF = '<?xml version="1.0"?>\n<robot name="broken">\n  <link name="base"/>\n  <joint name="j1" type="revolute">\n'
@@ -225,7 +238,9 @@ def setup(tmp_path_factory) -> dict:
     torch.manual_seed(0)
     m = GGIK(ModelConfig(hidden=16, layers=2, latent=4, components=3, message=16))
     model = base / "model.pt"
-    save_model(m, m.cfg, [], model)
+    save_model(m, m.cfg, [], model, dofs=[6, 7])
+    model7 = base / "model7.pt"  # "trained" on 7-DOF robots only
+    save_model(m, m.cfg, [], model7, dofs=[7])
     goals = {
         "stdout": reachable_goals("ur10", 2, 1),
         "csv_in": reachable_goals("kuka", 3, 2),
@@ -234,7 +249,10 @@ def setup(tmp_path_factory) -> dict:
     }
     q_yaml = np.array([0.3, -0.4, 0.5, 0.2, 0.7, -0.1])
     goals["yaml"] = [pose_text(dh_yaml_fk(q_yaml)[0]), "5.0 0.0 0.5 1 0 0 0"]  # reachable, unreachable
-    return {"base": base, "model": model, "goals": goals}
+    goals["random"] = reachable_goals("ur10", 2, 5)
+    goals["raw"] = reachable_goals("ur10", 2, 6)
+    goals["hard"] = reachable_goals("panda", 1, 7)
+    return {"base": base, "model": model, "model7": model7, "goals": goals}
 
 
 @pytest.fixture(scope="module")
@@ -251,11 +269,20 @@ def runs(setup) -> dict:
         return d
 
     job("stdout", ["--robot", "ur10", "--goal", goals["stdout"][0], "--goal", goals["stdout"][1], "-k", "3", "--model", model])
+    # no --model and no data/model/model.pt in the working folder: random seeds, refined
+    job("random", ["--robot", "ur10", "--goal", goals["random"][0], "--goal", goals["random"][1], "-k", "8", "--out", "sol.csv"])
+    job("raw", ["--robot", "ur10", "--goal", goals["raw"][0], "--goal", goals["raw"][1], "-k", "3", "--model", model, "--raw",
+                "--out", "sol.csv"])
+    job("dof_note", ["--robot", "ur10", "--goal", goals["raw"][0], "-k", "2", "--model", str(setup["model7"]), "--raw"])
+    job("dof_ok", ["--robot", "kuka", "--goal", goals["csv_in"][0], "-k", "2", "--model", str(setup["model7"]), "--raw"])
+    job("not_solved", ["--robot", "panda", "--goal", goals["hard"][0], "-k", "1", "--max-iter", "1"])
+    job("options", ["--robot", "panda", "--goal", goals["hard"][0], "-k", "4", "--max-iter", "200", "--tol-mm", "0.001",
+                    "--tol-deg", "0.001", "--solved-mm", "0.01", "--solved-deg", "0.01", "--distinct-tol", "10", "--threads", "1", "--out", "sol.csv"])
     d = job("csv_in", ["--robot", "kuka", "--goals", "goals.csv", "-k", "2", "--model", model, "--out", "sol.parquet"])
     goals_frame(goals["csv_in"]).to_csv(d / "goals.csv", index=False)
     d = job("parquet_in", ["--robot", "lwa4p", "--goals", "goals.parquet", "-k", "2", "--model", model, "--refine", "--out", "sol.json"])
     goals_frame(goals["parquet_in"]).to_parquet(d / "goals.parquet", index=False)
-    d = job("yaml", ["--robot", "arm.yaml", "--goal", goals["yaml"][0], "--goal", goals["yaml"][1], "-k", "3", "--model", model,
+    d = job("yaml", ["--robot", "arm.yaml", "--goal", goals["yaml"][0], "--goal", goals["yaml"][1], "-k", "8", "--model", model,
                      "--out", "out/sol.csv"])
     (d / "arm.yaml").write_text(DH_YAML)
     if PANDA_URDF.is_file():
@@ -272,6 +299,25 @@ def runs(setup) -> dict:
     job("no_model", ["--robot", "ur10", "--goal", GOOD_QUAT, "--model", "missing/model.pt"])
     job("bad_out", ["--robot", "ur10", "--goal", GOOD_QUAT, "--model", model, "--out", "sol.txt"])
     job("nan_goal", ["--robot", "ur10", "--goal", "nan 0.1 0.5 1 0 0 0", "--model", model])
+    d = job("xacro", ["--robot", "arm.urdf.xacro", "--goal", GOOD_QUAT])
+    (d / "arm.urdf.xacro").write_text(XACRO)
+    d = job("xacro_content", ["--robot", "arm.urdf", "--goal", GOOD_QUAT])
+    (d / "arm.urdf").write_text(XACRO)
+    d = job("space_separated", ["--robot", "ur10", "--goals", "goals.csv"])
+    (d / "goals.csv").write_text("x y z qw qx qy qz\n0.4 0.1 0.5 1 0 0 0\n")
+    d = job("no_header", ["--robot", "ur10", "--goals", "goals.csv"])
+    (d / "goals.csv").write_text("0.4,0.1,0.5,1,0,0,0\n0.3,0.1,0.5,1,0,0,0\n")
+    d = job("empty_cell", ["--robot", "ur10", "--goals", "goals.csv"])
+    (d / "goals.csv").write_text("x,y,z,qw,qx,qy,qz\n0.4,0.1,0.5,1,0,0,0\n0.4,0.1,0.5,1,0,,0\n")
+    d = job("not_a_number", ["--robot", "ur10", "--goals", "goals.csv"])
+    (d / "goals.csv").write_text("x,y,z,qw,qx,qy,qz\n0.4,0.1,abc,1,0,0,0\n")
+    d = job("txt_goals", ["--robot", "ur10", "--goals", "goals.txt"])
+    (d / "goals.txt").write_text("x,y,z,qw,qx,qy,qz\n0.4,0.1,0.5,1,0,0,0\n")
+    d = job("txt_robot", ["--robot", "arm.txt", "--goal", GOOD_QUAT])
+    (d / "arm.txt").write_text("joints: [\n")
+    job("raw_without_model", ["--robot", "ur10", "--goal", GOOD_QUAT, "--raw"])
+    job("zero_iterations", ["--robot", "ur10", "--goal", GOOD_QUAT, "--max-iter", "0"])
+    job("bad_plot", ["--robot", "ur10", "--goal", GOOD_QUAT, "--plot", "arm.jpg"])
 
     shared = base / "shared_interpreter"
     shared.mkdir()
@@ -291,9 +337,11 @@ def assert_ok(res: subprocess.CompletedProcess) -> None:
     assert "Traceback" not in res.stderr, res.stderr
 
 
-def check_solutions(df: pd.DataFrame, dof: int, goal_texts: list[str], k: int, fk) -> tuple[np.ndarray, np.ndarray]:
+def check_solutions(df: pd.DataFrame, dof: int, goal_texts: list[str], k: int, fk, solved_mm: float = 1.0,
+                    solved_deg: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Columns, row count and FK-checked errors; returns the true errors (mm, deg) per row."""
-    expected = ["goal_id", "sample_id", *[f"q_{j}" for j in range(1, dof + 1)], "pos_err_mm", "rot_err_deg", "within_limits"]
+    expected = ["goal_id", "sample_id", *[f"q_{j}" for j in range(1, dof + 1)], "pos_err_mm", "rot_err_deg", "within_limits",
+                "solved", "distinct", "goal_x", "goal_y", "goal_z", "goal_qw", "goal_qx", "goal_qy", "goal_qz"]
     assert list(df.columns) == expected
     G = len(goal_texts)
     assert len(df) == G * k
@@ -307,6 +355,12 @@ def check_solutions(df: pd.DataFrame, dof: int, goal_texts: list[str], k: int, f
     np.testing.assert_allclose(df["pos_err_mm"].to_numpy(dtype=np.float64), pos, rtol=0, atol=MM_TOL)
     np.testing.assert_allclose(df["rot_err_deg"].to_numpy(dtype=np.float64), rot, rtol=0, atol=DEG_TOL)
     assert set(df["within_limits"].tolist()) <= {True, False}
+    # the goal columns give back the goal; solved = inside the limits and within 1 mm & 1 deg
+    T_back = np.stack([goal_matrix(" ".join(map(str, r))) for r in df[["goal_x", "goal_y", "goal_z", "goal_qw", "goal_qx", "goal_qy", "goal_qz"]].to_numpy()])
+    np.testing.assert_allclose(T_back, T_goal, rtol=0, atol=1e-9)
+    solved = df["within_limits"].to_numpy(bool) & (pos <= solved_mm) & (rot <= solved_deg)
+    assert df["solved"].astype(bool).tolist() == solved.tolist()
+    assert not (df["distinct"].astype(bool) & ~df["solved"].astype(bool)).any()
     # best candidates first within each goal
     score = (df["pos_err_mm"] + df["rot_err_deg"]).to_numpy().reshape(G, k)
     assert (np.diff(score, axis=1) >= -1e-9).all()
@@ -355,9 +409,10 @@ def test_dh_yaml_robot_with_an_unreachable_goal_written_to_csv(runs, setup):
     d, res = runs["yaml"]
     assert_ok(res)
     df = pd.read_csv(d / "out" / "sol.csv")
-    pos, _ = check_solutions(df, 6, setup["goals"]["yaml"], 3, dh_yaml_fk)
+    pos, _ = check_solutions(df, 6, setup["goals"]["yaml"], 8, dh_yaml_fk)
     assert pos[df["goal_id"] == 1].min() > 3000.0  # 5 m away: the true, large error is reported
-    assert "goal 1" in res.stderr and "unreachable" in res.stderr
+    assert "goal 1: unreachable" in res.stderr and "beyond the arm's reach" in res.stderr
+    assert "goal 0: unreachable" not in res.stderr  # within reach: never called unreachable (at most "not solved")
     assert "my_arm" in res.stderr
     # limits of the file: joint 1 in [-3, 3], the others default to ±π
     q = df[[f"q_{j}" for j in range(1, 7)]].to_numpy()
@@ -380,6 +435,70 @@ def test_urdf_robot(runs, setup):
     np.testing.assert_allclose(df["pos_err_mm"].to_numpy(), pos, rtol=0, atol=1e-3)
 
 
+SUMMARY = re.compile(r"(\d+)/(\d+) goals solved .*?, (\d+) distinct solutions .*? in \d+\.\d+ s")
+
+
+def summary_numbers(stderr: str) -> tuple[int, int, int]:
+    """(solved goals, goals, distinct solutions) from the one summary line on stderr."""
+    found = [m for m in map(SUMMARY.search, stderr.splitlines()) if m]
+    assert len(found) == 1, stderr
+    m = found[0]
+    return int(m.group(1)), int(m.group(2)), int(m.group(3))
+
+
+def test_without_a_model_random_seeds_are_refined(runs, setup):
+    d, res = runs["random"]
+    assert_ok(res)
+    assert "note: no trained model" in res.stderr and "uniformly inside the joint limits" in res.stderr
+    df = pd.read_csv(d / "sol.csv")
+    pos, rot = check_solutions(df, 6, setup["goals"]["random"], 8, catalog_fk("ur10"))
+    best = df.groupby("goal_id")["pos_err_mm"].min()
+    assert (best < 1.0).all(), best  # 8 refined random seeds solve a reachable UR10 goal
+    solved, goals, distinct = summary_numbers(res.stderr)
+    assert (solved, goals) == (2, 2)
+    assert distinct == int(df["distinct"].sum()) >= 2
+    assert "unreachable" not in res.stderr and "not solved" not in res.stderr
+
+
+def test_raw_samples_are_not_refined_and_not_called_unreachable(runs, setup):
+    d, res = runs["raw"]
+    assert_ok(res)
+    df = pd.read_csv(d / "sol.csv")
+    pos, _ = check_solutions(df, 6, setup["goals"]["raw"], 3, catalog_fk("ur10"))
+    assert pos.min() > 1.0  # an untrained model's raw samples are far off ...
+    assert "unreachable" not in res.stderr and "not solved" not in res.stderr  # ... but the goals are reachable
+    assert "raw GGIK samples" in res.stderr
+
+
+def test_dof_outside_the_training_range_gets_a_note(runs):
+    _, res = runs["dof_note"]
+    assert_ok(res)
+    notes = [ln for ln in res.stderr.splitlines() if ln.startswith("note:")]
+    assert len(notes) == 1 and "6 DOF" in notes[0] and "7-DOF" in notes[0], res.stderr
+    _, res = runs["dof_ok"]
+    assert_ok(res)
+    assert "note:" not in res.stderr
+
+
+def test_failed_refinement_is_reported(runs):
+    _, res = runs["not_solved"]
+    assert_ok(res)
+    assert "goal 0: not solved" in res.stderr and "unreachable" not in res.stderr
+    assert summary_numbers(res.stderr)[:2] == (0, 1)
+
+
+def test_refinement_options_reach_the_refiner(runs, setup):
+    d, res = runs["options"]
+    assert_ok(res)
+    df = pd.read_csv(d / "sol.csv")
+    # --solved-mm/--solved-deg 0.01 define 'solved' (checked inside); --tol-mm/--tol-deg 0.001 make refinement go that far
+    pos, rot = check_solutions(df, 7, setup["goals"]["hard"], 4, catalog_fk("panda"), solved_mm=0.01, solved_deg=0.01)
+    assert df["solved"].any()
+    assert ((pos <= 0.001) & (rot <= 0.001)).any()
+    assert df["distinct"].sum() == 1  # --distinct-tol 10 rad: every solution is the same one
+    assert "<= 0.01 mm & 0.01 deg" in res.stderr
+
+
 BAD = {
     "bad_robot": "no_such_robot",
     "bad_urdf": "broken.urdf",
@@ -389,6 +508,17 @@ BAD = {
     "no_model": "model",
     "bad_out": "sol.txt",
     "nan_goal": "NaN",
+    "xacro": "xacro arm.urdf.xacro > arm.urdf",
+    "xacro_content": "xacro arm.urdf > arm_expanded.urdf",
+    "space_separated": "not comma-separated",
+    "no_header": "no header line",
+    "empty_cell": "row 2 (line 3), column qy: empty cell",
+    "not_a_number": "row 1 (line 2), column z: 'abc' is not a number",
+    "txt_goals": "unsupported extension .txt; supported: .csv",
+    "txt_robot": "supported: .urdf/.xml (URDF), .yaml/.yml (DH table)",
+    "raw_without_model": "--raw needs a trained model",
+    "zero_iterations": "at least 1 iteration",
+    "bad_plot": "supported: .png, .pdf, .svg",
 }
 
 

@@ -107,6 +107,8 @@ def test_deterministic_runs_match(graphs, tmp_path):
     sb = torch.load(tmp_path / "b/model/model.pt", weights_only=True)["model"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert a["complete"] and a["epochs_done"] == 2
+    # the model file records the DOFs it was trained on (for `ggik solve`'s out-of-range note)
+    assert load_model(tmp_path / "a/model/model.pt", torch.device("cpu")).trained_dofs == (5, 6)
 
 
 def test_resume_continues_where_it_stopped(graphs, tmp_path):
