@@ -45,7 +45,7 @@ def test_library_configs_are_built_by_field_name() -> None:
 def test_readme_presets_name_real_params() -> None:
     """Every `-S section.key=value` in the README's presets is a param load_params accepts."""
     text = (REPO / "README.md").read_text()
-    sets = re.findall(r"-S ([a-z_]+)\.([a-z_]+)=(\S+)", text)
+    sets = re.findall(r"-S '?([a-z_]+)\.([a-z_]+)=(\S+)", text)
     assert sets, "no presets found in the README"
     fields = {s: {f.name for f in dataclasses.fields(getattr(Params(), s))} for s in ("data", "model", "train", "eval")}
     for section, key, _ in sets:
