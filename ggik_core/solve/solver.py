@@ -99,7 +99,7 @@ def refine_solutions(robot: Robot, q: Tensor, goals: Tensor, cfg: RefineConfig) 
 
 def _finish(robot: Robot, q: Tensor, goals: Tensor, refine_cfg: RefineConfig | None, t0: float) -> Solutions:
     """Refine (which keeps ``q`` inside the limits) or shift whole turns into them; check by FK."""
-    lower, upper = robot.lower.to(q.device), robot.upper.to(q.device)
+    lower, upper = (b.to(q.device) for b in robot.bounds())  # continuous joints: unbounded
     goals = goals.to(q.device, torch.float64)
     if refine_cfg is not None:
         q = refine(robot.chain.to(q.device), q, goals[:, None], lower, upper, refine_cfg)
