@@ -185,7 +185,7 @@ def bench_ik(
     samples: int = typer.Option(32, help="Candidates per goal, every method."),
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("metrics"), help="Folder for bench.json and bench.md."),
-    max_iter: int = typer.Option(50, help="Iterations of our LM and of pytorch-kinematics."),
+    max_iter: int = typer.Option(200, help="Iteration budget per candidate of our LM (re-seeds included) and iterations of pytorch-kinematics."),
     arm: Optional[list[str]] = typer.Option(None, "--arm", help="Repeat to choose arms (default: all five)."),
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present)."),
 ) -> None:

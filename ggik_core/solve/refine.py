@@ -55,6 +55,8 @@ LAMBDA_MAX = 1e3
 LAMBDA_MIN = 1e-9
 #: squared error (m^2, about 1 mm) below which a row is never called stalled: it is converging
 STALL_MIN_ERR = 1e-6
+#: rows from which the normal matrix is built from outer products rather than a batched matmul
+SMALL_BATCH = 256
 #: damping factors after an accepted / a rejected step
 LAMBDA_DOWN, LAMBDA_UP = 0.3, 4.0
 
@@ -79,6 +81,11 @@ class RefineConfig:
         time_budget_s: stop after this much wall time and return the best so far (None: no limit).
         check_every: iterations between convergence checks, batch compaction and re-seeding.
         seed: seed of the random stream of re-seeds (results are deterministic for a given batch).
+        extra_seeds: the solver (:mod:`ggik_core.solve.solver`) refines ``k (1 + extra_seeds)``
+            seeds per goal as one pool and returns ``k`` (see ``keep`` in :func:`refine`): a goal
+            is done when ``k`` have converged, so its slowest seeds cost nothing.
+        distinct_tol: from a pool, converged candidates that differ from the ones already picked
+            by at least this much (radians, some joint) are picked first.
     """
 
     max_iter: int = 200
@@ -92,6 +99,8 @@ class RefineConfig:
     time_budget_s: float | None = None
     check_every: int = 2
     seed: int = 0
+    extra_seeds: float = 0.25
+    distinct_tol: float = 0.1
 
 
 def so3_log(R: Tensor) -> Tensor:
@@ -179,7 +188,7 @@ def residual_jacobian(links: Tensor, q: Tensor, Rg: Tensor, pg: Tensor, rot_weig
         if i:
             frames.append(M)
         A = M @ W[..., i, :, :]  # (B, 3, 12)
-        M = c[:, i] * A[..., 0:4] + s[:, i] * A[..., 4:8] + A[..., 8:12]
+        M = torch.addcmul(A[..., 8:12], c[:, i], A[..., 0:4]).addcmul_(s[:, i], A[..., 4:8])
     F = torch.stack(frames, 1)  # (B, n, 3, 4): axis frames before each joint turns
     R, p = M[..., :3], M[..., 3]
     Z = F[..., 2]  # (B, n, 3)
@@ -215,10 +224,14 @@ def lm_step(J: Tensor, e: Tensor, q: Tensor, lam: Tensor, lo: Tensor, hi: Tensor
     blocked = ((q <= lo) & (g < 0)) | ((q >= hi) & (g > 0))
     free = (~blocked).to(J.dtype)
     Jf = J * free[:, None, :]
-    # J_f^T J_f as a sum of 6 outer products (faster than a batched matmul of tiny matrices)
-    H = Jf[:, 0, :, None] * Jf[:, 0, None, :]
-    for r in range(1, J.shape[1]):
-        H = H + Jf[:, r, :, None] * Jf[:, r, None, :]
+    if J.shape[0] >= SMALL_BATCH:
+        # J_f^T J_f as a sum of 6 outer products: on large batches faster than a batched matmul
+        # of tiny matrices, on small ones slower (more operations)
+        H = Jf[:, 0, :, None] * Jf[:, 0, None, :]
+        for r in range(1, J.shape[1]):
+            H.addcmul_(Jf[:, r, :, None], Jf[:, r, None, :])
+    else:
+        H = Jf.transpose(1, 2) @ Jf
     H.diagonal(dim1=1, dim2=2).add_(lam[:, None])
     dq = torch.linalg.solve_ex(H, (g * free)[..., None])[0][..., 0]
     q_new = q + dq
@@ -232,6 +245,7 @@ def refine(
     lower: Tensor,
     upper: Tensor,
     cfg: RefineConfig = RefineConfig(),
+    keep: int | None = None,
 ) -> Tensor:
     """Refine configurations ``q (..., n)`` towards ``goal (..., 4, 4)`` for ``chain (..., n+1, 4, 4)``.
 
@@ -240,10 +254,18 @@ def refine(
     ``(..., n)``); an infinite bound makes a joint continuous (wrapped, never clamped). Returns
     refined ``q`` inside the bounds: each candidate's converged configuration, or the best one
     it reached over its seeds.
+
+    ``keep``: treat the last leading dimension (``K``) as a pool of seeds for one goal and return
+    only ``keep`` candidates per goal ``(..., keep, n)``: a goal stops as soon as ``keep`` of its
+    seeds have converged (its slowest seeds are dropped), and the returned candidates are its
+    converged ones (in seed order), then the best of the others.
     """
     n = q.shape[-1]
     dtype, device = chain.dtype, chain.device
     batch = torch.broadcast_shapes(chain.shape[:-3], q.shape[:-1], goal.shape[:-2])
+    if keep is not None and (len(batch) == 0 or not 1 <= keep <= batch[-1]):
+        raise ValueError(f"keep={keep} needs a pool dimension of at least that size (batch {tuple(batch)})")
+    m = batch[-1] if keep is not None else 1  # rows per goal
     lower = torch.as_tensor(lower, dtype=dtype, device=device)
     upper = torch.as_tensor(upper, dtype=dtype, device=device)
     # whole turns first (an angle recovered in (-pi, pi] may fit the limits only shifted by 2 pi),
@@ -266,10 +288,12 @@ def refine(
     w = cfg.rot_weight
     pos_tol2, rot_tol2 = cfg.pos_tol ** 2, (cfg.rot_tol * w) ** 2
     out = q.clone()
+    out_done = torch.zeros(B, dtype=torch.bool, device=device)
     idx = torch.arange(B, device=device)
     W = link_products(links)
     e, J = residual_jacobian(links, q, Rg, pg, w, W)
     err = e.pow(2).sum(-1)
+    out_err = err.clone()
     lam = torch.full_like(err, cfg.damping)
     age = torch.zeros(B, dtype=torch.int32, device=device)
     best_q, best_err = q.clone(), err.clone()
@@ -278,22 +302,26 @@ def refine(
     check = max(1, cfg.check_every)
     t0 = time.perf_counter()
 
-    def rows(t: Tensor, keep: Tensor) -> Tensor:
-        return t[keep]
-
     for it in range(cfg.max_iter):
         stale = None
         if it % check == 0:
             done = (e[:, :3].pow(2).sum(-1) <= pos_tol2) & (e[:, 3:].pow(2).sum(-1) <= rot_tol2)
             if bool(done.any()):
-                out[idx[done]] = q[done]
-                keep = ~done
+                finished = idx[done]
+                out[finished], out_done[finished], out_err[finished] = q[done], True, err[done]
+                stay = ~done
+                if keep is not None:  # goals with enough converged seeds stop altogether
+                    enough = out_done.view(-1, m).sum(1) >= keep
+                    stay &= ~enough[idx // m]
+                    # their unconverged rows keep their best so far
+                    gone = ~stay & ~done
+                    out[idx[gone]], out_err[idx[gone]] = best_q[gone], best_err[gone]
                 idx, q, e, J, err, lam, age, best_q, best_err, Rg, pg, err_check = (
-                    rows(t, keep) for t in (idx, q, e, J, err, lam, age, best_q, best_err, Rg, pg, err_check))
+                    t[stay] for t in (idx, q, e, J, err, lam, age, best_q, best_err, Rg, pg, err_check))
                 if not shared_links:
-                    links, W = links[keep], W[keep]
+                    links, W = links[stay], W[stay]
                 if not shared_bounds:
-                    lo, hi, lo_s, hi_s = lo[keep], hi[keep], lo_s[keep], hi_s[keep]
+                    lo, hi, lo_s, hi_s = lo[stay], hi[stay], lo_s[stay], hi_s[stay]
             if idx.numel() == 0:
                 break
             if cfg.time_budget_s is not None and time.perf_counter() - t0 > cfg.time_budget_s:
@@ -327,9 +355,32 @@ def refine(
         # rows still working: converged now, or the best configuration over their seeds
         done = (e[:, :3].pow(2).sum(-1) <= pos_tol2) & (e[:, 3:].pow(2).sum(-1) <= rot_tol2)
         out[idx] = torch.where(done[:, None], q, best_q)
+        out_done[idx] = done
+        out_err[idx] = torch.where(done, err, best_err)
     continuous = torch.isinf(lower) & torch.isinf(upper)
-    out = out.reshape(*batch, n)
-    return torch.where(continuous, wrap_angle(out), out)
+    out = torch.where(continuous, wrap_angle(out), out)
+    if keep is None:
+        return out.reshape(*batch, n)
+    # per goal: converged candidates unlike every earlier one first, then converged repeats (each
+    # in seed order; a stable sort), then the best of the rest
+    fresh = first_distinct(out.view(-1, m, n), out_done.view(-1, m), cfg.distinct_tol).view(-1)
+    rank = torch.where(fresh, -2.0, -1.0).to(out_err.dtype)
+    key = torch.where(out_done, rank, out_err).view(-1, m)
+    order = torch.sort(key, dim=1, stable=True).indices[:, :keep]
+    picked = torch.gather(out.view(-1, m, n), 1, order[..., None].expand(-1, keep, n))
+    return picked.reshape(*batch[:-1], keep, n)
+
+
+def first_distinct(q: Tensor, valid: Tensor, tol: float) -> Tensor:
+    """``(G, m)`` bool: valid candidates of ``q (G, m, n)`` that differ by at least ``tol`` in some
+    joint (on the circle) from every earlier valid one kept — greedy in candidate order, every goal
+    at once."""
+    G, m, _ = q.shape
+    close = wrap_angle(q[:, :, None, :] - q[:, None, :, :]).abs().amax(-1) < tol  # (G, m, m)
+    kept = torch.zeros(G, m, dtype=torch.bool, device=q.device)
+    for j in range(m):  # over candidate slots, not goals
+        kept[:, j] = valid[:, j] & ~(close[:, j, :] & kept).any(-1)
+    return kept
 
 
 def solve_errors(chain: Tensor, q: Tensor, goal: Tensor) -> tuple[Tensor, Tensor]:

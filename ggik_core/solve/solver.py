@@ -7,6 +7,7 @@ refined by batched Levenberg–Marquardt, and every solution's error is computed
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -77,6 +78,9 @@ def sample_solutions(
     t0 = time.perf_counter()
     goals = goals.to(torch.float64)
     g, chain_c = partial_graphs(robot, goals)
+    keep = None
+    if refine_cfg is not None:  # the model proposes the whole refinement pool (see _finish)
+        keep, k = k, k + extra_count(k, refine_cfg)
     per = max(1, max_graphs // k)
     qs = []
     chain_dev = chain_c.to(device)
@@ -86,7 +90,7 @@ def sample_solutions(
         b = make_batch(sub, model.cfg.directions, with_answer=False, home_init=model.cfg.home_init).to(device)
         x = model.sample(b, k, generator=generator)  # (G', k, N, 3)
         qs.append(recover_joints(chain_dev, x.to(torch.float64), g.goal[sl, None].to(device)))
-    out = _finish(robot, torch.cat(qs), goals, refine_cfg, t0)
+    out = _finish(robot, torch.cat(qs), goals, refine_cfg, t0, keep)
     sync()
     out.seconds = time.perf_counter() - t0
     return out
@@ -97,12 +101,30 @@ def refine_solutions(robot: Robot, q: Tensor, goals: Tensor, cfg: RefineConfig) 
     return _finish(robot, q, goals, cfg, time.perf_counter())
 
 
-def _finish(robot: Robot, q: Tensor, goals: Tensor, refine_cfg: RefineConfig | None, t0: float) -> Solutions:
-    """Refine (which keeps ``q`` inside the limits) or shift whole turns into them; check by FK."""
+def extra_count(k: int, cfg: RefineConfig) -> int:
+    """Seeds added to a goal's ``k`` for the refinement pool (:attr:`RefineConfig.extra_seeds`)."""
+    return int(math.ceil(k * max(0.0, cfg.extra_seeds)))
+
+
+def random_seeds(robot: Robot, goals: int, per_goal: int, seed: int) -> Tensor:
+    """Configurations uniform inside the limits (a full turn for continuous joints) ``(G, m, n)``."""
+    gen = torch.Generator().manual_seed(seed)
+    return robot.sample_q(goals * per_goal, gen).reshape(goals, per_goal, robot.dof)
+
+
+def _finish(robot: Robot, q: Tensor, goals: Tensor, refine_cfg: RefineConfig | None, t0: float, keep: int | None = None) -> Solutions:
+    """Refine (which keeps ``q`` inside the limits) or shift whole turns into them; check by FK.
+
+    With refinement, ``k`` candidates per goal come back: ``keep`` of a pool ``q (G, m, n)`` when
+    given, else ``q``'s own ``k`` pooled with :func:`extra_count` random seeds.
+    """
     lower, upper = (b.to(q.device) for b in robot.bounds())  # continuous joints: unbounded
     goals = goals.to(q.device, torch.float64)
     if refine_cfg is not None:
-        q = refine(robot.chain.to(q.device), q, goals[:, None], lower, upper, refine_cfg)
+        if keep is None:
+            keep = q.shape[1]
+            q = torch.cat([q, random_seeds(robot, goals.shape[0], extra_count(keep, refine_cfg), refine_cfg.seed + 1).to(q)], 1)
+        q = refine(robot.chain.to(q.device), q, goals[:, None], lower, upper, refine_cfg, keep=keep)
     else:
         q = fit_to_limits(q, lower, upper)
     pos, rot, within = errors(robot, q, goals)

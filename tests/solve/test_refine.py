@@ -267,3 +267,25 @@ def test_unbounded_joint_is_never_clamped_and_comes_back_wrapped():
                      robot.upper.clone().index_fill_(0, torch.tensor([6]), math.pi), cfg)
     pos_c, _ = errors_here(robot, clamped, goal[:, None])
     assert (pos_c > 1e-3).any()
+
+
+def test_pool_returns_keep_converged_candidates_per_goal_distinct_first():
+    """A pool of 12 seeds per goal, 8 kept: every kept candidate converged, distinct ones first."""
+    robot = load_arm("ur10")
+    gen = torch.Generator().manual_seed(11)
+    G, m, keep = 5, 12, 8
+    goal = robot.fk(robot.sample_q(G, gen))
+    seeds = robot.sample_q(G * m, gen).reshape(G, m, robot.dof)
+    seeds[:, 1] = seeds[:, 0]  # a repeated seed converges to a repeated solution: it goes last
+    cfg = RefineConfig()
+    q = refine(robot.chain, seeds, goal[:, None], robot.lower, robot.upper, cfg, keep=keep)
+    assert q.shape == (G, keep, robot.dof)
+    pos, rot = errors_here(robot, q, goal[:, None])
+    assert pos.max() < 1e-5 and rot.max() < 1e-4
+    from ggik_core.solve.refine import first_distinct
+
+    fresh = first_distinct(q, torch.ones(G, keep, dtype=torch.bool), cfg.distinct_tol)
+    # distinct candidates form a prefix of each goal's list
+    assert bool((fresh[:, 1:] <= fresh[:, :-1]).all())
+    with pytest.raises(ValueError):
+        refine(robot.chain, seeds, goal[:, None], robot.lower, robot.upper, cfg, keep=m + 1)
