@@ -83,7 +83,10 @@ class RefineConfig:
         seed: seed of the random stream of re-seeds (results are deterministic for a given batch).
         extra_seeds: the solver (:mod:`ggik_core.solve.solver`) refines ``k (1 + extra_seeds)``
             seeds per goal as one pool and returns ``k`` (see ``keep`` in :func:`refine`): a goal
-            is done when ``k`` have converged, so its slowest seeds cost nothing.
+            is done when ``k`` have converged, so its slowest seeds cost nothing (0: no pool).
+        min_pool_rows: on small batches (few goals) each goal gets up to ``k`` extra seeds, towards
+            this many rows in all: small batches cost per operation, not per row, so the extra
+            seeds are almost free and the ``k`` fastest of ``2k`` converge sooner.
         distinct_tol: from a pool, converged candidates that differ from the ones already picked
             by at least this much (radians, some joint) are picked first.
     """
@@ -100,6 +103,7 @@ class RefineConfig:
     check_every: int = 2
     seed: int = 0
     extra_seeds: float = 0.25
+    min_pool_rows: int = 256
     distinct_tol: float = 0.1
 
 
@@ -376,7 +380,10 @@ def first_distinct(q: Tensor, valid: Tensor, tol: float) -> Tensor:
     joint (on the circle) from every earlier valid one kept — greedy in candidate order, every goal
     at once."""
     G, m, _ = q.shape
-    close = wrap_angle(q[:, :, None, :] - q[:, None, :, :]).abs().amax(-1) < tol  # (G, m, m)
+    # |wrap(a - b)| < tol  <=>  cos(a - b) = cos a cos b + sin a sin b > cos(tol)   (tol < pi)
+    c, s = q.cos(), q.sin()
+    cos_gap = c[:, :, None, :] * c[:, None, :, :] + s[:, :, None, :] * s[:, None, :, :]
+    close = (cos_gap > math.cos(tol)).all(-1)  # (G, m, m)
     kept = torch.zeros(G, m, dtype=torch.bool, device=q.device)
     for j in range(m):  # over candidate slots, not goals
         kept[:, j] = valid[:, j] & ~(close[:, j, :] & kept).any(-1)

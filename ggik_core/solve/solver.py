@@ -80,7 +80,7 @@ def sample_solutions(
     g, chain_c = partial_graphs(robot, goals)
     keep = None
     if refine_cfg is not None:  # the model proposes the whole refinement pool (see _finish)
-        keep, k = k, k + extra_count(k, refine_cfg)
+        keep, k = k, k + extra_count(k, goals.shape[0], refine_cfg)
     per = max(1, max_graphs // k)
     qs = []
     chain_dev = chain_c.to(device)
@@ -101,9 +101,13 @@ def refine_solutions(robot: Robot, q: Tensor, goals: Tensor, cfg: RefineConfig) 
     return _finish(robot, q, goals, cfg, time.perf_counter())
 
 
-def extra_count(k: int, cfg: RefineConfig) -> int:
-    """Seeds added to a goal's ``k`` for the refinement pool (:attr:`RefineConfig.extra_seeds`)."""
-    return int(math.ceil(k * max(0.0, cfg.extra_seeds)))
+def extra_count(k: int, goals: int, cfg: RefineConfig) -> int:
+    """Seeds added to each goal's ``k`` for the refinement pool: ``k * extra_seeds``, and on small
+    batches up to ``k`` more, towards ``min_pool_rows`` rows in all (:class:`RefineConfig`)."""
+    if cfg.extra_seeds <= 0:
+        return 0
+    small = min(k, int(math.ceil(cfg.min_pool_rows / max(goals, 1))) - k)
+    return max(int(math.ceil(k * cfg.extra_seeds)), small)
 
 
 def random_seeds(robot: Robot, goals: int, per_goal: int, seed: int) -> Tensor:
@@ -116,14 +120,14 @@ def _finish(robot: Robot, q: Tensor, goals: Tensor, refine_cfg: RefineConfig | N
     """Refine (which keeps ``q`` inside the limits) or shift whole turns into them; check by FK.
 
     With refinement, ``k`` candidates per goal come back: ``keep`` of a pool ``q (G, m, n)`` when
-    given, else ``q``'s own ``k`` pooled with :func:`extra_count` random seeds.
+    given, else ``q``'s own ``k`` pooled with :func:`extra_count` random seeds per goal.
     """
     lower, upper = (b.to(q.device) for b in robot.bounds())  # continuous joints: unbounded
     goals = goals.to(q.device, torch.float64)
     if refine_cfg is not None:
         if keep is None:
             keep = q.shape[1]
-            q = torch.cat([q, random_seeds(robot, goals.shape[0], extra_count(keep, refine_cfg), refine_cfg.seed + 1).to(q)], 1)
+            q = torch.cat([q, random_seeds(robot, goals.shape[0], extra_count(keep, goals.shape[0], refine_cfg), refine_cfg.seed + 1).to(q)], 1)
         q = refine(robot.chain.to(q.device), q, goals[:, None], lower, upper, refine_cfg, keep=keep)
     else:
         q = fit_to_limits(q, lower, upper)
