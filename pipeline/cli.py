@@ -100,11 +100,15 @@ def solve(
     seed: int = typer.Option(0, "--seed"),
     base_link: Optional[str] = typer.Option(None, "--base-link", help="URDF base link (default: the root)."),
     ee_link: Optional[str] = typer.Option(None, "--ee-link", help="URDF end-effector link (default: the single leaf)."),
+    time_budget: Optional[float] = typer.Option(None, "--time-budget", help="With --refine: stop re-seeding unconverged candidates after this many seconds (default: the iteration budget only)."),
 ) -> None:
     """IK solutions for your robot: one row per solution, errors computed by forward kinematics."""
+    from ggik_core.solve.refine import RefineConfig
     from pipeline.solve import solve as run
 
-    df = run(robot, goal, goals, samples, model, out, refine, seed, base_link, ee_link)
+    if time_budget is not None and not time_budget >= 0:
+        raise GGIKError(f"--time-budget must be a non-negative number of seconds (got {time_budget})")
+    df = run(robot, goal, goals, samples, model, out, refine, seed, base_link, ee_link, RefineConfig(time_budget_s=time_budget))
     if out is None:
         typer.echo(df.to_csv(index=False), nl=False)
     else:

@@ -82,7 +82,7 @@ def solve(
     seed: int,
     base_link: str | None = None,
     ee_link: str | None = None,
-    refine_cfg: RefineConfig = RefineConfig(max_iter=50),
+    refine_cfg: RefineConfig = RefineConfig(),
 ) -> pd.DataFrame:
     if samples < 1:
         raise GGIKError("--samples must be at least 1")

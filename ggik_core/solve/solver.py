@@ -10,18 +10,20 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-from ggik_core.data.batch import make_batch
-from ggik_core.data.graph import ProblemGraphs, canonical_chain, known_mask, node_positions
 from ggik_core.solve.joints import fit_to_limits, recover_joints
 from ggik_core.robots.kinematics import forward_kinematics, home_frames
-from ggik_core.model.cvae import GGIK
 from ggik_core.solve.refine import RefineConfig, refine
 from ggik_core.robots.robot import Robot
 from ggik_core.robots.transforms import invert, pose_errors, wrap_angle
+
+if TYPE_CHECKING:  # the model and graph code (torch_geometric) load only when sampling
+    from ggik_core.data.graph import ProblemGraphs
+    from ggik_core.model.cvae import GGIK
 
 
 @dataclass
@@ -37,6 +39,8 @@ class Solutions:
 
 def partial_graphs(robot: Robot, goals: Tensor) -> tuple[ProblemGraphs, Tensor]:
     """Partial-graph tensors (no answer) for ``goals (G, 4, 4)`` in the robot's base frame."""
+    from ggik_core.data.graph import ProblemGraphs, canonical_chain, known_mask, node_positions
+
     chain_c, base = canonical_chain(robot.chain)
     goal_c = invert(base) @ goals.to(torch.float64)
     home = node_positions(home_frames(chain_c))
@@ -72,6 +76,9 @@ def sample_solutions(
     max_graphs: int = 8192,
 ) -> Solutions:
     """``k`` IK solutions for each of ``goals (G, 4, 4)`` (base frame of ``robot``)."""
+    from ggik_core.data.batch import make_batch
+    from ggik_core.data.graph import ProblemGraphs
+
     device = next(model.parameters()).device
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     sync()
