@@ -55,8 +55,6 @@ LAMBDA_MAX = 1e3
 LAMBDA_MIN = 1e-9
 #: squared error (m^2, about 1 mm) below which a row is never called stalled: it is converging
 STALL_MIN_ERR = 1e-6
-#: rows from which the normal matrix is built from outer products rather than a batched matmul
-SMALL_BATCH = 256
 #: damping factors after an accepted / a rejected step
 LAMBDA_DOWN, LAMBDA_UP = 0.3, 4.0
 
@@ -130,116 +128,128 @@ def so3_log(R: Tensor) -> Tensor:
 
 
 def _rotation_error(Rg: Tensor, R: Tensor) -> Tensor:
-    r""":math:`\log(R_g R^\top)^\vee` for ``(B, 3, 3)`` rotations, without host synchronisation.
+    r""":math:`\log(R_g R^\top)^\vee` ``(3, B)`` for rotations stored ``(3, 3, B)``, without host
+    synchronisation.
 
-    :math:`M = R_g R^\top` has :math:`M_{ij} = r^g_i \cdot r_j` (rows). With
+    :math:`M = R_g R^\top` has :math:`M_{ij} = \sum_k (R_g)_{ik} R_{jk}`. With
     :math:`\theta = \operatorname{atan2}(\lVert s\rVert, \operatorname{tr} M - 1)` and
     :math:`s = (M_{32} - M_{23}, M_{13} - M_{31}, M_{21} - M_{12})`, the rotation vector is
     :math:`\theta s / \lVert s\rVert` (series :math:`s(1/2 + \theta^2/12)` near 0). Near
     :math:`\pi` the axis from :math:`s` loses digits but keeps the right magnitude, which is all
     a descent step needs; reported errors are always recomputed by FK.
     """
-    M = (Rg[:, :, None, :] * R[:, None, :, :]).sum(-1)
-    s = torch.stack([M[:, 2, 1] - M[:, 1, 2], M[:, 0, 2] - M[:, 2, 0], M[:, 1, 0] - M[:, 0, 1]], -1)
-    sn = s.norm(dim=-1, keepdim=True)
-    c = (M[:, 0, 0] + M[:, 1, 1] + M[:, 2, 2] - 1)[:, None]
+    M = (Rg[:, None, :, :] * R[None, :, :, :]).sum(2)
+    s = torch.stack([M[2, 1] - M[1, 2], M[0, 2] - M[2, 0], M[1, 0] - M[0, 1]], 0)
+    sn = s.norm(dim=0, keepdim=True)
+    c = (M[0, 0] + M[1, 1] + M[2, 2] - 1)[None]
     theta = torch.atan2(sn, c)
     small = (sn < 1e-8) & (c > 0)
     scale = torch.where(small, 0.5 + theta * theta / 12, theta / sn.clamp(min=1e-300))
     return s * scale
 
 
-def link_products(links: Tensor) -> Tensor:
-    r"""Per joint ``i`` the ``4 x 12`` matrix :math:`W_i = [P_i\ Q_i\ S_i]` of the forward
-    kinematics recursion (see :func:`residual_jacobian`), from link transforms ``(..., n+1, 4, 4)``
-    -> ``(..., n, 4, 12)``."""
+def link_operators(links: Tensor) -> Tensor:
+    r"""The forward-kinematics operators of :func:`residual_jacobian`: link transforms
+    ``(..., n+1, 4, 4)`` -> ``(..., n, 36, 12)``.
+
+    A ``3 x 4`` frame is stored as its 12 entries (row-major). Right-multiplying it by a constant
+    ``4 x 4`` matrix :math:`X` is the linear map :math:`I_3 \otimes X^\top` on those entries. For
+    joint ``i`` with link :math:`L` (rows :math:`\ell_0..\ell_3`) the operator stacks the maps of
+    :math:`P = [\ell_0; \ell_1; 0; 0]`, :math:`Q = [-\ell_1; \ell_0; 0; 0]` and
+    :math:`S = [0; 0; \ell_2; \ell_3]`.
+    """
     L = links[..., 1:, :, :]
     zero = torch.zeros_like(L[..., 0, :])
     P = torch.stack([L[..., 0, :], L[..., 1, :], zero, zero], -2)
     Q = torch.stack([-L[..., 1, :], L[..., 0, :], zero, zero], -2)
     S = torch.stack([zero, zero, L[..., 2, :], L[..., 3, :]], -2)
-    return torch.cat([P, Q, S], -1)
+    ops = []
+    for X in (P, Q, S):
+        op = torch.zeros(*X.shape[:-2], 12, 12, dtype=links.dtype, device=links.device)
+        for r in range(3):  # I_3 (x) X^T: each row of the frame is multiplied by X
+            op[..., 4 * r:4 * r + 4, 4 * r:4 * r + 4] = X.transpose(-1, -2)
+        ops.append(op)
+    return torch.cat(ops, -2)
 
 
-def residual_jacobian(links: Tensor, q: Tensor, Rg: Tensor, pg: Tensor, rot_weight: float,
-                      W: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    r"""Weighted error ``(B, 6)`` and Jacobian ``(B, 6, n)`` of a flat batch (see the module docstring).
+def residual_jacobian(K: Tensor, M0: Tensor, q: Tensor, Rg: Tensor, pg: Tensor, rot_weight: float) -> tuple[Tensor, Tensor]:
+    r"""Weighted error ``(6, B)`` and Jacobian ``(6, n, B)`` of a batch stored batch-last.
 
-    Forward kinematics on ``3 x 4`` frames :math:`M = [x\ y\ z\ p]` (rows: base-frame
-    coordinates). Turning by :math:`R_z(q)` and then applying the constant link :math:`L` (rows
-    :math:`\ell_0..\ell_3`) gives
+    Batch-last ("structure of arrays") keeps every elementwise operation on contiguous rows.
+    Forward kinematics on ``3 x 4`` frames :math:`M = [x\ y\ z\ p]` stored as 12 rows of ``B``:
+    turning by :math:`R_z(q)` and applying the constant link :math:`L` gives
 
     .. math::
         M' = [x c + y s,\ y c - x s,\ z,\ p]\,L = c\,(M P) + s\,(M Q) + M S,
 
-    :math:`P = [\ell_0; \ell_1; 0; 0]`, :math:`Q = [-\ell_1; \ell_0; 0; 0]`,
-    :math:`S = [0; 0; \ell_2; \ell_3]`: one ``(3B x 4) @ (4 x 12)`` product and a few
-    elementwise operations per joint for the whole batch.
+    one ``(36 x 12) @ (12 x B)`` product (:func:`link_operators`) and two fused multiply-adds per
+    joint for the whole batch.
 
     Args:
-        links: link transforms ``(n + 1, 4, 4)`` shared by every row, or ``(B, n + 1, 4, 4)``.
-        q: joint angles ``(B, n)``.
-        Rg, pg: goal rotations ``(B, 3, 3)`` and positions ``(B, 3)``.
-        W: :func:`link_products` of ``links`` (computed when not given).
+        K: :func:`link_operators` ``(n, 36, 12)`` shared by every row, or ``(n, 36, 12, B)``.
+        M0: the first link's top rows as 12 entries ``(12, 1)`` or ``(12, B)``.
+        q: joint angles ``(n, B)``.
+        Rg, pg: goal rotations ``(3, 3, B)`` and positions ``(3, B)``.
     """
-    B, n = q.shape
-    if W is None:
-        W = link_products(links)
-    c, s = q.cos()[:, :, None, None], q.sin()[:, :, None, None]  # (B, n, 1, 1)
-    M = links[..., 0, :3, :]  # (3, 4) shared, or (B, 3, 4)
-    frames = [M.expand(B, 3, 4)]
+    n, B = q.shape
+    c, s = q.cos(), q.sin()
+    M = M0.expand(12, B)
+    zs, os = [], []
     for i in range(n):
-        if i:
-            frames.append(M)
-        A = M @ W[..., i, :, :]  # (B, 3, 12)
-        M = torch.addcmul(A[..., 8:12], c[:, i], A[..., 0:4]).addcmul_(s[:, i], A[..., 4:8])
-    F = torch.stack(frames, 1)  # (B, n, 3, 4): axis frames before each joint turns
-    R, p = M[..., :3], M[..., 3]
-    Z = F[..., 2]  # (B, n, 3)
-    d = p[:, None, :] - F[..., 3]
-    Jv = torch.stack([Z[..., 1] * d[..., 2] - Z[..., 2] * d[..., 1],
-                      Z[..., 2] * d[..., 0] - Z[..., 0] * d[..., 2],
-                      Z[..., 0] * d[..., 1] - Z[..., 1] * d[..., 0]], 1)  # (B, 3, n)
-    J = torch.cat([Jv, rot_weight * Z.transpose(1, 2)], 1)
-    e = torch.cat([pg - p, rot_weight * _rotation_error(Rg, R)], -1)
+        Mv = M.reshape(3, 4, B)
+        zs.append(Mv[:, 2])
+        os.append(Mv[:, 3])
+        A = K[i] @ M if K.dim() == 3 else (K[i] * M[None]).sum(1)  # (36, B)
+        M = torch.addcmul(A[24:36], c[i], A[0:12]).addcmul_(s[i], A[12:24])
+    Mv = M.reshape(3, 4, B)
+    R, p = Mv[:, :3], Mv[:, 3]
+    Z = torch.stack(zs, 1)  # (3, n, B): joint axes
+    d = p[:, None] - torch.stack(os, 1)  # (3, n, B): from each axis origin to the end effector
+    Jv = torch.stack([Z[1] * d[2] - Z[2] * d[1], Z[2] * d[0] - Z[0] * d[2], Z[0] * d[1] - Z[1] * d[0]], 0)
+    J = torch.cat([Jv, rot_weight * Z], 0)
+    e = torch.cat([pg - p, rot_weight * _rotation_error(Rg, R)], 0)
     return e, J
+
+
+def _batch_last_chain(links: Tensor) -> tuple[Tensor, Tensor]:
+    """(K, M0) of :func:`residual_jacobian` for links ``(n+1, 4, 4)`` or ``(B, n+1, 4, 4)``."""
+    if links.dim() == 3:
+        return link_operators(links), links[0, :3, :].reshape(12, 1)
+    return link_operators(links).permute(1, 2, 3, 0).contiguous(), links[:, 0, :3, :].reshape(-1, 12).T.contiguous()
 
 
 def pose_residual(chain: Tensor, q: Tensor, goal: Tensor, rot_weight: float) -> tuple[Tensor, Tensor]:
     """Error ``(..., 6)`` and geometric Jacobian ``(..., 6, n)`` (rotation rows weighted), broadcast."""
     n = q.shape[-1]
     batch = torch.broadcast_shapes(chain.shape[:-3], q.shape[:-1], goal.shape[:-2])
-    q = q.to(chain.dtype).expand(*batch, n).reshape(-1, n)
+    qf = q.to(chain.dtype).expand(*batch, n).reshape(-1, n)
     g = goal.to(chain.dtype).expand(*batch, 4, 4).reshape(-1, 4, 4)
     links = chain if chain.dim() == 3 else chain.expand(*batch, n + 1, 4, 4).reshape(-1, n + 1, 4, 4)
-    e, J = residual_jacobian(links, q, g[:, :3, :3], g[:, :3, 3], rot_weight)
-    return e.reshape(*batch, 6), J.reshape(*batch, 6, n)
+    K, M0 = _batch_last_chain(links)
+    e, J = residual_jacobian(K, M0, qf.T.contiguous(), g[:, :3, :3].permute(1, 2, 0).contiguous(), g[:, :3, 3].T.contiguous(), rot_weight)
+    return e.T.reshape(*batch, 6), J.permute(2, 0, 1).reshape(*batch, 6, n)
 
 
 def lm_step(J: Tensor, e: Tensor, q: Tensor, lam: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
-    r"""One limit-aware damped step ``q' (B, n)`` (see the module docstring).
+    r"""One limit-aware damped step ``q' (n, B)`` (batch-last; see the module docstring).
 
     Blocked joints: :math:`q_i \le l_i` with :math:`g_i < 0`, or :math:`q_i \ge u_i` with
     :math:`g_i > 0`, where :math:`g = J^\top e`. Their rows and columns of the normal matrix are
-    zero apart from :math:`\lambda` on the diagonal, so their step is exactly zero.
+    zero apart from :math:`\lambda` on the diagonal, so their step is exactly zero. The normal
+    matrix :math:`J_f^\top J_f` is built as a sum of six outer products (contiguous rows), then
+    solved per row with LAPACK.
     """
-    n = q.shape[-1]
-    g = (J * e[:, :, None]).sum(1)  # J^T e, (B, n)
+    g = (J * e[:, None, :]).sum(0)  # J^T e, (n, B)
     blocked = ((q <= lo) & (g < 0)) | ((q >= hi) & (g > 0))
     free = (~blocked).to(J.dtype)
-    Jf = J * free[:, None, :]
-    if J.shape[0] >= SMALL_BATCH:
-        # J_f^T J_f as a sum of 6 outer products: on large batches faster than a batched matmul
-        # of tiny matrices, on small ones slower (more operations)
-        H = Jf[:, 0, :, None] * Jf[:, 0, None, :]
-        for r in range(1, J.shape[1]):
-            H.addcmul_(Jf[:, r, :, None], Jf[:, r, None, :])
-    else:
-        H = Jf.transpose(1, 2) @ Jf
-    H.diagonal(dim1=1, dim2=2).add_(lam[:, None])
-    dq = torch.linalg.solve_ex(H, (g * free)[..., None])[0][..., 0]
-    q_new = q + dq
-    return torch.minimum(torch.maximum(q_new, lo), hi)
+    Jf = J * free[None]
+    H = Jf[0, :, None, :] * Jf[0, None, :, :]
+    for r in range(1, J.shape[0]):
+        H.addcmul_(Jf[r, :, None, :], Jf[r, None, :, :])
+    Hb = H.permute(2, 0, 1)
+    Hb.diagonal(dim1=1, dim2=2).add_(lam[:, None])
+    dq = torch.linalg.solve_ex(Hb, (g * free).T[..., None])[0][..., 0].T
+    return torch.minimum(torch.maximum(q + dq, lo), hi)
 
 
 def refine(
@@ -262,7 +272,7 @@ def refine(
     ``keep``: treat the last leading dimension (``K``) as a pool of seeds for one goal and return
     only ``keep`` candidates per goal ``(..., keep, n)``: a goal stops as soon as ``keep`` of its
     seeds have converged (its slowest seeds are dropped), and the returned candidates are its
-    converged ones (in seed order), then the best of the others.
+    converged ones (distinct ones first, in seed order), then the best of the others.
     """
     n = q.shape[-1]
     dtype, device = chain.dtype, chain.device
@@ -274,16 +284,17 @@ def refine(
     upper = torch.as_tensor(upper, dtype=dtype, device=device)
     # whole turns first (an angle recovered in (-pi, pi] may fit the limits only shifted by 2 pi),
     # then clamp what still lies outside
-    q = fit_to_limits(q.to(dtype).expand(*batch, n), lower, upper)
-    q = torch.maximum(torch.minimum(q, upper), lower).reshape(-1, n).clone()
-    B = q.shape[0]
+    q0 = fit_to_limits(q.to(dtype).expand(*batch, n), lower, upper)
+    q0 = torch.maximum(torch.minimum(q0, upper), lower).reshape(-1, n)
+    B = q0.shape[0]
+    # the working state is batch-last: q (n, B), e (6, B), J (6, n, B), goals (3, 3, B) / (3, B)
     g = goal.to(dtype).expand(*batch, 4, 4).reshape(B, 4, 4)
-    Rg, pg = g[:, :3, :3].contiguous(), g[:, :3, 3].contiguous()
+    Rg, pg = g[:, :3, :3].permute(1, 2, 0).contiguous(), g[:, :3, 3].T.contiguous()
     shared_links = chain.dim() == 3
-    links = chain if shared_links else chain.expand(*batch, n + 1, 4, 4).reshape(B, n + 1, 4, 4)
+    K, M0 = _batch_last_chain(chain if shared_links else chain.expand(*batch, n + 1, 4, 4).reshape(B, n + 1, 4, 4))
     shared_bounds = lower.dim() <= 1 and upper.dim() <= 1
-    lo = lower.expand(n) if shared_bounds else lower.expand(*batch, n).reshape(B, n)
-    hi = upper.expand(n) if shared_bounds else upper.expand(*batch, n).reshape(B, n)
+    lo = lower.reshape(n, 1) if shared_bounds else lower.expand(*batch, n).reshape(B, n).T.contiguous()
+    hi = upper.reshape(n, 1) if shared_bounds else upper.expand(*batch, n).reshape(B, n).T.contiguous()
     # where re-seeds are drawn: the limits, a full turn for continuous joints
     lo_s = torch.where(torch.isfinite(lo), lo, torch.full_like(lo, -math.pi))
     hi_s = torch.where(torch.isfinite(hi), hi, torch.full_like(hi, math.pi))
@@ -291,12 +302,12 @@ def refine(
 
     w = cfg.rot_weight
     pos_tol2, rot_tol2 = cfg.pos_tol ** 2, (cfg.rot_tol * w) ** 2
-    out = q.clone()
+    q = q0.T.contiguous()
+    out = q.clone()  # (n, B), written back as rows converge or leave
     out_done = torch.zeros(B, dtype=torch.bool, device=device)
     idx = torch.arange(B, device=device)
-    W = link_products(links)
-    e, J = residual_jacobian(links, q, Rg, pg, w, W)
-    err = e.pow(2).sum(-1)
+    e, J = residual_jacobian(K, M0, q, Rg, pg, w)
+    err = e.pow(2).sum(0)
     out_err = err.clone()
     lam = torch.full_like(err, cfg.damping)
     age = torch.zeros(B, dtype=torch.int32, device=device)
@@ -306,26 +317,28 @@ def refine(
     check = max(1, cfg.check_every)
     t0 = time.perf_counter()
 
+    def converged(e: Tensor) -> Tensor:
+        return (e[:3].pow(2).sum(0) <= pos_tol2) & (e[3:].pow(2).sum(0) <= rot_tol2)
+
     for it in range(cfg.max_iter):
         stale = None
         if it % check == 0:
-            done = (e[:, :3].pow(2).sum(-1) <= pos_tol2) & (e[:, 3:].pow(2).sum(-1) <= rot_tol2)
+            done = converged(e)
             if bool(done.any()):
                 finished = idx[done]
-                out[finished], out_done[finished], out_err[finished] = q[done], True, err[done]
+                out[:, finished], out_done[finished], out_err[finished] = q[:, done], True, err[done]
                 stay = ~done
                 if keep is not None:  # goals with enough converged seeds stop altogether
                     enough = out_done.view(-1, m).sum(1) >= keep
                     stay &= ~enough[idx // m]
-                    # their unconverged rows keep their best so far
-                    gone = ~stay & ~done
-                    out[idx[gone]], out_err[idx[gone]] = best_q[gone], best_err[gone]
-                idx, q, e, J, err, lam, age, best_q, best_err, Rg, pg, err_check = (
-                    t[stay] for t in (idx, q, e, J, err, lam, age, best_q, best_err, Rg, pg, err_check))
+                    gone = ~stay & ~done  # their unconverged rows keep their best so far
+                    out[:, idx[gone]], out_err[idx[gone]] = best_q[:, gone], best_err[gone]
+                idx, err, lam, age, best_err, err_check = (t[stay] for t in (idx, err, lam, age, best_err, err_check))
+                q, e, J, best_q, Rg, pg = (t[..., stay] for t in (q, e, J, best_q, Rg, pg))
                 if not shared_links:
-                    links, W = links[stay], W[stay]
+                    K, M0 = K[..., stay], M0[:, stay]
                 if not shared_bounds:
-                    lo, hi, lo_s, hi_s = lo[stay], hi[stay], lo_s[stay], hi_s[stay]
+                    lo, hi, lo_s, hi_s = lo[:, stay], hi[:, stay], lo_s[:, stay], hi_s[:, stay]
             if idx.numel() == 0:
                 break
             if cfg.time_budget_s is not None and time.perf_counter() - t0 > cfg.time_budget_s:
@@ -338,14 +351,14 @@ def refine(
         if stale is not None:
             err_check = torch.where(stale, torch.full_like(err, math.inf), err_check)
             u = torch.rand(q.shape, dtype=dtype, device=device, generator=gen)
-            q_new = torch.where(stale[:, None], lo_s + u * (hi_s - lo_s), q_new)
-        e_new, J_new = residual_jacobian(links, q_new, Rg, pg, w, W)
-        err_new = e_new.pow(2).sum(-1)
+            q_new = torch.where(stale, lo_s + u * (hi_s - lo_s), q_new)
+        e_new, J_new = residual_jacobian(K, M0, q_new, Rg, pg, w)
+        err_new = e_new.pow(2).sum(0)
         better = err_new < err
         accept = better if stale is None else better | stale
-        q = torch.where(accept[:, None], q_new, q)
-        e = torch.where(accept[:, None], e_new, e)
-        J = torch.where(accept[:, None, None], J_new, J)
+        q = torch.where(accept, q_new, q)
+        e = torch.where(accept, e_new, e)
+        J = torch.where(accept, J_new, J)
         err = torch.where(accept, err_new, err)
         lam = torch.where(better, lam * LAMBDA_DOWN, lam * LAMBDA_UP).clamp(LAMBDA_MIN, LAMBDA_MAX)
         age = age + 1
@@ -353,25 +366,26 @@ def refine(
             lam = torch.where(stale, torch.full_like(lam, cfg.damping), lam)
             age = torch.where(stale, torch.zeros_like(age), age)
         improved = err < best_err
-        best_q = torch.where(improved[:, None], q, best_q)
+        best_q = torch.where(improved, q, best_q)
         best_err = torch.where(improved, err, best_err)
     if idx.numel():
         # rows still working: converged now, or the best configuration over their seeds
-        done = (e[:, :3].pow(2).sum(-1) <= pos_tol2) & (e[:, 3:].pow(2).sum(-1) <= rot_tol2)
-        out[idx] = torch.where(done[:, None], q, best_q)
+        done = converged(e)
+        out[:, idx] = torch.where(done, q, best_q)
         out_done[idx] = done
         out_err[idx] = torch.where(done, err, best_err)
+    out = out.T
     continuous = torch.isinf(lower) & torch.isinf(upper)
     out = torch.where(continuous, wrap_angle(out), out)
     if keep is None:
         return out.reshape(*batch, n)
     # per goal: converged candidates unlike every earlier one first, then converged repeats (each
     # in seed order; a stable sort), then the best of the rest
-    fresh = first_distinct(out.view(-1, m, n), out_done.view(-1, m), cfg.distinct_tol).view(-1)
+    fresh = first_distinct(out.reshape(-1, m, n), out_done.view(-1, m), cfg.distinct_tol).view(-1)
     rank = torch.where(fresh, -2.0, -1.0).to(out_err.dtype)
     key = torch.where(out_done, rank, out_err).view(-1, m)
     order = torch.sort(key, dim=1, stable=True).indices[:, :keep]
-    picked = torch.gather(out.view(-1, m, n), 1, order[..., None].expand(-1, keep, n))
+    picked = torch.gather(out.reshape(-1, m, n), 1, order[..., None].expand(-1, keep, n))
     return picked.reshape(*batch[:-1], keep, n)
 
 

@@ -289,3 +289,27 @@ def test_pool_returns_keep_converged_candidates_per_goal_distinct_first():
     assert bool((fresh[:, 1:] <= fresh[:, :-1]).all())
     with pytest.raises(ValueError):
         refine(robot.chain, seeds, goal[:, None], robot.lower, robot.upper, cfg, keep=m + 1)
+
+
+@pytest.mark.parametrize("arm", ["panda", "ur10"])
+def test_jacobian_matches_finite_differences(arm):
+    """e(q + h) - e(q - h) ~ -2 J h: the Jacobian of the batch-last FK. At the goal itself the
+    derivative of the rotation error (a logarithm) is exactly the geometric Jacobian's rows."""
+    from ggik_core.solve.refine import pose_residual
+
+    robot = load_arm(arm)
+    gen = torch.Generator().manual_seed(2)
+    q = robot.sample_q(5, gen)
+    off = robot.fk(q + 0.3 * torch.randn(q.shape, generator=gen, dtype=torch.float64))
+    e, _ = pose_residual(robot.chain, q, off, 0.5)
+    torch.testing.assert_close(e[:, :3], off[:, :3, 3] - robot.fk(q)[:, :3, 3], rtol=0, atol=1e-12)
+    goal = robot.fk(q)
+    e, J = pose_residual(robot.chain, q, goal, 0.5)
+    assert e.shape == (5, 6) and J.shape == (5, 6, robot.dof)
+    assert e.abs().max() < 1e-12
+    h = 1e-6
+    for i in range(robot.dof):
+        dq = torch.zeros(robot.dof, dtype=torch.float64)
+        dq[i] = h
+        fd = (pose_residual(robot.chain, q + dq, goal, 0.5)[0] - pose_residual(robot.chain, q - dq, goal, 0.5)[0]) / (2 * h)
+        torch.testing.assert_close(fd, -J[:, :, i], rtol=0, atol=1e-7)
