@@ -199,6 +199,20 @@ def bench_ik(
     run(model if model is not None and model.exists() else None, goals, samples, seed, out, max_iter, arm, device)
 
 
+@bench_app.command("seeds")
+def bench_seeds(
+    model: Path = typer.Option(Path("data/model/model.pt"), help="Trained model."),
+    goals: int = typer.Option(20, help="Goals per arm."),
+    samples: int = typer.Option(32, help="Candidates per goal."),
+    arm: Optional[list[str]] = typer.Option(None, "--arm", help="Repeat to choose arms (default: all five)."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Model-seeded vs random-seeded refinement at equal wall time (CPU)."""
+    from pipeline.bench_seeds import bench_seeds as run
+
+    run(model, goals, samples, arm, seed)
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
     try:
