@@ -25,11 +25,7 @@ from pipeline.train import load_model
 
 
 def refine_config(p: EvalParams) -> RefineConfig:
-    """The eval params' LM settings. Evaluation measures the model's own samples, refined: no
-    random re-seeds and no pool of extra random seeds (the solver's defaults add both)."""
-    from dataclasses import replace
-
-    return replace(pick(RefineConfig, p, prefix="refine_"), restart_after=0, extra_seeds=0.0)
+    return pick(RefineConfig, p, prefix="refine_")
 
 
 def _frame(arm: str, kind: str, s: Solutions) -> pd.DataFrame:
