@@ -132,8 +132,11 @@ class Solver:
         base_link, ee_link: the chain inside a URDF (defaults: the root and the single leaf).
         model: a trained model file (or a loaded ``GGIK``). ``None``: no model; refinement then
             starts from configurations drawn uniformly at random inside the joint limits.
-        max_iter, pos_tol_mm, rot_tol_deg: Levenberg–Marquardt iterations and the errors at
-            which a candidate stops being refined.
+        max_iter, pos_tol_mm, rot_tol_deg: Levenberg–Marquardt iterations per candidate, re-seeds
+            included (``None``: the library default), and the errors at which a candidate stops
+            being refined.
+        time_budget_s: stop re-seeding unconverged candidates after this many seconds and return
+            the best so far (``None``: the iteration budget only).
         solved_mm, solved_deg: the errors under which a candidate counts as solved.
         distinct_tol: radians; solved candidates closer than this count once.
         threads: torch intra-op threads (0: :func:`ggik_core.runtime.pick_threads` decides; ``None``:
@@ -147,7 +150,7 @@ class Solver:
         base_link: str | None = None,
         ee_link: str | None = None,
         model: str | Path | Any | None = None,
-        max_iter: int = 50,
+        max_iter: int | None = None,
         pos_tol_mm: float = 0.01,
         rot_tol_deg: float = 0.01,
         solved_mm: float = 1.0,
@@ -155,6 +158,7 @@ class Solver:
         distinct_tol: float = 0.05,
         threads: int | None = 0,
         device: str | torch.device | None = None,
+        time_budget_s: float | None = None,
     ) -> None:
         if threads is not None:
             from ggik_core.runtime import set_threads
@@ -162,7 +166,7 @@ class Solver:
             set_threads(threads)
         self.robot = robot if isinstance(robot, Robot) else _load_robot(str(robot), base_link, ee_link)
         self.model = _load_model(model, device)
-        self.refine_cfg = refine_config(max_iter, pos_tol_mm, rot_tol_deg)
+        self.refine_cfg = refine_config(max_iter, pos_tol_mm, rot_tol_deg, time_budget_s)
         if solved_mm <= 0 or solved_deg <= 0:
             raise GGIKError("the solved thresholds (mm, degrees) must be positive")
         if distinct_tol < 0:
@@ -232,13 +236,16 @@ class Solver:
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def refine_config(max_iter: int, pos_tol_mm: float, rot_tol_deg: float) -> RefineConfig:
+def refine_config(max_iter: int | None, pos_tol_mm: float, rot_tol_deg: float, time_budget_s: float | None = None) -> RefineConfig:
     """A :class:`RefineConfig` from user units, checked."""
+    if max_iter is None:
+        max_iter = RefineConfig.max_iter  # the library's default budget (re-seeds included)
     if max_iter < 1:
         raise GGIKError(f"the refinement needs at least 1 iteration, got {max_iter}")
     if pos_tol_mm <= 0 or rot_tol_deg <= 0:
         raise GGIKError("the refinement tolerances (mm, degrees) must be positive")
-    return RefineConfig(max_iter=int(max_iter), pos_tol=pos_tol_mm / 1000.0, rot_tol=float(np.radians(rot_tol_deg)))
+    return RefineConfig(max_iter=int(max_iter), pos_tol=pos_tol_mm / 1000.0, rot_tol=float(np.radians(rot_tol_deg)),
+                        time_budget_s=time_budget_s)
 
 
 def reach(robot: Robot) -> float:

@@ -57,7 +57,9 @@ METHODS: dict[str, str] = {
 }
 BASELINES = ("random_refined", "pytorch_kinematics", "trac_ik")
 #: metrics per threshold; all "higher is better"
-RATE_METRICS = ("success_candidates", "success_goals", "solutions_per_s", "distinct_per_goal")
+RATE_METRICS = ("success_candidates", "success_goals", "solutions_per_s", "distinct_per_goal", "distinct_per_s")
+#: repeats of the warm single-goal latency measurement (median reported)
+LATENCY_REPEATS = 15
 
 
 
@@ -80,6 +82,7 @@ def score(sol: Solutions) -> dict:
             "success_goals": solved / G,
             "solutions_per_s": n_ok / seconds,
             "distinct_per_goal": distinct / G,
+            "distinct_per_s": distinct / seconds,
         }
     return out
 
@@ -110,6 +113,7 @@ def pooled(entries: list[dict]) -> dict:
             "success_goals": solved / G,
             "solutions_per_s": n_ok / max(wall, 1e-12),
             "distinct_per_goal": distinct / G,
+            "distinct_per_s": distinct / max(wall, 1e-12),
         }
     return out
 
@@ -169,6 +173,21 @@ def run_random_refined(robot: Robot, goals: Tensor, q_seed: Tensor, cfg: RefineC
     return sol
 
 
+def warm_latency_ms(robot: Robot, goal: Tensor, q_seed: Tensor, cfg: RefineConfig, device: torch.device) -> dict:
+    """Median and best wall time (ms) of random-seed LM for one goal ``(1, 4, 4)`` and its seeds
+    ``(1, k, n)``, after a warm-up call, with the success of the last call."""
+    run_random_refined(robot, goal, q_seed, cfg, device)
+    times, sol = [], None
+    for _ in range(LATENCY_REPEATS):
+        sol = run_random_refined(robot, goal, q_seed, cfg, device)
+        times.append(sol.seconds * 1000.0)
+    times.sort()
+    pos_tol, rot_tol = THRESHOLDS["1mm_1deg"]
+    ok = (sol.pos_err < pos_tol) & (sol.rot_err < rot_tol) & sol.within_limits
+    return {"candidates": q_seed.shape[1], "median_ms": times[len(times) // 2], "min_ms": times[0],
+            "successes": int(ok.sum()), "distinct": int(distinct_count(sol.q, ok, DISTINCT_TOL).sum())}
+
+
 # --- the benchmark -------------------------------------------------------------------------------
 def bench_ik(
     model_path: Path | None,
@@ -191,6 +210,9 @@ def bench_ik(
     for a in names:
         if a not in ARM_NAMES:
             raise GGIKError(f"unknown robot {a!r}: the catalog has {', '.join(ARM_NAMES)}")
+    from ggik_core.runtime import set_threads
+
+    set_threads()  # the shared-machine thread policy (GGIK_THREADS, else the free cores)
     dev = torch.device(device) if device else pick_device()
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise GGIKError(f"device {device!r} asked for but CUDA is not available")
@@ -217,6 +239,7 @@ def bench_ik(
     stderr.print(f"bench ik: {len(names)} arms x {goals_per_arm} goals x {k} samples, LM max_iter {max_iter}, "
                  f"device {dev}, threads {torch.get_num_threads()}")
     results: dict[str, dict] = {}
+    latency: dict[str, dict] = {}
     with progress() as bar:
         task = bar.add_task("bench ik", total=len(names) * len(METHODS), info="")
         for name in names:
@@ -274,6 +297,9 @@ def bench_ik(
                 run("trac_ik", lambda: run_trac_ik(trac_ik_solver(TracIK, robot, name), robot, goals, q_seed))
             add_ratios(row)
             results[name] = row
+            latency[name] = warm_latency_ms(robot, goals[:1], q_seed[:1], cfg, dev)
+            stderr.print(f"  {name:6s} warm latency, random seeds + LM, 1 goal x {k}: median {latency[name]['median_ms']:.1f} ms "
+                         f"(best {latency[name]['min_ms']:.1f} ms), {latency[name]['successes']} exact, {latency[name]['distinct']} distinct")
 
     overall = {m: pooled([results[a][m] for a in names]) for m in METHODS}
     add_ratios(overall)
@@ -299,6 +325,7 @@ def bench_ik(
         "baselines": list(BASELINES),
         "results": results,
         "overall": overall,
+        "latency_1_goal": latency,
     }
     out_dir = Path(out_dir)
     write_json(out_dir / "bench.json", report)
@@ -323,19 +350,19 @@ def _rows(block: dict[str, dict], label: str, ratios: bool) -> list[str]:
         e = block[m]
         if e.get("status") != "ok":
             status = str(e.get("status", "?")).replace("|", "\\|")
-            lines.append(f"| {label} | {title} | {status} |" + " |" * 8)
+            lines.append(f"| {label} | {title} | {status} |" + " |" * (len(THRESHOLDS) * len(RATE_METRICS)))
             continue
         src = e["ratio_to_best_baseline"] if ratios else e
         if src is None:
-            lines.append(f"| {label} | {title} | no baseline ran |" + " |" * 8)
+            lines.append(f"| {label} | {title} | no baseline ran |" + " |" * (len(THRESHOLDS) * len(RATE_METRICS)))
             continue
         cells = []
         for key in THRESHOLDS:
             t = src[key]
             if ratios:
-                cells += [_ratio(t["success_candidates"]), _ratio(t["success_goals"]), _ratio(t["solutions_per_s"]), _ratio(t["distinct_per_goal"])]
+                cells += [_ratio(t["success_candidates"]), _ratio(t["success_goals"]), _ratio(t["solutions_per_s"]), _ratio(t["distinct_per_goal"]), _ratio(t["distinct_per_s"])]
             else:
-                cells += [_pct(t["success_candidates"]), _pct(t["success_goals"]), f"{t['solutions_per_s']:,.0f}", f"{t['distinct_per_goal']:.2f}"]
+                cells += [_pct(t["success_candidates"]), _pct(t["success_goals"]), f"{t['solutions_per_s']:,.0f}", f"{t['distinct_per_goal']:.2f}", f"{t['distinct_per_s']:,.0f}"]
         cells.append(_ratio(src["wall_s"]) if ratios else f"{src['wall_s']:.3f}")
         lines.append(f"| {label} | {title} | " + " | ".join(cells) + " |")
     return lines
@@ -346,7 +373,7 @@ def markdown(report: dict) -> str:
     head_cells = []
     for key in THRESHOLDS:
         lab = THRESHOLD_LABELS[key]
-        head_cells += [f"cand. @ {lab}", f"goals @ {lab}", f"sol/s @ {lab}", f"distinct/goal @ {lab}"]
+        head_cells += [f"cand. @ {lab}", f"goals @ {lab}", f"sol/s @ {lab}", f"distinct/goal @ {lab}", f"distinct/s @ {lab}"]
     header = "| arm | method | " + " | ".join(head_cells) + " | wall s |"
     rule = "|" + "---|" * (3 + len(head_cells))
     out = [
@@ -357,7 +384,8 @@ def markdown(report: dict) -> str:
         "",
         "Success: FK error below the threshold and inside the joint limits. cand. = share of all candidates, "
         "goals = share of goals with at least one success, sol/s = successful candidates per second of wall time, "
-        f"distinct/goal = distinct successful solutions per goal (every joint within {c['distinct_tol_rad']} rad = same).",
+        f"distinct/goal = distinct successful solutions per goal (every joint within {c['distinct_tol_rad']} rad = same), "
+        "distinct/s = distinct successful solutions per second of wall time.",
         "",
         "## Figures",
         "",
@@ -377,5 +405,33 @@ def markdown(report: dict) -> str:
     for arm in c["arms"]:
         out += _rows(report["results"][arm], arm, ratios=True)
     out += _rows(report["overall"], "all", ratios=True)
+    out += _vs_trac_ik(report)
+    lat = report.get("latency_1_goal") or {}
+    if lat:
+        out += ["", "## Warm latency, random seeds + LM, one goal", "",
+                "| arm | candidates | median ms | best ms | exact | distinct |", "|---|---|---|---|---|---|"]
+        out += [f"| {a} | {v['candidates']} | {v['median_ms']:.1f} | {v['min_ms']:.1f} | {v['successes']} | {v['distinct']} |"
+                for a, v in lat.items()]
     out.append("")
     return "\n".join(out) + "\n"
+
+
+def _vs_trac_ik(report: dict) -> list[str]:
+    """Throughput of our LM methods as multiples of TRAC-IK's, at 1 mm & 1°, per arm and pooled."""
+    blocks = [(arm, report["results"][arm]) for arm in report["config"]["arms"]] + [("all", report["overall"])]
+    lines = ["", "## Against TRAC-IK (1 mm & 1°): solutions/s and distinct solutions/s as multiples of TRAC-IK's", "",
+             "| arm | TRAC-IK sol/s | TRAC-IK distinct/s | method | sol/s | × | distinct/s | × |", "|---|---|---|---|---|---|---|---|"]
+    for label, block in blocks:
+        tk = block.get("trac_ik", {})
+        if tk.get("status") != "ok":
+            continue
+        t = tk["1mm_1deg"]
+        for m in ("ggik_refined", "random_refined"):
+            e = block.get(m, {})
+            if e.get("status") != "ok":
+                continue
+            x = e["1mm_1deg"]
+            lines.append(f"| {label} | {t['solutions_per_s']:,.0f} | {t['distinct_per_s']:,.0f} | {METHODS[m]} | {x['solutions_per_s']:,.0f} | "
+                         f"{_ratio(x['solutions_per_s'] / t['solutions_per_s'] if t['solutions_per_s'] else None)} | {x['distinct_per_s']:,.0f} | "
+                         f"{_ratio(x['distinct_per_s'] / t['distinct_per_s'] if t['distinct_per_s'] else None)} |")
+    return lines if len(lines) > 4 else []

@@ -101,7 +101,7 @@ def solve(
     out: Optional[Path] = typer.Option(None, "--out", help="Write solutions to .csv, .parquet or .json (default: CSV on stdout)."),
     raw: bool = typer.Option(False, "--raw", help="Raw GGIK samples, not refined (needs a model)."),
     refine: bool = typer.Option(True, "--refine/--no-refine", hidden=True, help="Kept for compatibility: --refine is the default, --no-refine means --raw."),
-    max_iter: int = typer.Option(50, "--max-iter", help="Levenberg-Marquardt iterations at most."),
+    max_iter: Optional[int] = typer.Option(None, "--max-iter", help="Levenberg-Marquardt iterations per candidate, re-seeds included (default: the library's, 200)."),
     tol_mm: float = typer.Option(0.01, "--tol-mm", help="Refinement stops for a candidate within this position error (mm) ..."),
     tol_deg: float = typer.Option(0.01, "--tol-deg", help="... and this rotation error (degrees)."),
     solved_mm: float = typer.Option(1.0, "--solved-mm", help="A candidate counts as solved within this position error (mm) ..."),
@@ -113,13 +113,16 @@ def solve(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the distinct solutions of one goal to a .png, .pdf or .svg file."),
     plot_goal: int = typer.Option(0, "--plot-goal", help="The goal id --plot draws."),
     threads: int = THREADS,
+    time_budget: Optional[float] = typer.Option(None, "--time-budget", help="Stop re-seeding unconverged candidates after this many seconds and return the best so far (default: the iteration budget only)."),
 ) -> None:
     """IK solutions for your robot: one row per candidate, errors computed by forward kinematics."""
     from pipeline.solve import solve as run
 
+    if time_budget is not None and not time_budget >= 0:
+        raise GGIKError(f"--time-budget must be a non-negative number of seconds (got {time_budget})")
     df = run(robot, goal, goals, samples, model, out, refine=refine and not raw, seed=seed, base_link=base_link, ee_link=ee_link,
              max_iter=max_iter, pos_tol_mm=tol_mm, rot_tol_deg=tol_deg, solved_mm=solved_mm, solved_deg=solved_deg,
-             distinct_tol=distinct_tol, plot=plot, plot_goal=plot_goal, threads=threads)
+             distinct_tol=distinct_tol, plot=plot, plot_goal=plot_goal, threads=threads, time_budget=time_budget)
     if out is None:
         typer.echo(df.to_csv(index=False), nl=False)
     else:
@@ -222,7 +225,7 @@ def bench_ik(
     samples: int = typer.Option(32, help="Candidates per goal, every method."),
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("metrics"), help="Folder for bench.json and bench.md."),
-    max_iter: int = typer.Option(50, help="Iterations of our LM and of pytorch-kinematics."),
+    max_iter: int = typer.Option(200, help="Iteration budget per candidate of our LM (re-seeds included) and iterations of pytorch-kinematics."),
     arm: Optional[list[str]] = typer.Option(None, "--arm", help="Repeat to choose arms (default: all five)."),
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present)."),
 ) -> None:
@@ -248,6 +251,20 @@ def bench_overfit(
     from pipeline.bench import bench_overfit as run
 
     run(robot, problems, steps, lr, layer, set_, precision, seed, every)
+
+
+@bench_app.command("seeds")
+def bench_seeds(
+    model: Path = typer.Option(Path("data/model/model.pt"), help="Trained model."),
+    goals: int = typer.Option(20, help="Goals per arm."),
+    samples: int = typer.Option(32, help="Candidates per goal."),
+    arm: Optional[list[str]] = typer.Option(None, "--arm", help="Repeat to choose arms (default: all five)."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Model-seeded vs random-seeded refinement at equal wall time (CPU)."""
+    from pipeline.bench_seeds import bench_seeds as run
+
+    run(model, goals, samples, arm, seed)
 
 
 def main() -> None:

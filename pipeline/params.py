@@ -76,6 +76,9 @@ class EvalParams:
     refine_max_iter: int = 30
     refine_pos_tol: float = RefineConfig.pos_tol
     refine_rot_tol: float = RefineConfig.rot_tol
+    # evaluation measures the model's own samples, refined: no random re-seeds, no extra seeds
+    refine_restart_after: int = 0
+    refine_extra_seeds: float = 0.0
     distinct_tol: float = 0.05
 
 

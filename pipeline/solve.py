@@ -116,7 +116,7 @@ def solve(
     seed: int = 0,
     base_link: str | None = None,
     ee_link: str | None = None,
-    max_iter: int = 50,
+    max_iter: int | None = None,
     pos_tol_mm: float = 0.01,
     rot_tol_deg: float = 0.01,
     solved_mm: float = 1.0,
@@ -125,6 +125,7 @@ def solve(
     plot: Path | None = None,
     plot_goal: int = 0,
     threads: int = 0,
+    time_budget: float | None = None,
 ) -> pd.DataFrame:
     """Solve, report on stderr, write ``out`` (and ``plot``); returns the solutions, best first."""
     if samples < 1:
@@ -146,7 +147,7 @@ def solve(
     model = find_model(model_path)
     solver = Solver(robot_spec, base_link=base_link, ee_link=ee_link, model=model, max_iter=max_iter, pos_tol_mm=pos_tol_mm,
                     rot_tol_deg=rot_tol_deg, solved_mm=solved_mm, solved_deg=solved_deg, distinct_tol=distinct_tol,
-                    threads=threads)
+                    threads=threads, time_budget_s=time_budget)
     if model is None:
         if not refine:
             raise GGIKError(f"--raw needs a trained model: none at {DEFAULT_MODEL}; pass --model FILE")

@@ -29,8 +29,11 @@ class Robot:
     Attributes:
         name: a label.
         chain: link transforms ``(n + 1, 4, 4)``, float64.
-        lower, upper: joint limits ``(n,)`` in radians.
+        lower, upper: joint limits ``(n,)`` in radians. For a continuous joint they are the
+            nominal range [-pi, pi] used to draw configurations; it has no limits.
         joint_names: one name per joint.
+        continuous: ``(n,)`` bool, True for joints that turn without limits (URDF
+            ``continuous``): they wrap, are never clamped, and are always within limits.
     """
 
     name: str
@@ -38,6 +41,7 @@ class Robot:
     lower: Tensor
     upper: Tensor
     joint_names: list[str] = field(default_factory=list)
+    continuous: Tensor | None = None
 
     def __post_init__(self) -> None:
         self.chain = torch.as_tensor(self.chain, dtype=torch.float64)
@@ -57,6 +61,11 @@ class Robot:
             raise RobotError(f"robot {self.name!r}: joint {bad[0] + 1} has lower limit above upper limit")
         if not self.joint_names:
             self.joint_names = [f"joint_{i + 1}" for i in range(n)]
+        if self.continuous is None:
+            self.continuous = torch.zeros(n, dtype=torch.bool)
+        self.continuous = torch.as_tensor(self.continuous, dtype=torch.bool).reshape(-1)
+        if self.continuous.numel() != n:
+            raise RobotError(f"robot {self.name!r}: {n} joints but {self.continuous.numel()} continuous flags")
 
     @property
     def dof(self) -> int:
@@ -81,10 +90,17 @@ class Robot:
         return "skew" not in self.axis_relations()
 
     def within_limits(self, q: Tensor, tol: float = 1e-9) -> Tensor:
-        """Boolean ``(...,)``: every joint of ``q (..., n)`` inside its limits."""
+        """Boolean ``(...,)``: every joint of ``q (..., n)`` inside its limits (continuous joints
+        always are)."""
         q = torch.as_tensor(q, dtype=torch.float64)
-        lower, upper = self.lower.to(q.device), self.upper.to(q.device)
+        lower, upper = self.bounds()
+        lower, upper = lower.to(q.device), upper.to(q.device)
         return ((q >= lower - tol) & (q <= upper + tol)).all(-1)
+
+    def bounds(self) -> tuple[Tensor, Tensor]:
+        """Joint bounds for solvers ``(n,)``: the limits, and minus and plus infinity for continuous joints."""
+        inf = torch.full_like(self.lower, math.inf)
+        return torch.where(self.continuous, -inf, self.lower), torch.where(self.continuous, inf, self.upper)
 
     def sample_q(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` configurations uniform inside the joint limits ``(n, dof)``."""

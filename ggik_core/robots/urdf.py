@@ -6,8 +6,9 @@ tree from a base link to an end-effector link and turns the joints on that path 
 
 * ``fixed`` joints are folded into the constant link transforms;
 * ``revolute`` joints become chain joints with the limits of their ``<limit>`` element;
-* ``continuous`` joints become chain joints with limits :math:`[-\pi, \pi]` (a full turn; any
-  ``<limit>`` element on them is ignored);
+* ``continuous`` joints become chain joints without limits (``Robot.continuous``): they wrap and
+  are never clamped; :math:`[-\pi, \pi]` is kept as their nominal range for drawing
+  configurations (any ``<limit>`` element on them is ignored);
 * ``prismatic``, ``floating`` and ``planar`` joints (and mimic joints) on the path are rejected
   with a :class:`~ggik_core.errors.RobotError`. Joints off the path (e.g. gripper fingers) are
   ignored, whatever their type.
@@ -73,6 +74,7 @@ def load_urdf(
     lower: list[float] = []
     upper: list[float] = []
     joint_names: list[str] = []
+    continuous: list[bool] = []
     T = np.eye(4)
     for joint in joints:
         jtype = joint.type
@@ -93,6 +95,7 @@ def load_urdf(
         lower.append(lo)
         upper.append(hi)
         joint_names.append(joint.name)
+        continuous.append(jtype == "continuous")
     if not joint_names:
         raise RobotError(f"{path}: no revolute joint between base link {base!r} and end-effector link {ee!r}")
     links.append(T)
@@ -104,6 +107,7 @@ def load_urdf(
         lower=torch.tensor(lower, dtype=torch.float64),
         upper=torch.tensor(upper, dtype=torch.float64),
         joint_names=joint_names,
+        continuous=torch.tensor(continuous, dtype=torch.bool),
     )
 
 

@@ -7,20 +7,23 @@ refined by batched Levenberg–Marquardt, and every solution's error is computed
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-from ggik_core.data.batch import make_batch
-from ggik_core.data.graph import ProblemGraphs, canonical_chain, known_mask, node_positions
 from ggik_core.solve.joints import fit_to_limits, recover_joints
 from ggik_core.robots.kinematics import forward_kinematics, home_frames
-from ggik_core.model.cvae import GGIK
 from ggik_core.solve.refine import RefineConfig, refine
 from ggik_core.robots.robot import Robot
 from ggik_core.robots.transforms import invert, pose_errors, wrap_angle
+
+if TYPE_CHECKING:  # the model and graph code (torch_geometric) load only when sampling
+    from ggik_core.data.graph import ProblemGraphs
+    from ggik_core.model.cvae import GGIK
 
 
 @dataclass
@@ -36,6 +39,8 @@ class Solutions:
 
 def partial_graphs(robot: Robot, goals: Tensor) -> tuple[ProblemGraphs, Tensor]:
     """Partial-graph tensors (no answer) for ``goals (G, 4, 4)`` in the robot's base frame."""
+    from ggik_core.data.graph import ProblemGraphs, canonical_chain, known_mask, node_positions
+
     chain_c, base = canonical_chain(robot.chain)
     goal_c = invert(base) @ goals.to(torch.float64)
     home = node_positions(home_frames(chain_c))
@@ -71,12 +76,18 @@ def sample_solutions(
     max_graphs: int = 8192,
 ) -> Solutions:
     """``k`` IK solutions for each of ``goals (G, 4, 4)`` (base frame of ``robot``)."""
+    from ggik_core.data.batch import make_batch
+    from ggik_core.data.graph import ProblemGraphs
+
     device = next(model.parameters()).device
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     sync()
     t0 = time.perf_counter()
     goals = goals.to(torch.float64)
     g, chain_c = partial_graphs(robot, goals)
+    keep = None
+    if refine_cfg is not None:  # the model proposes the whole refinement pool (see _finish)
+        keep, k = k, k + extra_count(k, goals.shape[0], refine_cfg)
     per = max(1, max_graphs // k)
     qs = []
     chain_dev = chain_c.to(device)
@@ -86,7 +97,7 @@ def sample_solutions(
         b = make_batch(sub, model.cfg.directions, with_answer=False, home_init=model.cfg.home_init).to(device)
         x = model.sample(b, k, generator=generator)  # (G', k, N, 3)
         qs.append(recover_joints(chain_dev, x.to(torch.float64), g.goal[sl, None].to(device)))
-    out = _finish(robot, torch.cat(qs), goals, refine_cfg, t0)
+    out = _finish(robot, torch.cat(qs), goals, refine_cfg, t0, keep)
     sync()
     out.seconds = time.perf_counter() - t0
     return out
@@ -97,12 +108,34 @@ def refine_solutions(robot: Robot, q: Tensor, goals: Tensor, cfg: RefineConfig) 
     return _finish(robot, q, goals, cfg, time.perf_counter())
 
 
-def _finish(robot: Robot, q: Tensor, goals: Tensor, refine_cfg: RefineConfig | None, t0: float) -> Solutions:
-    """Refine (which keeps ``q`` inside the limits) or shift whole turns into them; check by FK."""
-    lower, upper = robot.lower.to(q.device), robot.upper.to(q.device)
+def extra_count(k: int, goals: int, cfg: RefineConfig) -> int:
+    """Seeds added to each goal's ``k`` for the refinement pool: ``k * extra_seeds``, and on small
+    batches up to ``k`` more, towards ``min_pool_rows`` rows in all (:class:`RefineConfig`)."""
+    if cfg.extra_seeds <= 0:
+        return 0
+    small = min(k, int(math.ceil(cfg.min_pool_rows / max(goals, 1))) - k)
+    return max(int(math.ceil(k * cfg.extra_seeds)), small)
+
+
+def random_seeds(robot: Robot, goals: int, per_goal: int, seed: int) -> Tensor:
+    """Configurations uniform inside the limits (a full turn for continuous joints) ``(G, m, n)``."""
+    gen = torch.Generator().manual_seed(seed)
+    return robot.sample_q(goals * per_goal, gen).reshape(goals, per_goal, robot.dof)
+
+
+def _finish(robot: Robot, q: Tensor, goals: Tensor, refine_cfg: RefineConfig | None, t0: float, keep: int | None = None) -> Solutions:
+    """Refine (which keeps ``q`` inside the limits) or shift whole turns into them; check by FK.
+
+    With refinement, ``k`` candidates per goal come back: ``keep`` of a pool ``q (G, m, n)`` when
+    given, else ``q``'s own ``k`` pooled with :func:`extra_count` random seeds per goal.
+    """
+    lower, upper = (b.to(q.device) for b in robot.bounds())  # continuous joints: unbounded
     goals = goals.to(q.device, torch.float64)
     if refine_cfg is not None:
-        q = refine(robot.chain.to(q.device), q, goals[:, None], lower, upper, refine_cfg)
+        if keep is None:
+            keep = q.shape[1]
+            q = torch.cat([q, random_seeds(robot, goals.shape[0], extra_count(keep, goals.shape[0], refine_cfg), refine_cfg.seed + 1).to(q)], 1)
+        q = refine(robot.chain.to(q.device), q, goals[:, None], lower, upper, refine_cfg, keep=keep)
     else:
         q = fit_to_limits(q, lower, upper)
     pos, rot, within = errors(robot, q, goals)

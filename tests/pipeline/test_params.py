@@ -36,7 +36,7 @@ def test_library_configs_are_built_by_field_name() -> None:
     p = DataParams(geometry="noncoplanar", p_parallel=0.1, p_skew=0.7)
     assert robot_config(p) == RandomRobotConfig(geometry="noncoplanar", p_parallel=0.1, p_skew=0.7)
     e = EvalParams(refine_max_iter=7, refine_pos_tol=2e-5, refine_rot_tol=3e-4)
-    assert refine_config(e) == RefineConfig(max_iter=7, pos_tol=2e-5, rot_tol=3e-4)
+    assert refine_config(e) == RefineConfig(max_iter=7, pos_tol=2e-5, rot_tol=3e-4, restart_after=0, extra_seeds=0.0)
     assert DataParams().p_skew == RandomRobotConfig().p_skew
     assert EvalParams().refine_pos_tol == RefineConfig().pos_tol
     assert pick(RefineConfig, object()) == RefineConfig()

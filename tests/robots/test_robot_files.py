@@ -71,11 +71,46 @@ def test_simple_chain(tmp_path):
     torch.testing.assert_close(T[:3, 3], torch.tensor([0.0, 0.3, 0.1], dtype=torch.float64), rtol=0, atol=1e-12)
 
 
-def test_continuous_joint_gets_pi_limits(tmp_path):
+def test_continuous_joint_is_unbounded(tmp_path):
     joints = [joint("j1", "l0", "l1"), joint("spin", "l1", "l2", jtype="continuous", limit=None)]
     robot = load_urdf(write(tmp_path, chain_urdf(joints, 3)))
+    # [-pi, pi] is only the nominal range configurations are drawn from
     assert robot.lower.tolist() == [-1.5, -math.pi]
     assert robot.upper.tolist() == [2.0, math.pi]
+    assert robot.continuous.tolist() == [False, True]
+    lower, upper = robot.bounds()
+    assert lower.tolist() == [-1.5, -math.inf] and upper.tolist() == [2.0, math.inf]
+    q = torch.tensor([[0.0, 4.0], [0.0, -10.0], [2.5, 0.0]], dtype=torch.float64)
+    assert robot.within_limits(q).tolist() == [True, True, False]
+
+
+WRIST_ROLL = [
+    joint("yaw", "l0", "l1", xyz="0 0 0.2", axis="0 0 1", limit=(-2.0, 2.0)),
+    joint("pitch", "l1", "l2", xyz="0 0 0.3", axis="0 1 0", limit=(-2.0, 2.0)),
+    joint("roll", "l2", "l3", jtype="continuous", xyz="0.3 0 0", axis="1 0 0", limit=None),
+    joint("tool", "l3", "l4", jtype="fixed", xyz="0.05 0.04 0", axis=None, limit=None),
+]
+
+
+def test_continuous_wrist_roll_wraps_across_pi_when_solving(tmp_path):
+    """A goal with the roll at 3.0 rad, seeds at -2.9 (0.38 rad away across -pi): the refiner
+    crosses pi and returns the roll wrapped into (-pi, pi]; clamped to [-pi, pi] it stalled."""
+    from ggik_core.solve.refine import RefineConfig
+    from ggik_core.solve.solver import refine_solutions
+
+    robot = load_urdf(write(tmp_path, chain_urdf(WRIST_ROLL, 5)))
+    assert robot.continuous.tolist() == [False, False, True]
+    q_true = torch.tensor([[0.3, 0.5, 3.0], [-1.0, 1.2, -3.1], [1.5, -0.4, 3.14]], dtype=torch.float64)
+    goals = robot.fk(q_true)
+    seeds = q_true[:, None].repeat(1, 4, 1) + 0.05 * torch.randn(3, 4, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    seeds[..., 2] = torch.where(q_true[:, None, 2] > 0, -2.9, 2.9)
+    sols = refine_solutions(robot, seeds, goals, RefineConfig(max_iter=40, restart_after=0))
+    assert sols.pos_err.max() < 1e-5 and sols.rot_err.max() < 1e-4
+    assert bool(sols.within_limits.all())
+    roll = sols.q[..., 2]
+    assert bool(((roll > -math.pi) & (roll <= math.pi)).all())
+    gap = torch.remainder(roll - q_true[:, None, 2] + math.pi, 2 * math.pi) - math.pi
+    assert gap.abs().max() < 1e-4
 
 
 def test_non_z_axes_match_yourdfpy(tmp_path):
