@@ -53,8 +53,10 @@ class TrainParams:
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.01
+    lr_schedule: str = "step"  # step (x lr_gamma every lr_step_epochs) | cosine (warm-up, then cosine to 0, per batch)
     lr_step_epochs: int = 6
     lr_gamma: float = 0.5
+    warmup_fraction: float = 0.05  # cosine: share of all steps spent warming up
     val_fraction: float = 0.05
     beta: float = 1.0
     beta_warmup_epochs: int = 2
@@ -148,6 +150,10 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise GGIKError(f"params: model.layer must be egnn or egat, got {p.model.layer!r}")
     if p.train.deterministic.lower() not in ("auto", "true", "false"):
         raise GGIKError(f"params: train.deterministic must be auto, true or false, got {p.train.deterministic!r}")
+    if p.train.lr_schedule not in ("step", "cosine"):
+        raise GGIKError(f"params: train.lr_schedule must be step or cosine, got {p.train.lr_schedule!r}")
+    if not 0.0 <= p.train.warmup_fraction < 1.0:
+        raise GGIKError(f"params: train.warmup_fraction must be in [0, 1), got {p.train.warmup_fraction}")
     if p.train.precision not in ("fp32", "bf16"):
         raise GGIKError(f"params: train.precision must be fp32 or bf16, got {p.train.precision!r}")
     if p.model.phi_x not in ("mlp", "linear"):

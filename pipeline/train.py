@@ -132,6 +132,23 @@ def subset(g: ProblemGraphs, idx: torch.Tensor) -> ProblemGraphs:
     return ProblemGraphs(dof=g.dof, pos=g.pos[idx], home=g.home[idx], known=g.known[idx], goal=g.goal[idx], q=g.q[idx])
 
 
+def make_scheduler(opt: torch.optim.Optimizer, tp: TrainParams, steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """``train.lr_schedule``: ``step`` multiplies the lr by ``lr_gamma`` every ``lr_step_epochs``
+    (stepped per epoch); ``cosine`` warms up linearly over the first ``warmup_fraction`` of all
+    steps, then follows a cosine down to zero at the last step (stepped per batch)."""
+    if tp.lr_schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=tp.lr_step_epochs, gamma=tp.lr_gamma)
+    total = max(1, tp.epochs * steps_per_epoch)
+    warm = max(1, int(tp.warmup_fraction * total))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
 def beta_at(tp: TrainParams, epoch: int) -> float:
     """β rises linearly from 0 (epoch 0) to ``beta`` at ``beta_warmup_epochs``."""
     if tp.beta_warmup_epochs <= 0:
@@ -147,7 +164,8 @@ def fingerprint(params: Params, manifest: Path) -> dict:
     return {"model": asdict(params.model), "train": tp, "data": sha256_file(manifest)}
 
 
-def run_epoch(net: torch.nn.Module, graphs, plan, tp: TrainParams, beta: float, env: Dist, opt=None, bar=None, task=None) -> dict[str, float]:
+def run_epoch(net: torch.nn.Module, graphs, plan, tp: TrainParams, beta: float, env: Dist, opt=None, bar=None, task=None,
+              step_sched=None) -> dict[str, float]:
     """One pass over ``plan`` (this rank's batches); returns the mean losses over all ranks.
 
     ``net`` is the model or its DistributedDataParallel wrapper; calling it gives the losses.
@@ -170,6 +188,8 @@ def run_epoch(net: torch.nn.Module, graphs, plan, tp: TrainParams, beta: float, 
             losses["total"].backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
             opt.step()
+            if step_sched is not None:
+                step_sched.step()
         n = idx.numel()
         sums += torch.stack([losses["rec"].detach().double() * n, losses["kl"].detach().double() * n,
                              torch.tensor(float(n), dtype=torch.float64, device=env.device)])
@@ -230,7 +250,8 @@ def _train(params: Params, graph_dir: Path, out_dir: Path, metrics_dir: Path, en
     if env.world > 1:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     opt = torch.optim.AdamW(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=tp.lr_step_epochs, gamma=tp.lr_gamma)
+    steps_per_epoch = len(env.shard(batches(train_idx, tp.batch_size, None)))
+    sched = make_scheduler(opt, tp, steps_per_epoch)
     ckpt_path = out_dir / "checkpoint.pt"
     fp = fingerprint(params, graph_dir / MANIFEST)
     history: list[dict] = []
@@ -262,12 +283,14 @@ def _train(params: Params, graph_dir: Path, out_dir: Path, metrics_dir: Path, en
             shuffle = torch.Generator().manual_seed(tp.seed * 7919 + epoch)
             task = bar.add_task(f"epoch {epoch + 1}/{tp.epochs}", total=n_train, info="") if env.main else None
             te = time.perf_counter()
-            tr = run_epoch(net, graphs, env.shard(batches(train_idx, tp.batch_size, shuffle)), tp, beta, env, opt, bar if env.main else None, task)
+            tr = run_epoch(net, graphs, env.shard(batches(train_idx, tp.batch_size, shuffle)), tp, beta, env, opt, bar if env.main else None, task,
+                           sched if tp.lr_schedule == "cosine" else None)
             graphs_per_s = n_train / (time.perf_counter() - te)
             with torch.no_grad():
                 va = run_epoch(model, graphs, env.shard(batches(val_idx, tp.batch_size, None)), tp, beta, env)
             lr = opt.param_groups[0]["lr"]
-            sched.step()
+            if tp.lr_schedule == "step":
+                sched.step()
             elapsed = (history[-1].get("minutes", 0.0) if history else 0.0) + (time.perf_counter() - te) / 60
             history.append({"epoch": epoch + 1, "lr": lr, "beta": beta, **{f"train_{k}": v for k, v in tr.items()},
                             **{f"val_{k}": v for k, v in va.items()}, "minutes": elapsed})

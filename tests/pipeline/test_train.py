@@ -165,3 +165,29 @@ def test_ddp_two_gloo_processes_stay_in_sync(graphs, tmp_path):
     assert not torch.equal(p0, init)  # it trained
     log = json.loads((tmp_path / "metrics/train.json").read_text())
     assert log["processes"] == 2 and log["epochs_done"] == 2
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    from pipeline.train import make_scheduler
+
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=2.0)
+    tp = replace(TINY.train, lr_schedule="cosine", epochs=4, warmup_fraction=0.1)
+    sched = make_scheduler(opt, tp, steps_per_epoch=25)  # 100 steps, 10 of warm-up
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.2) and lrs[9] == pytest.approx(2.0)
+    assert all(a <= b for a, b in zip(lrs[:10], lrs[1:10]))  # rising during warm-up
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))  # then never rising
+    assert lrs[55] == pytest.approx(1.0, abs=0.05) and lrs[-1] < 0.002
+
+
+def test_cosine_training_runs_and_resumes(graphs, tmp_path):
+    cos = replace(TINY, train=replace(TINY.train, lr_schedule="cosine"))
+    log = _run(cos, graphs, tmp_path / "c")
+    assert log["complete"]
+    again = _run(cos, graphs, tmp_path / "c")  # complete checkpoint: nothing more to train
+    assert again["epochs_done"] == 2
