@@ -9,6 +9,7 @@ Reads ``metrics/train.json``, ``metrics/train_loss.csv``, ``metrics/eval.json`` 
 * ``arms.md`` / ``arms.csv``: per-arm accuracy, success rates, diversity and timing;
 * ``box_position.png`` / ``box_rotation.png``: per-sample errors per arm, raw and refined;
 * ``loss_curves.png``: train and validation losses per epoch;
+* ``loss_vs_time.png``: reconstruction loss against wall-clock training minutes;
 * ``index.md``: links to all of the above.
 
 Markdown numbers are rounded to three significant figures; the CSV files keep six.
@@ -68,6 +69,20 @@ def _loss_figure(losses: pd.DataFrame, layer: str, path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"Training losses ({layer})")
+    return save_png(fig, path)
+
+
+def _time_figure(losses: pd.DataFrame, layer: str, path: Path) -> Path:
+    """Validation reconstruction against wall-clock training minutes (the accuracy-versus-time curve)."""
+    fig, ax = new_figure(6.5, 4.0)
+    ax.plot(losses["minutes"], losses["val_rec"], marker="o", markersize=3, label="validation reconstruction")
+    ax.plot(losses["minutes"], losses["train_rec"], marker=".", markersize=3, alpha=0.6, label="train reconstruction")
+    ax.set_xlabel("training time (minutes, wall clock)")
+    ax.set_ylabel("reconstruction loss")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    ax.set_title(f"Loss against training time ({layer})")
     return save_png(fig, path)
 
 
@@ -204,10 +219,11 @@ def _index(tr: dict, ev: dict, out_dir: Path) -> Path:
         "## Figures\n",
         "- [Position error per arm](box_position.png)",
         "- [Rotation error per arm](box_rotation.png)",
-        "- [Loss curves](loss_curves.png)\n",
+        "- [Loss curves](loss_curves.png), [against training time](loss_vs_time.png)\n",
         "![Position error per arm](box_position.png)\n",
         "![Rotation error per arm](box_rotation.png)\n",
         "![Loss curves](loss_curves.png)\n",
+        "![Loss against training time](loss_vs_time.png)\n",
     ]
     write_text(out_dir / "index.md", "\n".join(lines))
     return out_dir / "index.md"
@@ -235,5 +251,7 @@ def report(metrics_dir: Path, out_dir: Path) -> list[Path]:
     written.append(_box_figure(samples, arms, "rot_err_deg", f"Rotation error per sample ({layer})",
                                "rotation error (deg, log scale)", out_dir / "box_rotation.png"))
     written.append(_loss_figure(losses, layer, out_dir / "loss_curves.png"))
+    if "minutes" in losses.columns:  # train_loss.csv files written before the timing column lack it
+        written.append(_time_figure(losses, layer, out_dir / "loss_vs_time.png"))
     written.append(_index(tr, ev, out_dir))
     return written
