@@ -163,5 +163,6 @@ class EGNNLayer(EquivariantConv):
         m = self.phi_e[1:](pre)  # (B, P, M)
         m_i = torch.einsum("np,bpm->bnm", inc.to(m.dtype), m)
         x_msg = self.coord_message(rel_x, m)
-        delta_x = torch.einsum("np,bpd->bnd", signed.to(x_msg.dtype), x_msg)
+        with torch.autocast(x.device.type, enabled=False):  # coordinates in full precision
+            delta_x = torch.einsum("np,bpd->bnd", signed.to(x_msg.dtype), x_msg)
         return self.node_update(h, x, torch.cat([m_i, delta_x], dim=-1))

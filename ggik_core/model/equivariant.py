@@ -293,9 +293,15 @@ class EquivariantConv(MessagePassing):
 
     def coord_message(self, rel_x: Tensor, phi_x_input: Tensor) -> Tensor:
         r"""The coordinate message :math:`\mathrm{rel}_{ij}\, \phi_x(\cdot)`
-        (zeros when the layer does not update coordinates)."""
+        (zeros when the layer does not update coordinates); computed in the precision of the
+        coordinates even under autocast."""
         if self.phi_x is None:
             return torch.zeros_like(rel_x)
+        if torch.is_autocast_enabled(rel_x.device.type):
+            # coordinates stay in full precision under autocast: bf16 weights on the coordinate
+            # head would limit positions to about 3 significant digits (millimetres on a metre)
+            with torch.autocast(rel_x.device.type, enabled=False):
+                return rel_x * self.phi_x(phi_x_input.to(rel_x.dtype))
         return rel_x * self.phi_x(phi_x_input)
 
     def node_update(self, h: Tensor, x: Tensor, out: Tensor) -> Tuple[Tensor, Tensor]:

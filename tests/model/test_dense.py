@@ -122,3 +122,31 @@ def test_symmetric_pairs_equal_pyg_layer(edge_dim, coord_mlp):
     assert torch.allclose(h_d.reshape(-1, C), h_ref, atol=1e-12, rtol=0)
     assert torch.allclose(x_d.reshape(-1, 3), x_ref, atol=1e-12, rtol=0)
     assert layer.phi_e[0].in_features == C + 1 + edge_dim
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_coordinates_stay_fp32_under_bf16_autocast(symmetric):
+    """bf16 autocast speeds up the feature path; the coordinate head and its sums stay fp32."""
+    torch.manual_seed(3)
+    layer = EGNNLayer(8, edge_dim=2, hidden_channels=16, coord_mlp=False, symmetric=symmetric)
+    torch.nn.init.normal_(layer.phi_x[-1].weight, std=0.1)
+    h, x = torch.randn(2, 6, 8), torch.randn(2, 6, 3)
+    e = torch.rand(2, 6, 6, 2)
+    e = e + e.transpose(1, 2)
+    _, x_ref = layer.forward_dense(h, x, e)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h_bf, x_bf = layer.forward_dense(h, x, e)
+    assert x_bf.dtype == torch.float32
+    move_ref, move_bf = x_ref - x, x_bf - x
+    # bf16 messages perturb phi_x's input only: the move agrees to ~1e-2 relative, not bf16's raw 4e-3 per op chain
+    assert (move_bf - move_ref).abs().max() < 2e-2 * move_ref.abs().max()
+
+
+def test_coordinate_head_runs_in_fp32_under_autocast():
+    torch.manual_seed(5)
+    layer = EGNNLayer(8, hidden_channels=16)
+    rel, m = torch.randn(50, 3), torch.randn(50, 16).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = layer.coord_message(rel, m)
+    want = rel * layer.phi_x(m.float())  # fp32 weights and sums on the bf16 message
+    assert got.dtype == torch.float32 and torch.equal(got, want)
