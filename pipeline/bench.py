@@ -126,7 +126,11 @@ def bench_train(layers: list[str], paths: list[str], batch_size: int, steps: int
             path, overrides = variants[name]
             cfg = dataclasses.replace(base_cfg, **overrides)
             torch.manual_seed(0)
-            model = GGIK(cfg).to(dev)
+            try:
+                model = GGIK(cfg).to(dev)
+            except ValueError as exc:  # e.g. symmetric messages on EGAT
+                typer.echo(f"  {layer:4s} {name:40s} not applicable: {exc}")
+                continue
             n_params[name] = sum(p.numel() for p in model.parameters())
             model.dense = path != "pyg"
             opt = torch.optim.AdamW(model.parameters(), lr=3e-4)
@@ -137,20 +141,21 @@ def bench_train(layers: list[str], paths: list[str], batch_size: int, steps: int
             _sync(dev)
             if path.endswith("compile"):
                 typer.echo(f"  {layer} {name}: compiled in {time.perf_counter() - t:.1f} s")
-        times: dict[str, list[float]] = {p: [] for p in paths}
+        names = [n for n in paths if n in runs]
+        times: dict[str, list[float]] = {p: [] for p in names}
         for _ in range(rounds):
-            for path in paths:
+            for path in names:
                 _sync(dev)
                 t = time.perf_counter()
                 for _ in range(steps):
                     runs[path]()
                 _sync(dev)
                 times[path].append((time.perf_counter() - t) / steps)
-        base = sorted(times[paths[0]])[len(times[paths[0]]) // 2]
-        for path in paths:
+        base = sorted(times[names[0]])[len(times[names[0]]) // 2]
+        for path in names:
             dt = sorted(times[path])[len(times[path]) // 2]
             typer.echo(f"  {layer:4s} {path:40s} {n_params[path]:9,} params: "
-                       f"{dt * 1000:8.1f} ms/step  {batch_size / dt:10,.0f} graphs/s  x{base / dt:5.2f} vs {paths[0]}")
+                       f"{dt * 1000:8.1f} ms/step  {batch_size / dt:10,.0f} graphs/s  x{base / dt:5.2f} vs {names[0]}")
 
 
 def bench_sample(model_path: Path | None, robot_name: str, device: str | None, repeats: int) -> None:
