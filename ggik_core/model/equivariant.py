@@ -298,10 +298,12 @@ class EquivariantConv(MessagePassing):
         if self.phi_x is None:
             return torch.zeros_like(rel_x)
         if torch.is_autocast_enabled(rel_x.device.type):
-            # coordinates stay in full precision under autocast: bf16 weights on the coordinate
-            # head would limit positions to about 3 significant digits (millimetres on a metre)
+            # coordinates stay in full precision under autocast: the hidden layer of phi_x may run
+            # in bf16, but its output layer and the products with rel_x do not (bf16 there would
+            # limit positions to about 3 significant digits: millimetres on a metre)
+            hidden = self.phi_x[:-1](phi_x_input)
             with torch.autocast(rel_x.device.type, enabled=False):
-                return rel_x * self.phi_x(phi_x_input.to(rel_x.dtype))
+                return rel_x * self.phi_x[-1](hidden.to(rel_x.dtype))
         return rel_x * self.phi_x(phi_x_input)
 
     def node_update(self, h: Tensor, x: Tensor, out: Tensor) -> Tuple[Tensor, Tensor]:

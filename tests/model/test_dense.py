@@ -148,5 +148,7 @@ def test_coordinate_head_runs_in_fp32_under_autocast():
     rel, m = torch.randn(50, 3), torch.randn(50, 16).bfloat16()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         got = layer.coord_message(rel, m)
-    want = rel * layer.phi_x(m.float())  # fp32 weights and sums on the bf16 message
-    assert got.dtype == torch.float32 and torch.equal(got, want)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        hidden = layer.phi_x[:-1](m)  # the hidden layer may run in bf16 ...
+    want = rel * layer.phi_x[-1](hidden.float())  # ... the output layer and the product do not
+    assert hidden.dtype == torch.bfloat16 and got.dtype == torch.float32 and torch.equal(got, want)
