@@ -96,13 +96,17 @@ def _column(path: Path, raw: pd.Series, name: str, csv: bool) -> np.ndarray:
     return values
 
 
-def find_model(model_path: Path | None) -> Path | None:
-    """The model to use: the one given (it must exist), else :data:`DEFAULT_MODEL` when present, else None."""
+def find_model(model_path: Path | None, refine: bool = True) -> Path | None:
+    """The model to use: the one given (it must exist); else, for raw samples, :data:`DEFAULT_MODEL`
+    when present; else None: refinement from random seeds, the default because it is measured faster
+    than learned seeds on a CPU (``ggik bench seeds``, README)."""
     if model_path is not None:
         if not model_path.is_file():
             raise GGIKError(f"model {model_path} not found (leave out --model to refine random seeds instead)")
         return model_path
-    return DEFAULT_MODEL if DEFAULT_MODEL.is_file() else None
+    if not refine and DEFAULT_MODEL.is_file():
+        return DEFAULT_MODEL
+    return None
 
 
 def solve(
@@ -144,15 +148,15 @@ def solve(
     if plot is not None and not 0 <= plot_goal < len(rows):
         raise GGIKError(f"--plot-goal {plot_goal}: there are {len(rows)} goals (ids 0..{len(rows) - 1})")
     goals = poses_from_rows(rows)
-    model = find_model(model_path)
+    model = find_model(model_path, refine)
     solver = Solver(robot_spec, base_link=base_link, ee_link=ee_link, model=model, max_iter=max_iter, pos_tol_mm=pos_tol_mm,
                     rot_tol_deg=rot_tol_deg, solved_mm=solved_mm, solved_deg=solved_deg, distinct_tol=distinct_tol,
                     threads=threads, time_budget_s=time_budget)
     if model is None:
         if not refine:
             raise GGIKError(f"--raw needs a trained model: none at {DEFAULT_MODEL}; pass --model FILE")
-        stderr.print(f"note: no trained model at {DEFAULT_MODEL} (pass --model FILE); refining {samples} configurations per goal "
-                     f"drawn uniformly inside the joint limits")
+        stderr.print(f"note: seeds: refining {samples} configurations per goal drawn uniformly inside the joint limits "
+                     f"(faster than learned seeds on a CPU; pass --model FILE to seed from a trained model)")
     res = solver.solve(goals, k=samples, refine=refine, seed=seed)
     for line in [*res.notes, *goal_lines(res, solver), summary(res, solver)]:
         stderr.print(line, soft_wrap=True)

@@ -449,7 +449,7 @@ def summary_numbers(stderr: str) -> tuple[int, int, int]:
 def test_without_a_model_random_seeds_are_refined(runs, setup):
     d, res = runs["random"]
     assert_ok(res)
-    assert "note: no trained model" in res.stderr and "uniformly inside the joint limits" in res.stderr
+    assert "note: seeds: refining" in res.stderr and "uniformly inside the joint limits" in res.stderr
     df = pd.read_csv(d / "sol.csv")
     pos, rot = check_solutions(df, 6, setup["goals"]["random"], 8, catalog_fk("ur10"))
     best = df.groupby("goal_id")["pos_err_mm"].min()
