@@ -48,7 +48,7 @@ def evaluate(p: EvalParams, model_path: Path, metrics_dir: Path, arms: tuple[str
     device = next(model.parameters()).device
     results: dict = {"arms": {}, "params": {"problems_per_arm": p.problems_per_arm, "samples": p.samples, "device": device.type}}
     frames = []
-    all_raw, all_ref = [], []
+    all_raw, all_ref, first_goals = [], [], []
     for i, arm in enumerate(arms):
         robot = load_arm(arm)
         gen = torch.Generator().manual_seed(p.seed * 100 + i)
@@ -68,6 +68,7 @@ def evaluate(p: EvalParams, model_path: Path, metrics_dir: Path, arms: tuple[str
         frames += [_frame(arm, "raw", raw), _frame(arm, "refined", ref)]
         all_raw.append(raw)
         all_ref.append(ref)
+        first_goals.append(goals[0])
         stderr.print(
             f"{arm:6s} raw: median {res['raw']['position_mm']['median']:8.2f} mm {res['raw']['rotation_deg']['median']:7.2f}° "
             f"| refined: 1mm&1° {100 * res['refined']['success']['1mm_1deg']:5.1f}% "
@@ -75,9 +76,30 @@ def evaluate(p: EvalParams, model_path: Path, metrics_dir: Path, arms: tuple[str
         )
     results["overall"] = {kind: _overall(sols, p.distinct_tol) for kind, sols in (("raw", all_raw), ("refined", all_ref))}
     write_json(metrics_dir / "eval.json", results)
+    pictured = pd.concat([_first_goal(arm, sols, g, p) for arm, sols, g in zip(arms, all_ref, first_goals)], ignore_index=True)
+    with atomic_path(metrics_dir / "eval_solutions.parquet") as tmp:
+        pictured.to_parquet(tmp, index=False)
     with atomic_path(metrics_dir / "eval_samples.parquet") as tmp:
         pd.concat(frames, ignore_index=True).to_parquet(tmp, index=False)
     return results
+
+
+def _first_goal(arm: str, s: Solutions, goal: torch.Tensor, p: EvalParams) -> pd.DataFrame:
+    """The refined candidates of the arm's first goal as a ``ggik solve`` table (plus ``arm``), for
+    the report's picture of the arm in each distinct solution."""
+    from ggik_core.api import Result, distinct_mask
+
+    q = s.q[:1].numpy()
+    pos, rot = s.pos_err[:1].numpy() * 1000.0, np.degrees(s.rot_err[:1].numpy())
+    within = s.within_limits[:1].numpy()
+    solved = within & (pos <= 1.0) & (rot <= 1.0)
+    order = np.argsort(pos + rot, axis=1, kind="stable")
+    res = Result(robot=arm, goals=goal[None].cpu().numpy(), q=q, pos_err_mm=pos, rot_err_deg=rot, within_limits=within, solved=solved,
+                 distinct=distinct_mask(q, solved, order, p.distinct_tol), out_of_reach=np.zeros(1, dtype=bool),
+                 refined=True, seeds="ggik", seconds=s.seconds)
+    df = res.to_frame()
+    df.insert(0, "arm", arm)
+    return df
 
 
 def _overall(sols: list[Solutions], distinct_tol: float) -> dict:

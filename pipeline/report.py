@@ -10,6 +10,8 @@ Reads ``metrics/train.json``, ``metrics/train_loss.csv``, ``metrics/eval.json`` 
 * ``box_position.png`` / ``box_rotation.png``: per-sample errors per arm, raw and refined;
 * ``loss_curves.png``: train and validation losses per epoch;
 * ``loss_vs_time.png``: reconstruction loss against wall-clock training minutes;
+* ``arm_<arm>.png``: each arm drawn in the distinct refined solutions of its first goal
+  (from ``metrics/eval_solutions.parquet``);
 * ``index.md``: links to all of the above.
 
 Markdown numbers are rounded to three significant figures; the CSV files keep six.
@@ -70,6 +72,16 @@ def _loss_figure(losses: pd.DataFrame, layer: str, path: Path) -> Path:
         ax.legend(fontsize=8)
     fig.suptitle(f"Training losses ({layer})")
     return save_png(fig, path)
+
+
+def _arm_pictures(solutions: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """One picture per arm: the arm in each distinct refined solution of its first goal."""
+    from ggik_core.robots.catalog import load_arm
+    from pipeline.arm_figure import plot_frame
+
+    # arms of fewer joints have empty q_n columns in the pooled table
+    return [plot_frame(load_arm(arm), rows.drop(columns="arm").dropna(axis=1, how="all"), 0, out_dir / f"arm_{arm}.png")
+            for arm, rows in solutions.groupby("arm", sort=False)]
 
 
 def _time_figure(losses: pd.DataFrame, layer: str, path: Path) -> Path:
@@ -253,5 +265,8 @@ def report(metrics_dir: Path, out_dir: Path) -> list[Path]:
     written.append(_loss_figure(losses, layer, out_dir / "loss_curves.png"))
     if "minutes" in losses.columns:  # train_loss.csv files written before the timing column lack it
         written.append(_time_figure(losses, layer, out_dir / "loss_vs_time.png"))
+    solutions = metrics_dir / "eval_solutions.parquet"
+    if solutions.is_file():  # evaluate writes it; older metrics folders lack it
+        written += _arm_pictures(pd.read_parquet(solutions), out_dir)
     written.append(_index(tr, ev, out_dir))
     return written

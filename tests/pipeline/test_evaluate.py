@@ -119,3 +119,25 @@ def test_seeded_runs_are_identical_but_for_seconds(runs):
     assert drop_seconds(a) == drop_seconds(b)
     assert "seconds" in a["arms"]["ur10"]["raw"]  # the filter removed something real
     pd.testing.assert_frame_equal(pd.read_parquet(d1 / "eval_samples.parquet"), pd.read_parquet(d2 / "eval_samples.parquet"))
+
+
+def test_first_goal_solutions_are_pictured_in_the_report(runs, tmp_path):
+    """evaluate writes each arm's first goal as a `ggik solve` table; report draws the arm in them."""
+    from ggik_core.robots.catalog import load_arm
+    from ggik_core.robots.transforms import pose_from_xyz_quat
+    from pipeline.report import _arm_pictures
+
+    d, _ = runs[0]
+    df = pd.read_parquet(d / "eval_solutions.parquet")
+    assert list(df["arm"].unique()) == list(ARMS) and (df["goal_id"] == 0).all()
+    assert (df.groupby("arm").size() == PARAMS.samples).all()
+    for arm, rows in df.groupby("arm"):
+        robot = load_arm(arm)
+        q = torch.tensor(rows[[f"q_{j + 1}" for j in range(robot.dof)]].to_numpy())
+        goal = pose_from_xyz_quat(torch.tensor(rows[["goal_x", "goal_y", "goal_z", "goal_qw", "goal_qx", "goal_qy", "goal_qz"]].to_numpy()[0]))
+        pos_mm = (robot.fk(q)[:, :3, 3] - goal[:3, 3]).norm(dim=-1).numpy() * 1000.0
+        assert np.allclose(pos_mm, rows["pos_err_mm"].to_numpy(), atol=1e-6)  # errors are FK-checked
+        assert not (rows["distinct"] & ~rows["solved"]).any()
+    paths = _arm_pictures(df, tmp_path)
+    assert [p.name for p in paths] == [f"arm_{a}.png" for a in ARMS]
+    assert all(p.stat().st_size > 10_000 for p in paths)
