@@ -29,7 +29,7 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class DataParams:
     seed: int = 0
-    n_problems: int = 20000
+    n_problems: int = 40000
     dofs: tuple[int, ...] = (6, 7)
     #: robots to train on instead of random ones: catalog names, URDF or DH YAML files (their
     #: configurations are sampled inside their limits; data.dofs and the generator are then unused)
@@ -66,7 +66,7 @@ class TrainParams:
     deterministic: str = "auto"  # auto (on for CPU, off on CUDA) | true | false
     max_minutes: float = 0.0  # stop a chunk after this many minutes (0: no limit); resume continues
     num_threads: int = 0  # 0: automatic (ggik_core.runtime.pick_threads: free cores, or GGIK_THREADS)
-    precision: str = "fp32"  # fp32 | bf16 (autocast of the matrix products; coordinates and losses stay fp32)
+    precision: str = "bf16"  # bf16 (autocast of the feature path; coordinates and losses stay fp32) | fp32
     log_every: int = 20  # steps between reads of the device-side loss sums (the only host syncs)
 
 
