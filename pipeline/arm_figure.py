@@ -122,7 +122,7 @@ def _title(robot: Robot, goal_id: int, goal: np.ndarray, count: int, drawn: int,
     what = (f"{count} distinct solution{'s' if count != 1 else ''}" + (f" ({drawn} drawn)" if drawn < count else "") + f", errors <= {errors}"
             if count else f"no solution; best candidate shown ({errors} off)")
     return (f"{robot.name}, goal {goal_id}: {what}\n"
-            f"p = ({x:.3f}, {y:.3f}, {z:.3f}) m, q = ({qw:.3f}, {qx:.3f}, {qy:.3f}, {qz:.3f})")
+            f"p = ({x:.3f}, {y:.3f}, {z:.3f}) m, quaternion (w, x, y, z) = ({qw:.3f}, {qx:.3f}, {qy:.3f}, {qz:.3f})")
 
 
 def _short(x: float) -> str:

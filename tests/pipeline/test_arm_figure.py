@@ -86,7 +86,7 @@ def test_cli_plot_from_a_csv_and_an_unsolved_goal(tmp_path, panda_solutions):
 def test_titles_say_what_is_drawn():
     robot = load_arm("panda")
     assert _title(robot, 3, np.eye(4), 14, 10, (0.0081, 0.00013)).startswith(
-        "panda, goal 3: 14 distinct solutions (10 drawn), errors <= 0.0081 mm, 0.00013°\np = (0.000, 0.000, 0.000) m, q = (1.000, 0.000")
+        "panda, goal 3: 14 distinct solutions (10 drawn), errors <= 0.0081 mm, 0.00013°\np = (0.000, 0.000, 0.000) m, quaternion (w, x, y, z) = (1.000, 0.000")
     assert "goal 0: no solution; best candidate shown (2,231 mm, 31.2° off)" in _title(robot, 0, np.eye(4), 0, 1, (2231.4, 31.2))
 
 
