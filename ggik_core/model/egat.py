@@ -114,8 +114,6 @@ class EGATLayer(EquivariantConv):
         norm: bool = True,
         coord_mlp: bool = True,
     ) -> None:
-        if message_channels <= 0:
-            raise ValueError(f"'message_channels' must be positive (got {message_channels})")
         super().__init__(channels, edge_dim, hidden_channels, message_channels, coords_agg_norm,
                          update_coords, update_features, act, norm, coord_mlp)
         self._alpha: Optional[Tensor] = None
@@ -137,6 +135,19 @@ class EGATLayer(EquivariantConv):
     def reset_edge_mlps(self) -> None:
         super().reset_edge_mlps()
         reset(self.phi_att)
+
+    def attention_score(self, a_tgt_i: Tensor, a_src_j: Tensor, edge_attr: Optional[Tensor]) -> Tensor:
+        r"""The unnormalised score :math:`\phi_{att}(\mathbf{h}_i, \mathbf{h}_j,
+        \mathbf{a}_{ij})` from the per-node parts of its first linear map; the
+        softmax over each target's incoming edges is the caller's."""
+        pre_a = a_tgt_i + a_src_j
+        if edge_attr is not None:
+            pre_a = pre_a + edge_linear(self.phi_att[0], edge_attr, 2 * self.channels)
+        return self.phi_att[1:](pre_a).squeeze(-1)
+
+    def coord_input(self, m_ij: Tensor, edge_attr: Optional[Tensor]) -> Tensor:
+        r""":math:`\phi_x`'s input :math:`[\mathbf{m}_{ij}, \mathbf{a}_{ij}]`."""
+        return m_ij if edge_attr is None else torch.cat([m_ij, edge_attr], dim=-1)
 
     def forward(
         self,
@@ -186,28 +197,20 @@ class EGATLayer(EquivariantConv):
         dist_sq, rel_x = relative_coordinates(x_i, x_j)
         m_ij = self.edge_message(e_tgt_i, e_src_j, dist_sq, edge_attr)
 
-        pre_a = a_tgt_i + a_src_j
-        if edge_attr is not None:
-            pre_a = pre_a + edge_linear(self.phi_att[0], edge_attr, 2 * self.channels)
-        alpha = softmax(self.phi_att[1:](pre_a).squeeze(-1), index, ptr, size_i)
+        alpha = softmax(self.attention_score(a_tgt_i, a_src_j, edge_attr), index, ptr, size_i)
         self._alpha = alpha
-
-        x_in = m_ij if edge_attr is None else torch.cat([m_ij, edge_attr], dim=-1)
-        return alpha.unsqueeze(-1) * torch.cat([m_ij, self.coord_message(rel_x, x_in)], dim=-1)
+        x_msg = self.coord_message(rel_x, self.coord_input(m_ij, edge_attr))
+        return alpha.unsqueeze(-1) * torch.cat([m_ij, x_msg], dim=-1)
 
     def forward_dense(self, h: Tensor, x: Tensor, e: Optional[Tensor],
                       return_attention: bool = False) -> Union[Tuple[Tensor, Tensor], Tuple[Tensor, Tensor, Tensor]]:
         m, rel_x = self.dense_edge_message(h, x, e)
         a_tgt, a_src = split_first_linear(self.phi_att[0], h, self.channels)
-        pre_a = a_tgt[:, None, :, :] + a_src[:, :, None, :]
-        if e is not None:
-            pre_a = pre_a + edge_linear(self.phi_att[0], e, 2 * self.channels)
-        score = self.phi_att[1:](pre_a).squeeze(-1)  # [b, j, i]
-        N = h.size(1)
-        self_loop = torch.eye(N, dtype=torch.bool, device=h.device)
+        score = self.attention_score(a_tgt[:, None, :, :], a_src[:, :, None, :], e)  # [b, j, i]
+        self_loop = torch.eye(h.size(1), dtype=torch.bool, device=h.device)
         alpha = torch.softmax(score.masked_fill(self_loop, float("-inf")), dim=1)  # over sources j
-        x_in = m if e is None else torch.cat([m, e], dim=-1)
-        out = (alpha.unsqueeze(-1) * torch.cat([m, self.coord_message(rel_x, x_in)], dim=-1)).sum(dim=1)
+        x_msg = self.coord_message(rel_x, self.coord_input(m, e))
+        out = (alpha.unsqueeze(-1) * torch.cat([m, x_msg], dim=-1)).sum(dim=1)
         h_out, x_out = self.node_update(h, x, out)
         if return_attention:
             return h_out, x_out, alpha

@@ -8,11 +8,9 @@ import torch
 from torch import Tensor, nn
 
 from ggik_core.model.equivariant import (
-    _DIST_SQ_EPS,
     ActType,
     EquivariantConv,
     check_edge_attr,
-    edge_linear,
     pair_incidence,
     relative_coordinates,
 )
@@ -155,12 +153,8 @@ class EGNNLayer(EquivariantConv):
         pairs, inc, signed = pair_incidence(h.size(1), h.device, h.dtype)
         a, b = pairs
         h_tgt, h_src = self.node_parts(h)
-        diff = x[:, a] - x[:, b]  # x_a - x_b, (B, P, D)
-        dist_sq = diff.pow(2).sum(dim=-1, keepdim=True)
-        rel_x = diff / (dist_sq.clamp_min(_DIST_SQ_EPS).sqrt() + 1.0)
-        feats = dist_sq if e is None else torch.cat([dist_sq, e[:, a, b]], dim=-1)
-        pre = h_tgt[:, a] + h_src[:, b] + edge_linear(self.phi_e[0], feats, self.edge_offset)
-        m = self.phi_e[1:](pre)  # (B, P, M)
+        dist_sq, rel_x = relative_coordinates(x[:, a], x[:, b])  # from x_a - x_b, (B, P, ·)
+        m = self.edge_message(h_tgt[:, a], h_src[:, b], dist_sq, None if e is None else e[:, a, b])  # (B, P, M)
         m_i = torch.einsum("np,bpm->bnm", inc.to(m.dtype), m)
         x_msg = self.coord_message(rel_x, m)
         with torch.autocast(x.device.type, enabled=False):  # coordinates in full precision

@@ -284,12 +284,9 @@ class EquivariantConv(MessagePassing):
         both ``[b, j, i]``. The diagonal ``j = i`` is computed too; callers drop it.
         """
         h_tgt, h_src = self.node_parts(h)
-        diff = x[:, None, :, :] - x[:, :, None, :]
-        dist_sq = diff.pow(2).sum(dim=-1, keepdim=True)
-        rel_x = diff / (dist_sq.clamp_min(_DIST_SQ_EPS).sqrt() + 1.0)
-        feats = dist_sq if e is None else torch.cat([dist_sq, e], dim=-1)
-        pre = h_tgt[:, None, :, :] + h_src[:, :, None, :] + edge_linear(self.phi_e[0], feats, self.edge_offset)
-        return self.phi_e[1:](pre), rel_x
+        # broadcast to [b, j, i]: target i along the last node axis, source j along the first
+        dist_sq, rel_x = relative_coordinates(x[:, None, :, :], x[:, :, None, :])
+        return self.edge_message(h_tgt[:, None, :, :], h_src[:, :, None, :], dist_sq, e), rel_x
 
     def coord_message(self, rel_x: Tensor, phi_x_input: Tensor) -> Tensor:
         r"""The coordinate message :math:`\mathrm{rel}_{ij}\, \phi_x(\cdot)`
