@@ -83,9 +83,10 @@ def _variant(spec: str) -> tuple[str, dict]:
 
 def _train_step(model, opt, b, path: str):
     """One forward + backward + AdamW step on ``b`` along ``path`` (see :data:`TRAIN_PATHS`)."""
-    import contextlib
 
-    ctx = torch.autocast(b.h.device.type, dtype=torch.bfloat16) if path.endswith("bf16") else contextlib.nullcontext()
+    from pipeline.train import precision_context
+
+    ctx = precision_context("bf16" if path.endswith("bf16") else "fp32", b.h.device)
     fn = model
     if path.endswith("compile"):
         fn = getattr(model, "_compiled", None)
@@ -191,13 +192,13 @@ def bench_overfit(robot_name: str, problems: int, steps: int, lr: float, layer: 
     """Memorise ``problems`` goals of one arm through the posterior (beta = 0, one-cycle lr) and
     report the RMS error of the unknown nodes, decoded from the posterior mean, in mm (gate a of
     the learning issue). Returns the final RMS in mm."""
-    import contextlib
 
     from ggik_core.data.batch import make_batch
     from ggik_core.data.graph import build_problem_graphs
     from ggik_core.model.config import ModelConfig
     from ggik_core.model.cvae import GGIK
     from ggik_core.robots.files import load_robot
+    from pipeline.train import precision_context
 
     _, sets = _variant(" ".join(["dense", *overrides]))
     cfg = dataclasses.replace(ModelConfig(layer=layer), **sets)
@@ -210,7 +211,7 @@ def bench_overfit(robot_name: str, problems: int, steps: int, lr: float, layer: 
     model = GGIK(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+    autocast = precision_context(precision, torch.device("cpu"))
     unknown = ~b.anchor
     typer.echo(f"bench overfit: {problems} {robot_name} problems, {layer}, {cfg}, {steps} steps, lr {lr}, {precision}, "
                f"threads {torch.get_num_threads()}")

@@ -176,7 +176,7 @@ def run_epoch(net: torch.nn.Module, graphs, plan, tp: TrainParams, beta: float, 
     net.train(training)
     cfg = (net.module if isinstance(net, DistributedDataParallel) else net).cfg
     sums = torch.zeros(3, dtype=torch.float64, device=env.device)  # rec * n, kl * n, n
-    autocast = _autocast(tp, env.device)
+    autocast = precision_context(tp.precision, env.device)
     pending = 0
     for step, (dof, idx) in enumerate(plan, 1):
         idx = idx.to(env.device)
@@ -195,7 +195,7 @@ def run_epoch(net: torch.nn.Module, graphs, plan, tp: TrainParams, beta: float, 
                              torch.tensor(float(n), dtype=torch.float64, device=env.device)])
         pending += n
         if step % tp.log_every == 0 or step == len(plan):
-            rec, kl, seen = (sums / 1.0).tolist()  # the one host sync of the interval
+            rec, kl, seen = sums.tolist()  # the one host sync of the interval
             if training and not math.isfinite(rec + kl):
                 raise TrainingError(f"training loss became NaN or infinite (dof {dof}, step {step}); lower train.lr (now {tp.lr})")
             if bar is not None:
@@ -207,9 +207,10 @@ def run_epoch(net: torch.nn.Module, graphs, plan, tp: TrainParams, beta: float, 
     return {"rec": rec, "kl": kl, "total": rec + tp.beta * kl}
 
 
-def _autocast(tp: TrainParams, device: torch.device):
-    """bf16 autocast of the matrix products (coordinates and losses stay fp32), or nothing."""
-    if tp.precision == "bf16":
+def precision_context(precision: str, device: torch.device):
+    """``train.precision``: bf16 autocast of the feature path (coordinates and losses stay fp32),
+    or nothing for fp32."""
+    if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
