@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from functools import partial
 from pathlib import Path
+from typing import Callable, Sequence
 
 import pyarrow as pa
 import torch
 
 from ggik_core.data.graph import build_problem_graphs
-from ggik_core.data.problems import random_problems, read_problems, robot_problems, to_table, write_tables
+from ggik_core.data.problems import ProblemBatch, random_problems, read_problems, robot_problems, to_table, write_tables
 from ggik_core.robots.random_robots import RandomRobotConfig
 from ggik_core.robots.files import load_robot
 from ggik_core.data.shards import save_shard, write_manifest
@@ -21,10 +23,15 @@ from pipeline.progress import progress
 CHUNK = 50_000
 
 
+def even_split(total: int, keys: Sequence) -> dict:
+    """``total`` split evenly over ``keys`` (the first ones take the remainder)."""
+    base, extra = divmod(total, len(keys))
+    return {key: base + (1 if i < extra else 0) for i, key in enumerate(keys)}
+
+
 def per_dof_counts(p: DataParams) -> dict[int, int]:
-    """Split ``n_problems`` evenly over the DOF list (the first buckets take the remainder)."""
-    base, extra = divmod(p.n_problems, len(p.dofs))
-    return {dof: base + (1 if i < extra else 0) for i, dof in enumerate(p.dofs)}
+    """Split ``n_problems`` evenly over the DOF list."""
+    return even_split(p.n_problems, p.dofs)
 
 
 def robot_config(p: DataParams) -> RandomRobotConfig:
@@ -32,29 +39,39 @@ def robot_config(p: DataParams) -> RandomRobotConfig:
 
 
 def robot_counts(p: DataParams) -> dict[str, int]:
-    """Split ``n_problems`` evenly over ``data.robots`` (the first ones take the remainder)."""
-    base, extra = divmod(p.n_problems, len(p.robots))
-    return {spec: base + (1 if i < extra else 0) for i, spec in enumerate(p.robots)}
+    """Split ``n_problems`` evenly over ``data.robots``."""
+    return even_split(p.n_problems, p.robots)
+
+
+#: one bucket of problems: (progress label, count, seed, make(count, generator) -> ProblemBatch)
+Bucket = tuple[str, int, int, Callable[[int, torch.Generator], ProblemBatch]]
+
+
+def bucket_tables(buckets: list[Bucket], geometry: str, total: int) -> list[pa.Table]:
+    """Each bucket's problems as Arrow tables of at most :data:`CHUNK` rows, from its own seeded
+    generator, with consecutive problem ids."""
+    tables: list[pa.Table] = []
+    next_id = 0
+    with progress() as bar:
+        task = bar.add_task("generate", total=total, info="")
+        for label, count, seed, make in buckets:
+            gen = torch.Generator().manual_seed(seed)
+            done = 0
+            while done < count:
+                b = min(CHUNK, count - done)
+                tables.append(to_table(make(b, gen), geometry, next_id))
+                next_id += b
+                done += b
+                bar.update(task, advance=b, info=label)
+    return tables
 
 
 def listed_robot_tables(p: DataParams) -> list[pa.Table]:
     """Problems of the robots named in ``data.robots``, seeded per robot (by its position)."""
-    tables: list[pa.Table] = []
-    next_id = 0
-    counts = robot_counts(p)
-    robots = {spec: load_robot(spec) for spec in counts}  # every spec is checked before any work
-    with progress() as bar:
-        task = bar.add_task("generate", total=p.n_problems, info="")
-        for k, (spec, count) in enumerate(counts.items()):
-            gen = torch.Generator().manual_seed(p.seed * 1000 + 500 + k)
-            done = 0
-            while done < count:
-                b = min(CHUNK, count - done)
-                tables.append(to_table(robot_problems(robots[spec], b, gen), "listed", next_id))
-                next_id += b
-                done += b
-                bar.update(task, advance=b, info=spec)
-    return tables
+    robots = {spec: load_robot(spec) for spec in p.robots}  # every spec is checked before any work
+    buckets = [(spec, count, p.seed * 1000 + 500 + k, partial(robot_problems, robots[spec]))
+               for k, (spec, count) in enumerate(robot_counts(p).items())]
+    return bucket_tables(buckets, "listed", p.n_problems)
 
 
 def generate_tables(p: DataParams) -> list[pa.Table]:
@@ -63,21 +80,13 @@ def generate_tables(p: DataParams) -> list[pa.Table]:
     if p.robots:
         return listed_robot_tables(p)
     cfg = robot_config(p)
-    tables: list[pa.Table] = []
-    next_id = 0
-    counts = per_dof_counts(p)
-    with progress() as bar:
-        task = bar.add_task("generate", total=p.n_problems, info="")
-        for dof, count in counts.items():
-            gen = torch.Generator().manual_seed(p.seed * 1000 + dof)
-            done = 0
-            while done < count:
-                b = min(CHUNK, count - done)
-                tables.append(to_table(random_problems(b, dof, cfg, gen), p.geometry, next_id))
-                next_id += b
-                done += b
-                bar.update(task, advance=b, info=f"dof {dof}")
-    return tables
+    buckets = [(f"dof {dof}", count, p.seed * 1000 + dof, partial(_random_bucket, dof=dof, cfg=cfg))
+               for dof, count in per_dof_counts(p).items()]
+    return bucket_tables(buckets, p.geometry, p.n_problems)
+
+
+def _random_bucket(count: int, gen: torch.Generator, dof: int, cfg: RandomRobotConfig) -> ProblemBatch:
+    return random_problems(count, dof, cfg, gen)
 
 
 def generate(p: DataParams, out: Path) -> int:
