@@ -223,9 +223,7 @@ class Solver:
         pos_mm = sols.pos_err.numpy() * 1000.0
         rot_deg = np.degrees(sols.rot_err.numpy())
         within = sols.within_limits.numpy().astype(bool)
-        solved = within & (pos_mm <= self.solved_mm) & (rot_deg <= self.solved_deg)
-        order = np.argsort(pos_mm + rot_deg, axis=1, kind="stable")
-        distinct = distinct_mask(q, solved, order, self.distinct_tol)
+        solved, distinct = solved_and_distinct(q, pos_mm, rot_deg, within, self.solved_mm, self.solved_deg, self.distinct_tol)
         dist = distance_from_first_axis(self.robot, goals)
         note = self.dof_note()
         return Result(robot=self.robot.name, goals=goals.numpy(), q=q, pos_err_mm=pos_mm, rot_err_deg=rot_deg, within_limits=within,
@@ -264,6 +262,15 @@ def distance_from_first_axis(robot: Robot, goals: Tensor) -> np.ndarray:
     """``(G,)`` distances (metres) from the first joint's axis origin to the goal positions."""
     o1 = robot.chain[0, :3, 3]
     return (goals[:, :3, 3] - o1).norm(dim=-1).numpy()
+
+
+def solved_and_distinct(q: np.ndarray, pos_mm: np.ndarray, rot_deg: np.ndarray, within: np.ndarray, solved_mm: float,
+                        solved_deg: float, distinct_tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(G, k)`` masks: candidates inside the limits and within ``solved_mm`` / ``solved_deg``,
+    and the solved ones that count as distinct (:func:`distinct_mask`, best first)."""
+    solved = within & (pos_mm <= solved_mm) & (rot_deg <= solved_deg)
+    order = np.argsort(pos_mm + rot_deg, axis=1, kind="stable")
+    return solved, distinct_mask(q, solved, order, distinct_tol)
 
 
 def distinct_mask(q: np.ndarray, valid: np.ndarray, order: np.ndarray, tol: float, max_elements: int = 1 << 24) -> np.ndarray:

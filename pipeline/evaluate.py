@@ -87,16 +87,14 @@ def evaluate(p: EvalParams, model_path: Path, metrics_dir: Path, arms: tuple[str
 def _first_goal(arm: str, s: Solutions, goal: torch.Tensor, p: EvalParams) -> pd.DataFrame:
     """The refined candidates of the arm's first goal as a ``ggik solve`` table (plus ``arm``), for
     the report's picture of the arm in each distinct solution."""
-    from ggik_core.api import Result, distinct_mask
+    from ggik_core.api import Result, solved_and_distinct
 
     q = s.q[:1].numpy()
     pos, rot = s.pos_err[:1].numpy() * 1000.0, np.degrees(s.rot_err[:1].numpy())
     within = s.within_limits[:1].numpy()
-    solved = within & (pos <= 1.0) & (rot <= 1.0)
-    order = np.argsort(pos + rot, axis=1, kind="stable")
+    solved, distinct = solved_and_distinct(q, pos, rot, within, 1.0, 1.0, p.distinct_tol)  # the 1 mm & 1° of eval.json
     res = Result(robot=arm, goals=goal[None].cpu().numpy(), q=q, pos_err_mm=pos, rot_err_deg=rot, within_limits=within, solved=solved,
-                 distinct=distinct_mask(q, solved, order, p.distinct_tol), out_of_reach=np.zeros(1, dtype=bool),
-                 refined=True, seeds="ggik", seconds=s.seconds)
+                 distinct=distinct, out_of_reach=np.zeros(1, dtype=bool), refined=True, seeds="ggik", seconds=s.seconds)
     df = res.to_frame()
     df.insert(0, "arm", arm)
     return df
