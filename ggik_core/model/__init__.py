@@ -6,7 +6,19 @@ conditional VAE (partial and full encoders, mixture prior, decoder, loss) with i
 :class:`~ggik_core.model.cvae.ModelConfig`.
 """
 
-from ggik_core.model.egat import EGATLayer
-from ggik_core.model.egnn import EGNNLayer
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
 
 __all__ = ["EGNNLayer", "EGATLayer"]
+
+_LAYERS = {"EGNNLayer": "ggik_core.model.egnn", "EGATLayer": "ggik_core.model.egat"}
+
+
+def __getattr__(name: str) -> Any:
+    """The layers are imported on first use, so that reading a config (``model.config``, which
+    ``pipeline.params`` needs) does not load torch_geometric."""
+    if name in _LAYERS:
+        return getattr(import_module(_LAYERS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
