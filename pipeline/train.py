@@ -175,7 +175,8 @@ def run_epoch(net: torch.nn.Module, graphs, plan, tp: TrainParams, beta: float, 
     training = opt is not None
     net.train(training)
     cfg = (net.module if isinstance(net, DistributedDataParallel) else net).cfg
-    sums = torch.zeros(3, dtype=torch.float64, device=env.device)  # rec * n, kl * n, n
+    sums = torch.zeros(2, dtype=torch.float64, device=env.device)  # rec * n, kl * n
+    seen = 0  # graphs so far (known on the host)
     autocast = precision_context(tp.precision, env.device)
     pending = 0
     for step, (dof, idx) in enumerate(plan, 1):
@@ -191,17 +192,17 @@ def run_epoch(net: torch.nn.Module, graphs, plan, tp: TrainParams, beta: float, 
             if step_sched is not None:
                 step_sched.step()
         n = idx.numel()
-        sums += torch.stack([losses["rec"].detach().double() * n, losses["kl"].detach().double() * n,
-                             torch.tensor(float(n), dtype=torch.float64, device=env.device)])
+        sums += torch.stack([losses["rec"].detach().double() * n, losses["kl"].detach().double() * n])
+        seen += n
         pending += n
         if step % tp.log_every == 0 or step == len(plan):
-            rec, kl, seen = sums.tolist()  # the one host sync of the interval
+            rec, kl = sums.tolist()  # the one host sync of the interval
             if training and not math.isfinite(rec + kl):
                 raise TrainingError(f"training loss became NaN or infinite (dof {dof}, step {step}); lower train.lr (now {tp.lr})")
             if bar is not None:
                 bar.update(task, advance=pending * env.world, info=f"rec {rec / max(seen, 1):.4f} kl {kl / max(seen, 1):.3f}")
             pending = 0
-    rec_sum, kl_sum, n = env.sum(sums.tolist())
+    rec_sum, kl_sum, n = env.sum([*sums.tolist(), float(seen)])
     n = max(n, 1)
     rec, kl = rec_sum / n, kl_sum / n
     return {"rec": rec, "kl": kl, "total": rec + tp.beta * kl}
