@@ -188,17 +188,18 @@ def bench_sample(model_path: Path | None, robot_name: str, device: str | None, r
 
 
 def bench_overfit(robot_name: str, problems: int, steps: int, lr: float, layer: str, overrides: list[str], precision: str,
-                  seed: int, every: int) -> float:
+                  seed: int, every: int, batch: int = 0) -> float:
     """Memorise ``problems`` goals of one arm through the posterior (beta = 0, one-cycle lr) and
     report the RMS error of the unknown nodes, decoded from the posterior mean, in mm (gate a of
-    the learning issue). Returns the final RMS in mm."""
+    the learning issue). ``batch`` > 0: each step trains on ``batch`` of the problems (a fresh
+    shuffle every pass over them) instead of all of them. Returns the final RMS in mm."""
 
     from ggik_core.data.batch import make_batch
     from ggik_core.data.graph import build_problem_graphs
     from ggik_core.model.config import ModelConfig
     from ggik_core.model.cvae import GGIK
     from ggik_core.robots.files import load_robot
-    from pipeline.train import precision_context
+    from pipeline.train import precision_context, subset
 
     _, sets = _variant(" ".join(["dense", *overrides]))
     cfg = dataclasses.replace(ModelConfig(layer=layer), **sets)
@@ -206,20 +207,27 @@ def bench_overfit(robot_name: str, problems: int, steps: int, lr: float, layer: 
     gen = torch.Generator().manual_seed(seed)
     q = robot.sample_q(problems, gen)
     chain = robot.chain.expand(problems, *robot.chain.shape)
-    b = make_batch(build_problem_graphs(chain, q, robot.fk(q)), cfg.directions)
+    g = build_problem_graphs(chain, q, robot.fk(q))
+    b = make_batch(g, cfg.directions)
+    batch = batch if 0 < batch < problems else problems
+    order = torch.Generator().manual_seed(seed + 1)
+    minibatches: list = []
     torch.manual_seed(seed)
     model = GGIK(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
     autocast = precision_context(precision, torch.device("cpu"))
     unknown = ~b.anchor
-    typer.echo(f"bench overfit: {problems} {robot_name} problems, {layer}, {cfg}, {steps} steps, lr {lr}, {precision}, "
-               f"threads {torch.get_num_threads()}")
+    typer.echo(f"bench overfit: {problems} {robot_name} problems, {batch} per step, {layer}, {cfg}, {steps} steps, lr {lr}, "
+               f"{precision}, threads {torch.get_num_threads()}")
     t0 = time.perf_counter()
     rms = float("nan")
     for step in range(1, steps + 1):
+        if batch < problems and not minibatches:
+            minibatches = list(torch.randperm(problems, generator=order).split(batch))
+        mb = b if batch == problems else make_batch(subset(g, minibatches.pop()), cfg.directions)
         with autocast:
-            out = model(b, 0.0)
+            out = model(mb, 0.0)
         opt.zero_grad(set_to_none=True)
         out["total"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)

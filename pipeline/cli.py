@@ -173,6 +173,15 @@ def compare(
         typer.echo(f"wrote {path}", err=True)
 
 
+@bench_app.callback()
+def bench_threads(threads: int = typer.Option(0, "--threads", help="Torch threads for every benchmark (0: GGIK_THREADS, else the free cores).")) -> None:
+    """Speed benchmarks. They run with the thread count of training and solve (ggik_core.runtime), so
+    a benchmark next to another process does not oversubscribe the cores."""
+    from ggik_core.runtime import set_threads
+
+    set_threads(threads)
+
+
 @bench_app.command("data")
 def bench_data(
     n: int = typer.Option(1_000_000, help="Problems to generate and build."),
@@ -246,11 +255,31 @@ def bench_overfit(
     precision: str = typer.Option("fp32", help="fp32 | bf16"),
     seed: int = typer.Option(0),
     every: int = typer.Option(250, help="Steps between reports."),
+    batch: int = typer.Option(0, help="Problems per step (0: all of them)."),
 ) -> None:
     """Memorise a batch of one arm's problems through the posterior; prints the unknown-node RMS in mm."""
     from pipeline.bench import bench_overfit as run
 
-    run(robot, problems, steps, lr, layer, set_, precision, seed, every)
+    run(robot, problems, steps, lr, layer, set_, precision, seed, every, batch)
+
+
+@bench_app.command("learn")
+def bench_learn(
+    robot: str = typer.Option("kuka", help="Catalog name, URDF or DH file."),
+    problems: int = typer.Option(100_000, help="Problems generated; the last 256 are held out of training."),
+    steps: int = typer.Option(1500),
+    batch: int = typer.Option(128, help="Graphs per step."),
+    lr: float = typer.Option(2e-3, help="Peak lr (5 % warm-up, then cosine to 0)."),
+    beta: float = typer.Option(1.0),
+    beta_start: float = typer.Option(0.0, help=">0: beta rises geometrically from this value (0: linearly from 0)."),
+    warm: float = typer.Option(0.2, help="Share of the steps over which beta reaches its value."),
+    set_: list[str] = typer.Option([], "--set", help="Model KEY=VALUE overrides, e.g. --set latent_scope=graph."),
+    every: int = typer.Option(300, help="Steps between reports."),
+) -> None:
+    """A learning lever at a fixed budget on one arm: raw and best-of-32 accuracy as it trains."""
+    from pipeline.bench_learn import bench_learn as run
+
+    run(robot, problems, steps, batch, lr, beta, beta_start, warm, set_, every)
 
 
 @bench_app.command("seeds")

@@ -60,6 +60,7 @@ class TrainParams:
     val_fraction: float = 0.05
     beta: float = 1.0
     beta_warmup_epochs: int = 2
+    beta_start: float = 0.0  # >0: beta rises geometrically from beta_start to beta (0: linearly from 0)
     free_bits: float = 0.0  # nats per node: the KL term is max(KL, free_bits) (against posterior collapse)
     anchor_weight: float = 1.0
     node_weight: float = 10.0

@@ -16,6 +16,7 @@ import math
 import os
 import random
 import time
+from typing import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -149,11 +150,17 @@ def make_scheduler(opt: torch.optim.Optimizer, tp: TrainParams, steps_per_epoch:
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
-def beta_at(tp: TrainParams, epoch: int) -> float:
-    """β rises linearly from 0 (epoch 0) to ``beta`` at ``beta_warmup_epochs``."""
+def beta_at(tp: TrainParams, epoch: float) -> float:
+    """β at a (fractional) epoch: it rises from its start (epoch 0) to ``beta`` at
+    ``beta_warmup_epochs``, linearly from 0, or geometrically from ``beta_start`` when that is
+    positive (the latent is used from the first steps, and the KL is tightened as the decoder
+    learns). Training updates it every step."""
     if tp.beta_warmup_epochs <= 0:
         return tp.beta
-    return tp.beta * min(1.0, epoch / tp.beta_warmup_epochs)
+    t = min(1.0, epoch / tp.beta_warmup_epochs)
+    if tp.beta_start > 0:
+        return tp.beta_start * (tp.beta / tp.beta_start) ** t
+    return tp.beta * t
 
 
 def fingerprint(params: Params, manifest: Path) -> dict:
@@ -164,11 +171,12 @@ def fingerprint(params: Params, manifest: Path) -> dict:
     return {"model": asdict(params.model), "train": tp, "data": sha256_file(manifest)}
 
 
-def run_epoch(net: torch.nn.Module, graphs, plan, tp: TrainParams, beta: float, env: Dist, opt=None, bar=None, task=None,
-              step_sched=None) -> dict[str, float]:
+def run_epoch(net: torch.nn.Module, graphs, plan, tp: TrainParams, beta: float | Callable[[float], float], env: Dist, opt=None,
+              bar=None, task=None, step_sched=None) -> dict[str, float]:
     """One pass over ``plan`` (this rank's batches); returns the mean losses over all ranks.
 
     ``net`` is the model or its DistributedDataParallel wrapper; calling it gives the losses.
+    ``beta`` is a number, or a function of the fraction of the epoch done (β per step).
     ``graphs`` live on the training device, so batches are built there. Losses are summed on the
     device and read back every ``tp.log_every`` steps (and at the end): no host sync per step.
     """
@@ -183,7 +191,7 @@ def run_epoch(net: torch.nn.Module, graphs, plan, tp: TrainParams, beta: float, 
         idx = idx.to(env.device)
         b = make_batch(subset(graphs[dof], idx), cfg.directions, home_init=cfg.home_init)
         with torch.set_grad_enabled(training), autocast:
-            losses = net(b, beta, tp.anchor_weight, tp.node_weight, tp.free_bits)
+            losses = net(b, beta(step / len(plan)) if callable(beta) else beta, tp.anchor_weight, tp.node_weight, tp.free_bits)
         if training:
             opt.zero_grad(set_to_none=True)
             losses["total"].backward()
@@ -281,11 +289,12 @@ def _train(params: Params, graph_dir: Path, out_dir: Path, metrics_dir: Path, en
     complete = start >= tp.epochs
     with progress() as bar:
         for epoch in range(start, tp.epochs):
-            beta = beta_at(tp, epoch)
+            beta = beta_at(tp, epoch + 1)  # at the end of the epoch: validation and the log
             shuffle = torch.Generator().manual_seed(tp.seed * 7919 + epoch)
             task = bar.add_task(f"epoch {epoch + 1}/{tp.epochs}", total=n_train, info="") if env.main else None
             te = time.perf_counter()
-            tr = run_epoch(net, graphs, env.shard(batches(train_idx, tp.batch_size, shuffle)), tp, beta, env, opt, bar if env.main else None, task,
+            tr = run_epoch(net, graphs, env.shard(batches(train_idx, tp.batch_size, shuffle)), tp,
+                           lambda done, e=epoch: beta_at(tp, e + done), env, opt, bar if env.main else None, task,
                            sched if tp.lr_schedule == "cosine" else None)
             graphs_per_s = n_train / (time.perf_counter() - te)
             with torch.no_grad():

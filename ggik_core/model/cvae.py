@@ -8,10 +8,17 @@ r"""The GGIK conditional VAE over distance graphs (spec §5).
 * decoder :math:`p(G \mid Z, \tilde G)`: message passing on :math:`\tilde G` from
   :math:`\tilde x`, node features from :math:`(z, \tilde h)` -> positions of all nodes.
 
+``latent_scope="graph"`` replaces the per-node latents by one latent :math:`z \in \mathbb R^D` per
+graph: the prior and the posterior read the node features averaged over the graph
+(:math:`\bar h = \frac1N \sum_i h_i`), and every node of the decoder gets the same :math:`z`. The
+per-node prior is a product of independent per-node mixtures, so its samples cannot carry the
+correlation between the nodes of one solution (all of them move with the arm's self-motion); one
+latent per graph can.
+
 Loss (negative ELBO): :math:`\sum_i w_i \lVert \hat x_i - x_i \rVert^2 / N +
 \beta \cdot \mathrm{KL}(q \Vert p) / N` per graph, the KL of the mixture prior estimated by
 Monte Carlo with the reparameterised posterior sample; ``w = anchor_weight`` on anchors and
-``node_weight`` on the other nodes.
+``node_weight`` on the other nodes. The KL is reported in nats per node in both latent scopes.
 """
 
 from __future__ import annotations
@@ -101,6 +108,23 @@ class GGIK(nn.Module):
         self.posterior_head = mlp(2 * H, H, 2 * D)
         self.embed_dec = nn.Linear(D + H, H)
         self.decoder = GraphStack(cfg, features_out=False)
+        if cfg.latent_scope not in ("node", "graph"):
+            raise ValueError(f"unknown latent_scope {cfg.latent_scope!r} (node or graph)")
+
+    @property
+    def per_graph(self) -> bool:
+        return self.cfg.latent_scope == "graph"
+
+    def pool(self, h: Tensor, b: GraphBatch) -> Tensor:
+        """``(B*N, C)`` node rows -> ``(B, C)`` graph means for a per-graph latent; unchanged otherwise."""
+        return h.reshape(b.num_graphs, b.nodes_per_graph, -1).mean(1) if self.per_graph else h
+
+    def spread(self, z: Tensor, b: GraphBatch) -> Tensor:
+        """Latents per latent unit -> per node ``(B*N, D)`` (a per-graph ``z`` is given to each node)."""
+        if not self.per_graph:
+            return z
+        N = b.nodes_per_graph
+        return z[:, None, :].expand(z.shape[0], N, z.shape[-1]).reshape(-1, z.shape[-1])
 
     #: run the layers on dense ``(B, N, N, F)`` edge tensors (same function as the PyG path,
     #: which stays as the reference; tests check that both agree)
@@ -123,7 +147,8 @@ class GGIK(nn.Module):
         return self.run_stack(self.enc_partial, self.embed_partial(b.h), b.x_partial, b, full=False)
 
     def prior(self, h_partial: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Mixture logits ``(M, K)``, means and log-stds ``(M, K, D)`` per node."""
+        """Mixture logits ``(M, K)``, means and log-stds ``(M, K, D)`` per latent unit (``M`` rows of
+        ``h_partial``: nodes, or graphs after :meth:`pool`)."""
         K, D = self.cfg.components, self.cfg.latent
         out = self.prior_head(h_partial)
         logits = out[:, :K]
@@ -131,6 +156,9 @@ class GGIK(nn.Module):
         return logits, mu, log_sigma.clamp(-7.0, 3.0)
 
     def decode(self, z: Tensor, h_partial: Tensor, x_partial: Tensor, b: GraphBatch) -> Tensor:
+        """Positions ``(B*N, 3)`` from latents per node ``(B*N, D)`` or per graph ``(B, D)``."""
+        if z.shape[0] != h_partial.shape[0]:
+            z = self.spread(z, b)
         h = self.embed_dec(torch.cat([z, h_partial], -1))
         _, x = self.run_stack(self.decoder, h, x_partial, b, full=False)
         return x
@@ -139,7 +167,7 @@ class GGIK(nn.Module):
     def posterior(self, b: GraphBatch, h_partial: Tensor) -> tuple[Tensor, Tensor]:
         assert b.x is not None and b.e_full is not None, "the full graph is needed for the posterior"
         h_full, _ = self.run_stack(self.enc_full, self.embed_full(b.h), b.x, b, full=True)
-        mu, log_sigma = self.posterior_head(torch.cat([h_full, h_partial], -1)).chunk(2, dim=-1)
+        mu, log_sigma = self.posterior_head(self.pool(torch.cat([h_full, h_partial], -1), b)).chunk(2, dim=-1)
         return mu, log_sigma.clamp(-7.0, 3.0)
 
     def loss(self, b: GraphBatch, beta: float, anchor_weight: float = 1.0, node_weight: float = 10.0,
@@ -164,8 +192,8 @@ class GGIK(nn.Module):
         w = torch.where(b.anchor, anchor_weight, node_weight).to(x_hat.dtype)
         rec = (w * (x_hat - b.x).pow(2).sum(-1)).reshape(b.num_graphs, N).sum(-1) / N
         log_q = _diag_normal_logpdf(z, mu_q, ls_q)
-        log_p = _mixture_logpdf(z, *self.prior(h_p))
-        kl = (log_q - log_p).reshape(b.num_graphs, N).sum(-1) / N
+        log_p = _mixture_logpdf(z, *self.prior(self.pool(h_p, b)))
+        kl = (log_q - log_p).reshape(b.num_graphs, -1).sum(-1) / N
         rec, kl = rec.mean(), kl.mean()
         kl_term = kl.clamp_min(free_bits) if free_bits > 0 else kl
         return {"total": rec + beta * kl_term, "rec": rec, "kl": kl}
@@ -175,7 +203,7 @@ class GGIK(nn.Module):
     def sample(self, b: GraphBatch, k: int, generator: torch.Generator | None = None) -> Tensor:
         """``k`` candidate point sets per problem: ``(B, k, N, 3)``, decoded in one batched pass."""
         h_p, x_p = self.encode_partial(b)
-        logits, mu, ls = self.prior(h_p)  # (M, K), (M, K, D)
+        logits, mu, ls = self.prior(self.pool(h_p, b))  # (M, K), (M, K, D); M nodes or graphs
         M, K, D = mu.shape
         comp = torch.multinomial(torch.softmax(logits, -1), k, replacement=True, generator=generator)  # (M, k)
         idx = comp[..., None].expand(M, k, D)
@@ -183,7 +211,10 @@ class GGIK(nn.Module):
         z = torch.gather(mu, 1, idx) + torch.gather(ls, 1, idx).exp() * eps  # (M, k, D)
         N, B = b.nodes_per_graph, b.num_graphs
         # graph-major layout (graph g, copy c) -> g * k + c, matching repeat_batch_partial
-        z = z.reshape(B, N, k, D).permute(0, 2, 1, 3).reshape(B * k * N, D)
+        if self.per_graph:
+            z = z[:, :, None, :].expand(B, k, N, D).reshape(B * k * N, D)
+        else:
+            z = z.reshape(B, N, k, D).permute(0, 2, 1, 3).reshape(B * k * N, D)
         rb = repeat_batch_partial(b, k)
 
         def rep(t: Tensor) -> Tensor:

@@ -36,3 +36,25 @@ def test_free_bits_clamp_the_kl_term_only_below_the_floor():
     torch.manual_seed(1)
     low = model(b, 1.0, free_bits=float(plain["kl"]) - 0.5)
     assert torch.allclose(low["total"], plain["total"])
+
+
+def test_a_graph_latent_gives_every_node_of_a_sample_the_same_z():
+    b = make_batch(build_problem_graphs(*_problems()), False, dtype=torch.float64)
+    torch.manual_seed(0)
+    model = GGIK(ModelConfig(hidden=16, layers=2, latent=4, components=3, latent_scope="graph")).double()
+    seen = []
+    model.embed_dec.register_forward_hook(lambda mod, inp, out: seen.append(inp[0]))
+    bp = make_batch(build_problem_graphs(*_problems()), False, with_answer=False, dtype=torch.float64)
+    x = model.sample(bp, 5, generator=torch.Generator().manual_seed(2))
+    assert x.shape == (bp.num_graphs, 5, bp.nodes_per_graph, 3)
+    z = seen[-1][:, :4].reshape(bp.num_graphs, 5, bp.nodes_per_graph, 4)
+    assert torch.equal(z, z[:, :, :1].expand_as(z))  # one z per (goal, sample), on all of its nodes
+    assert not torch.allclose(z[:, 0], z[:, 1])  # and a different one per sample
+    out = model(b, 1.0)
+    mu, _ = model.posterior(b, model.encode_partial(b)[0])
+    assert mu.shape == (b.num_graphs, 4) and torch.isfinite(out["total"]) and float(out["kl"]) > 0
+
+
+def _problems():
+    pb = random_problems(3, 6, RandomRobotConfig(), torch.Generator().manual_seed(9))
+    return pb.chain, pb.q, pb.goal

@@ -32,3 +32,26 @@ def test_bench_overfit_reduces_the_error(capsys):
     lines = [ln for ln in capsys.readouterr().out.splitlines() if "RMS" in ln]
     first = float(lines[0].split("RMS")[1].split("mm")[0])
     assert len(lines) == 2 and rms < first
+
+
+def test_bench_overfit_trains_on_minibatches_of_the_problems(capsys):
+    rms = bench_overfit("kuka", problems=8, steps=40, lr=3e-3, layer="egnn", overrides=["hidden=16", "layers=2"],
+                        precision="fp32", seed=0, every=20, batch=4)
+    out = capsys.readouterr().out
+    assert "8 kuka problems, 4 per step" in out and rms < 2000.0
+
+
+def test_bench_learn_reports_raw_best_and_posterior_errors(capsys):
+    import json
+
+    from pipeline.bench_learn import bench_learn, beta_schedule
+
+    report = bench_learn("kuka", n=300, steps=4, batch=8, lr=1e-3, beta=1.0, beta_start=0.01, warm=0.5,
+                         overrides=["hidden=16", "layers=2"], every=2)
+    lines = [json.loads(ln) for ln in capsys.readouterr().out.splitlines() if ln.startswith("{")]
+    assert [r["step"] for r in lines] == [2, 4] and lines[-1] == report
+    assert 0 < report["best_of_32_mm"] <= report["raw_median_mm"] and report["posterior_rms_mm"] > 0
+    at = beta_schedule(1.0, 0.01, 0.5, 100)
+    assert abs(at(0) - 0.01) < 1e-12 and abs(at(25) - 0.1) < 1e-12 and at(50) == at(90) == 1.0
+    lin = beta_schedule(1.0, 0.0, 0.5, 100)
+    assert lin(25) == 0.5 and lin(80) == 1.0

@@ -191,3 +191,12 @@ def test_cosine_training_runs_and_resumes(graphs, tmp_path):
     assert log["complete"]
     again = _run(cos, graphs, tmp_path / "c")  # complete checkpoint: nothing more to train
     assert again["epochs_done"] == 2
+
+
+def test_beta_rises_linearly_from_zero_or_geometrically_from_beta_start():
+    from pipeline.train import beta_at
+
+    lin = TrainParams(beta=1.0, beta_warmup_epochs=4)
+    assert [beta_at(lin, e) for e in range(6)] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    geo = TrainParams(beta=1.0, beta_warmup_epochs=2, beta_start=0.01)
+    assert [round(beta_at(geo, e), 12) for e in range(4)] == [0.01, 0.1, 1.0, 1.0]
