@@ -208,7 +208,7 @@ def bench_overfit(robot_name: str, problems: int, steps: int, lr: float, layer: 
     q = robot.sample_q(problems, gen)
     chain = robot.chain.expand(problems, *robot.chain.shape)
     g = build_problem_graphs(chain, q, robot.fk(q))
-    b = make_batch(g, cfg.directions)
+    b = make_batch(g, cfg.directions, home_init=cfg.home_init)
     batch = batch if 0 < batch < problems else problems
     order = torch.Generator().manual_seed(seed + 1)
     minibatches: list = []
@@ -225,7 +225,7 @@ def bench_overfit(robot_name: str, problems: int, steps: int, lr: float, layer: 
     for step in range(1, steps + 1):
         if batch < problems and not minibatches:
             minibatches = list(torch.randperm(problems, generator=order).split(batch))
-        mb = b if batch == problems else make_batch(subset(g, minibatches.pop()), cfg.directions)
+        mb = b if batch == problems else make_batch(subset(g, minibatches.pop()), cfg.directions, home_init=cfg.home_init)
         with autocast:
             out = model(mb, 0.0)
         opt.zero_grad(set_to_none=True)

@@ -36,6 +36,9 @@ from ggik_core.data.shards import MANIFEST, load_graphs
 from pipeline.params import Params, TrainParams
 from pipeline.progress import progress, stderr
 
+#: graphs per validation step (no gradients: large batches are cheaper, and the losses are per graph)
+VAL_BATCH = 256
+
 LOSS_COLUMNS = ["epoch", "lr", "beta", "train_rec", "train_kl", "train_total", "val_rec", "val_kl", "val_total", "minutes"]
 
 
@@ -164,9 +167,11 @@ def beta_at(tp: TrainParams, epoch: float) -> float:
 
 
 def fingerprint(params: Params, manifest: Path) -> dict:
-    """What a checkpoint must match to be resumed (epochs and time limits may change)."""
+    """What a checkpoint must match to be resumed: time limits and threads may change, and so may
+    the number of epochs under the step schedule (the cosine schedule spans all epochs, so a run
+    with more epochs is another run)."""
     tp = asdict(params.train)
-    for key in ("epochs", "max_minutes", "num_threads", "log_every"):
+    for key in ("max_minutes", "num_threads", "log_every") + (("epochs",) if params.train.lr_schedule == "step" else ()):
         tp.pop(key)
     return {"model": asdict(params.model), "train": tp, "data": sha256_file(manifest)}
 
@@ -298,7 +303,7 @@ def _train(params: Params, graph_dir: Path, out_dir: Path, metrics_dir: Path, en
                            sched if tp.lr_schedule == "cosine" else None)
             graphs_per_s = n_train / (time.perf_counter() - te)
             with torch.no_grad():
-                va = run_epoch(model, graphs, env.shard(batches(val_idx, tp.batch_size, None)), tp, beta, env)
+                va = run_epoch(model, graphs, env.shard(batches(val_idx, max(tp.batch_size, VAL_BATCH), None)), tp, beta, env)
             lr = opt.param_groups[0]["lr"]
             if tp.lr_schedule == "step":
                 sched.step()

@@ -112,15 +112,29 @@ def test_deterministic_runs_match(graphs, tmp_path):
 
 
 def test_resume_continues_where_it_stopped(graphs, tmp_path):
-    three = replace(TINY, train=replace(TINY.train, epochs=3))
+    """Under the step schedule a finished run can be extended by more epochs."""
+    two = replace(TINY, train=replace(TINY.train, lr_schedule="step"))
+    three = replace(two, train=replace(two.train, epochs=3))
     _run(three, graphs, tmp_path / "straight")
-    _run(TINY, graphs, tmp_path / "chunked")  # 2 epochs, then "interrupted"
+    _run(two, graphs, tmp_path / "chunked")  # 2 epochs, then "interrupted"
     log = _run(three, graphs, tmp_path / "chunked")
     assert log["epochs_done"] == 3 and log["complete"]
     assert _losses(tmp_path / "straight/metrics/train_loss.csv") == _losses(tmp_path / "chunked/metrics/train_loss.csv")
     a = load_model(tmp_path / "straight/model/model.pt", torch.device("cpu")).state_dict()
     b = load_model(tmp_path / "chunked/model/model.pt", torch.device("cpu")).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_cosine_run_stopped_by_its_time_limit_resumes_to_the_same_result(graphs, tmp_path):
+    cosine = replace(TINY, train=replace(TINY.train, lr_schedule="cosine", epochs=3))
+    _run(cosine, graphs, tmp_path / "straight")
+    chunk = replace(cosine, train=replace(cosine.train, max_minutes=1e-9))  # stops after its first epoch
+    assert _run(chunk, graphs, tmp_path / "chunked")["epochs_done"] == 1
+    log = _run(cosine, graphs, tmp_path / "chunked")
+    assert log["epochs_done"] == 3 and log["complete"]
+    assert _losses(tmp_path / "straight/metrics/train_loss.csv") == _losses(tmp_path / "chunked/metrics/train_loss.csv")
+    longer = replace(cosine, train=replace(cosine.train, epochs=4))  # another cosine schedule: not resumed
+    assert _run(longer, graphs, tmp_path / "chunked")["epochs_done"] == 4
 
 
 def test_checkpoint_of_other_params_is_not_resumed(graphs, tmp_path):
@@ -196,7 +210,7 @@ def test_cosine_training_runs_and_resumes(graphs, tmp_path):
 def test_beta_rises_linearly_from_zero_or_geometrically_from_beta_start():
     from pipeline.train import beta_at
 
-    lin = TrainParams(beta=1.0, beta_warmup_epochs=4)
+    lin = TrainParams(beta=1.0, beta_warmup_epochs=4, beta_start=0.0)
     assert [beta_at(lin, e) for e in range(6)] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
     geo = TrainParams(beta=1.0, beta_warmup_epochs=2, beta_start=0.01)
     assert [round(beta_at(geo, e), 12) for e in range(4)] == [0.01, 0.1, 1.0, 1.0]
