@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 
 import torch
@@ -25,9 +24,10 @@ def beta_schedule(beta: float, beta_start: float, warm: float, steps: int):
     """β at a step: linear from 0 over ``warm`` of the steps, or geometric from ``beta_start``
     reaching ``beta`` at ``warm`` of the steps when ``beta_start`` > 0."""
 
+    from pipeline.train import beta_ramp
+
     def at(step: int) -> float:
-        t = min(1.0, step / max(1.0, warm * steps))
-        return beta_start * (beta / beta_start) ** t if beta_start > 0 else beta * t
+        return beta_ramp(beta, beta_start, min(1.0, step / max(1.0, warm * steps)))
 
     return at
 
@@ -41,9 +41,9 @@ def bench_learn(robot_name: str, n: int, steps: int, batch: int, lr: float, beta
     from ggik_core.model.config import ModelConfig
     from ggik_core.model.cvae import GGIK
     from ggik_core.robots.files import load_robot
-    from ggik_core.solve.solver import sample_solutions
     from pipeline.bench import _variant
-    from pipeline.train import precision_context, subset
+    from pipeline.params import TrainParams
+    from pipeline.train import make_scheduler, precision_context, subset
 
     _, sets = _variant(" ".join(["dense", *overrides]))
     cfg = dataclasses.replace(ModelConfig(), **sets)
@@ -53,14 +53,8 @@ def bench_learn(robot_name: str, n: int, steps: int, batch: int, lr: float, beta
     torch.manual_seed(seed)
     model = GGIK(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    warm_steps = max(1, int(0.05 * steps))
-
-    def factor(s: int) -> float:
-        if s < warm_steps:
-            return (s + 1) / warm_steps
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm_steps) / max(1, steps - warm_steps))))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    # the training stage's warm-up + cosine schedule, over this run's steps
+    sched = make_scheduler(opt, TrainParams(lr_schedule="cosine", epochs=1, warmup_fraction=0.05), steps)
     beta_at = beta_schedule(beta, beta_start, warm, steps)
     autocast = precision_context("bf16", torch.device("cpu"))
     goals = robot.fk(robot.sample_q(50, torch.Generator().manual_seed(123)))
@@ -86,7 +80,7 @@ def bench_learn(robot_name: str, n: int, steps: int, batch: int, lr: float, beta
         sums += torch.stack([out["rec"].detach().double(), out["kl"].detach().double()])
         count += 1
         if step % every == 0 or step == steps:
-            report = {"step": step, "seconds": round(time.perf_counter() - t0), **_accuracy(model, robot, goals, held, sample_solutions),
+            report = {"step": step, "seconds": round(time.perf_counter() - t0), **_accuracy(model, robot, goals, held),
                       "rec": round(float(sums[0]) / count, 4), "kl": round(float(sums[1]) / count, 3)}
             sums.zero_()
             count = 0
@@ -95,7 +89,9 @@ def bench_learn(robot_name: str, n: int, steps: int, batch: int, lr: float, beta
 
 
 @torch.no_grad()
-def _accuracy(model, robot, goals, held, sample_solutions) -> dict:
+def _accuracy(model, robot, goals, held) -> dict:
+    from ggik_core.solve.solver import sample_solutions
+
     model.eval()
     s = sample_solutions(model, robot, goals, 32, generator=torch.Generator().manual_seed(5))
     pos_mm = s.pos_err.reshape(goals.shape[0], 32) * 1000

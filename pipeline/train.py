@@ -160,10 +160,13 @@ def beta_at(tp: TrainParams, epoch: float) -> float:
     learns). Training updates it every step."""
     if tp.beta_warmup_epochs <= 0:
         return tp.beta
-    t = min(1.0, epoch / tp.beta_warmup_epochs)
-    if tp.beta_start > 0:
-        return tp.beta_start * (tp.beta / tp.beta_start) ** t
-    return tp.beta * t
+    return beta_ramp(tp.beta, tp.beta_start, min(1.0, epoch / tp.beta_warmup_epochs))
+
+
+def beta_ramp(beta: float, beta_start: float, t: float) -> float:
+    """β at progress ``t`` in [0, 1] of its warm-up: geometric from ``beta_start`` when that is
+    positive, else linear from 0."""
+    return beta_start * (beta / beta_start) ** t if beta_start > 0 else beta * t
 
 
 def fingerprint(params: Params, manifest: Path) -> dict:

@@ -157,9 +157,7 @@ class GGIK(nn.Module):
 
     def decode(self, z: Tensor, h_partial: Tensor, x_partial: Tensor, b: GraphBatch) -> Tensor:
         """Positions ``(B*N, 3)`` from latents per node ``(B*N, D)`` or per graph ``(B, D)``."""
-        if z.shape[0] != h_partial.shape[0]:
-            z = self.spread(z, b)
-        h = self.embed_dec(torch.cat([z, h_partial], -1))
+        h = self.embed_dec(torch.cat([self.spread(z, b), h_partial], -1))
         _, x = self.run_stack(self.decoder, h, x_partial, b, full=False)
         return x
 
@@ -210,9 +208,10 @@ class GGIK(nn.Module):
         eps = torch.randn(M, k, D, dtype=mu.dtype, device=mu.device, generator=generator)
         z = torch.gather(mu, 1, idx) + torch.gather(ls, 1, idx).exp() * eps  # (M, k, D)
         N, B = b.nodes_per_graph, b.num_graphs
-        # graph-major layout (graph g, copy c) -> g * k + c, matching repeat_batch_partial
+        # graph-major layout (graph g, copy c) -> g * k + c, matching repeat_batch_partial; a
+        # per-graph z stays one row per copy and decode() gives it to the copy's nodes
         if self.per_graph:
-            z = z[:, :, None, :].expand(B, k, N, D).reshape(B * k * N, D)
+            z = z.reshape(B * k, D)
         else:
             z = z.reshape(B, N, k, D).permute(0, 2, 1, 3).reshape(B * k * N, D)
         rb = repeat_batch_partial(b, k)
