@@ -97,7 +97,7 @@ def solve(
     goal: list[str] = typer.Option([], "--goal", help="'x y z qw qx qy qz' in metres and a unit quaternion (w first), base frame; repeatable."),
     goals: Optional[Path] = typer.Option(None, "--goals", help="CSV (comma-separated, header x,y,z,qw,qx,qy,qz) or Parquet file of goals."),
     samples: int = typer.Option(32, "--samples", "-k", help="Candidates per goal."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Trained model (default: data/model/model.pt when it exists, else random seeds)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Trained model (default: random seeds when refining; with --raw, data/model/model.pt when it exists)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write solutions to .csv, .parquet or .json (default: CSV on stdout)."),
     raw: bool = typer.Option(False, "--raw", help="Raw GGIK samples, not refined (needs a model)."),
     refine: bool = typer.Option(True, "--refine/--no-refine", hidden=True, help="Kept for compatibility: --refine is the default, --no-refine means --raw."),
