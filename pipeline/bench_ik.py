@@ -38,6 +38,7 @@ from pipeline.baselines import (
     TRAC_IK_EPSILON, TRAC_IK_TIMEOUT_S, availability, import_pytorch_kinematics, import_trac_ik, package_version,
     pk_solver, run_pytorch_kinematics, run_trac_ik, trac_ik_solver, urdf_dir,
 )
+from pipeline.branches import AnalyticIK, coverage, import_eaik
 from pipeline.progress import progress, stderr
 
 #: name -> (position tolerance in metres, rotation tolerance in radians)
@@ -224,6 +225,7 @@ def bench_ik(
         model_note = "skipped: no model given"
     else:
         model = load_model(Path(model_path), dev)
+    EAIK, eaik_reason = availability(import_eaik)
     pk, pk_reason = availability(import_pytorch_kinematics)
     TracIK, tk_reason = availability(import_trac_ik)
     udir = urdf_dir()
@@ -240,6 +242,7 @@ def bench_ik(
                  f"device {dev}, threads {torch.get_num_threads()}")
     results: dict[str, dict] = {}
     latency: dict[str, dict] = {}
+    branches: dict[str, dict] = {}
     with progress() as bar:
         task = bar.add_task("bench ik", total=len(names) * len(METHODS), info="")
         for name in names:
@@ -247,11 +250,25 @@ def bench_ik(
             _, goals, q_seed = arm_problem(robot, ARM_NAMES.index(name), goals_per_arm, k, seed)
             row: dict[str, dict] = {}
             ggik_seed = seed * 1009 + ARM_NAMES.index(name) + 7
+            analytic = None
+            if robot.dof == 6:
+                if EAIK is None:
+                    branches[name] = {"status": f"not installed: {eaik_reason}"}
+                else:
+                    oracle = AnalyticIK(EAIK, robot)
+                    analytic = oracle.solve(goals, DISTINCT_TOL)
+                    branches[name] = {"status": "ok", "family": oracle.family, "exact_geometry": oracle.exact,
+                                      "solutions_per_goal": sum(len(a) for a in analytic) / len(analytic), "coverage": {}}
 
             def run(method: str, fn) -> None:
                 bar.update(task, info=f"{name}: {METHODS[method]}")
                 try:
-                    row[method] = score(fn())
+                    sol = fn()
+                    row[method] = score(sol)
+                    if analytic is not None:
+                        pos_tol, rot_tol = THRESHOLDS["1mm_1deg"]
+                        ok = (sol.pos_err < pos_tol) & (sol.rot_err < rot_tol) & sol.within_limits
+                        branches[name]["coverage"][method] = coverage(sol.q.cpu(), ok.cpu(), analytic, DISTINCT_TOL)
                 except GGIKError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - a baseline that breaks is reported, not fatal
@@ -326,6 +343,7 @@ def bench_ik(
         "results": results,
         "overall": overall,
         "latency_1_goal": latency,
+        "branch_coverage": branches,
     }
     out_dir = Path(out_dir)
     write_json(out_dir / "bench.json", report)
@@ -412,8 +430,27 @@ def markdown(report: dict) -> str:
                 "| arm | candidates | median ms | best ms | exact | distinct |", "|---|---|---|---|---|---|"]
         out += [f"| {a} | {v['candidates']} | {v['median_ms']:.1f} | {v['min_ms']:.1f} | {v['successes']} | {v['distinct']} |"
                 for a, v in lat.items()]
+    out += _branch_rows(report.get("branch_coverage") or {})
     out.append("")
     return "\n".join(out) + "\n"
+
+
+def _branch_rows(branches: dict[str, dict]) -> list[str]:
+    """Branch coverage on the 6R arms: the share of each goal's analytic solutions (eaik) that the
+    method's exact candidates reach (pipeline/branches.py)."""
+    if not branches:
+        return []
+    lines = ["", f"## Solution-branch coverage on the 6R arms (oracle: eaik's analytic IK; share of a goal's analytic "
+             f"solutions inside the limits reached by an exact candidate within {DISTINCT_TOL} rad)", "",
+             "| arm | analytic solutions per goal | method | coverage |", "|---|---|---|---|"]
+    for arm, b in branches.items():
+        if b.get("status") != "ok":
+            lines.append(f"| {arm} | {b.get('status')} | | |")
+            continue
+        sols = f"{b['solutions_per_goal']:.2f} ({b['family']}{'' if b['exact_geometry'] else ', idealised twin + LM polish'})"
+        for m, c in b["coverage"].items():
+            lines.append(f"| {arm} | {sols} | {METHODS[m]} | {'–' if c is None else f'{100 * c:.1f}%'} |")
+    return lines
 
 
 def _vs_trac_ik(report: dict) -> list[str]:

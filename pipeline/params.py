@@ -161,8 +161,9 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise GGIKError(f"params: model.phi_x must be mlp or linear, got {p.model.phi_x!r}")
     if p.model.symmetric and p.model.layer != "egnn":
         raise GGIKError("params: model.symmetric needs model.layer egnn (EGAT's direction features are antisymmetric)")
-    if p.model.full_layers < 0:
-        raise GGIKError(f"params: model.full_layers must be 0 (same as model.layers) or more, got {p.model.full_layers}")
+    for key in ("full_layers", "decoder_layers", "partial_layers"):
+        if getattr(p.model, key) < 0:
+            raise GGIKError(f"params: model.{key} must be 0 (same as model.layers) or more, got {getattr(p.model, key)}")
     _validate(p)
     return p
 

@@ -30,6 +30,8 @@ class ModelConfig:
     symmetric: bool = False  # egnn only: phi_e shares weights for h_i and h_j, each pair computed once
     pin_anchors: bool = False  # put the known anchors back at their positions after every layer
     full_layers: int = 0  # layers of the full-graph encoder (it feeds only the posterior); 0: same as layers
+    decoder_layers: int = 0  # layers of the decoder (it places the nodes); 0: same as layers
+    partial_layers: int = 0  # layers of the partial-graph encoder (prior and decoder input); 0: same as layers
     latent_scope: str = "node"  # node: one latent per node (the reference) | graph: one per graph, given to every node
 
     @property

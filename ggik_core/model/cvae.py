@@ -101,13 +101,13 @@ class GGIK(nn.Module):
         self.cfg = cfg
         H, D, K = cfg.hidden, cfg.latent, cfg.components
         self.embed_partial = nn.Linear(cfg.node_features, H)
-        self.enc_partial = GraphStack(cfg)
+        self.enc_partial = GraphStack(cfg, depth=cfg.partial_layers)
         self.prior_head = mlp(H, H, K * (1 + 2 * D))
         self.embed_full = nn.Linear(cfg.node_features, H)
         self.enc_full = GraphStack(cfg, coords_out=False, depth=cfg.full_layers)
         self.posterior_head = mlp(2 * H, H, 2 * D)
         self.embed_dec = nn.Linear(D + H, H)
-        self.decoder = GraphStack(cfg, features_out=False)
+        self.decoder = GraphStack(cfg, features_out=False, depth=cfg.decoder_layers)
         if cfg.latent_scope not in ("node", "graph"):
             raise ValueError(f"unknown latent_scope {cfg.latent_scope!r} (node or graph)")
 

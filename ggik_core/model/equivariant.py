@@ -240,7 +240,7 @@ class EquivariantConv(MessagePassing):
 
     @property
     def edge_offset(self) -> int:
-        """Column of :math:`\phi_e`'s first weight where the edge features start."""
+        r"""Column of :math:`\phi_e`'s first weight where the edge features start."""
         return self.channels if self.symmetric else 2 * self.channels
 
     def node_parts(self, h: Tensor) -> Tuple[Tensor, Tensor]:
