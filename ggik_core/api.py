@@ -9,9 +9,11 @@ r"""ggik as a Python library: many IK solutions for a robot, checked by forward 
 
 Where the candidates come from:
 
-* with a trained model (``Solver(robot, model="data/model/model.pt")``) they are GGIK samples,
-  refined by batched Levenberg–Marquardt unless ``solve(..., refine=False)``;
-* **without a model** (the default, since no trained model ships yet) the refinement starts from
+* with a trained model (``Solver(robot, model="shipped")`` for the model that ships in the
+  package, or a file such as ``"data/model/model.pt"``) they are GGIK samples, refined by batched
+  Levenberg–Marquardt unless ``solve(..., refine=False)``;
+* **without a model** (the default: on a CPU, random seeds find more distinct solutions per
+  second than learned ones, ``ggik bench seeds``) the refinement starts from
   ``k`` configurations drawn uniformly at random inside the joint limits. That is a plain
   multi-start IK solver: it needs ``refine=True``.
 
@@ -130,7 +132,9 @@ class Solver:
         robot: a catalog name (``ur10``, ``kuka``, ``lwa4d``, ``lwa4p``, ``panda``), a URDF file, a DH
             YAML file (format: :mod:`ggik_core.robots.files`) or a :class:`Robot`.
         base_link, ee_link: the chain inside a URDF (defaults: the root and the single leaf).
-        model: a trained model file (or a loaded ``GGIK``). ``None``: no model; refinement then
+        model: a trained model file (or a loaded ``GGIK``); ``"shipped"``: the model that ships
+            in the package for this robot (:mod:`ggik_core.weights`: the all-arms model for a
+            catalog arm, the generalist for any other robot). ``None``: no model; refinement then
             starts from configurations drawn uniformly at random inside the joint limits.
         max_iter, pos_tol_mm, rot_tol_deg: Levenberg–Marquardt iterations per candidate, re-seeds
             included (``None``: the library default), and the errors at which a candidate stops
@@ -165,6 +169,10 @@ class Solver:
 
             set_threads(threads)
         self.robot = robot if isinstance(robot, Robot) else _load_robot(str(robot), base_link, ee_link)
+        if isinstance(model, str) and model == "shipped":
+            from ggik_core.weights import model_name_for, shipped_path
+
+            model = shipped_path(model_name_for(self.robot.name if isinstance(robot, Robot) else str(robot)))
         self.model = _load_model(model, device)
         self.refine_cfg = refine_config(max_iter, pos_tol_mm, rot_tol_deg, time_budget_s)
         if solved_mm <= 0 or solved_deg <= 0:

@@ -188,11 +188,12 @@ def bench_sample(model_path: Path | None, robot_name: str, device: str | None, r
 
 
 def bench_overfit(robot_name: str, problems: int, steps: int, lr: float, layer: str, overrides: list[str], precision: str,
-                  seed: int, every: int, batch: int = 0) -> float:
+                  seed: int, every: int, batch: int = 0, mean: bool = False) -> float:
     """Memorise ``problems`` goals of one arm through the posterior (beta = 0, one-cycle lr) and
     report the RMS error of the unknown nodes, decoded from the posterior mean, in mm (gate a of
     the learning issue). ``batch`` > 0: each step trains on ``batch`` of the problems (a fresh
-    shuffle every pass over them) instead of all of them. Returns the final RMS in mm."""
+    shuffle every pass over them) instead of all of them. ``mean``: train on the posterior mean
+    instead of a reparameterised sample. Returns the final RMS in mm."""
 
     from ggik_core.data.batch import make_batch
     from ggik_core.data.graph import build_problem_graphs
@@ -219,7 +220,7 @@ def bench_overfit(robot_name: str, problems: int, steps: int, lr: float, layer: 
     autocast = precision_context(precision, torch.device("cpu"))
     unknown = ~b.anchor
     typer.echo(f"bench overfit: {problems} {robot_name} problems, {batch} per step, {layer}, {cfg}, {steps} steps, lr {lr}, "
-               f"{precision}, threads {torch.get_num_threads()}")
+               f"{precision}, {'posterior mean' if mean else 'posterior samples'}, threads {torch.get_num_threads()}")
     t0 = time.perf_counter()
     rms = float("nan")
     for step in range(1, steps + 1):
@@ -227,7 +228,7 @@ def bench_overfit(robot_name: str, problems: int, steps: int, lr: float, layer: 
             minibatches = list(torch.randperm(problems, generator=order).split(batch))
         mb = b if batch == problems else make_batch(subset(g, minibatches.pop()), cfg.directions, home_init=cfg.home_init)
         with autocast:
-            out = model(mb, 0.0)
+            out = model(mb, 0.0, sample=not mean)
         opt.zero_grad(set_to_none=True)
         out["total"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
@@ -239,6 +240,6 @@ def bench_overfit(robot_name: str, problems: int, steps: int, lr: float, layer: 
                 mu, _ = model.posterior(b, h_p)
                 err = (model.decode(mu, h_p, x_p, b) - b.x).norm(dim=-1)[unknown] * 1000.0
             rms = float(err.pow(2).mean().sqrt())
-            typer.echo(f"  step {step:6d}  {time.perf_counter() - t0:7.0f} s  rec {float(out['rec']):.6f}  "
+            typer.echo(f"  step {step:6d}  {time.perf_counter() - t0:7.0f} s  rec {float(out['rec'].detach()):.6f}  "
                        f"unknown-node RMS {rms:8.2f} mm  median {float(err.median()):8.2f} mm  max {float(err.max()):8.2f} mm")
     return rms

@@ -97,7 +97,8 @@ def solve(
     goal: list[str] = typer.Option([], "--goal", help="'x y z qw qx qy qz' in metres and a unit quaternion (w first), base frame; repeatable."),
     goals: Optional[Path] = typer.Option(None, "--goals", help="CSV (comma-separated, header x,y,z,qw,qx,qy,qz) or Parquet file of goals."),
     samples: int = typer.Option(32, "--samples", "-k", help="Candidates per goal."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Trained model (default: random seeds when refining; with --raw, data/model/model.pt when it exists)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Trained model file, e.g. data/model/model.pt after dvc repro (default: the model that ships with ggik: all-arms for the catalog arms, the generalist for other robots)."),
+    seeds: str = typer.Option("auto", "--seeds", help="Where refinement starts: auto (random seeds, or the model given by --model), model (samples of the model) or random (uniform inside the limits)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write solutions to .csv, .parquet or .json (default: CSV on stdout)."),
     raw: bool = typer.Option(False, "--raw", help="Raw GGIK samples, not refined (needs a model)."),
     refine: bool = typer.Option(True, "--refine/--no-refine", hidden=True, help="Kept for compatibility: --refine is the default, --no-refine means --raw."),
@@ -122,7 +123,7 @@ def solve(
         raise GGIKError(f"--time-budget must be a non-negative number of seconds (got {time_budget})")
     df = run(robot, goal, goals, samples, model, out, refine=refine and not raw, seed=seed, base_link=base_link, ee_link=ee_link,
              max_iter=max_iter, pos_tol_mm=tol_mm, rot_tol_deg=tol_deg, solved_mm=solved_mm, solved_deg=solved_deg,
-             distinct_tol=distinct_tol, plot=plot, plot_goal=plot_goal, threads=threads, time_budget=time_budget)
+             distinct_tol=distinct_tol, plot=plot, plot_goal=plot_goal, threads=threads, time_budget=time_budget, seeds=seeds)
     if out is None:
         typer.echo(df.to_csv(index=False), nl=False)
     else:
@@ -172,6 +173,24 @@ def compare(
     for path in run(out, rev, repo):
         typer.echo(f"wrote {path}", err=True)
 
+
+
+@app.command()
+def ship(
+    name: str = typer.Argument(..., help="all_arms (used for the catalog arms) or generalist (every other robot)."),
+    model: Path = typer.Option(Path("data/model/model.pt"), help="The trained model file."),
+    params: Path = PARAMS,
+    metrics: Path = typer.Option(Path("metrics"), help="The run's train.json, train_loss.csv and eval.json."),
+    preset: str = typer.Option("dvc repro", help="The command that reproduces the model (stored in its card)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Default: the package's ggik_core/weights."),
+) -> None:
+    """Put a trained model into the package (ggik_core/weights/NAME.pt) with its params, training time and metrics."""
+    from ggik_core.weights import SHIPPED, WEIGHTS_DIR
+    from pipeline.ship import ship as run
+
+    if name not in SHIPPED:
+        raise GGIKError(f"ship: name must be {' or '.join(SHIPPED)}, got {name!r}")
+    typer.echo(f"wrote {run(name, model, params, metrics, preset, out_dir or WEIGHTS_DIR)} and its .json card", err=True)
 
 @bench_app.callback()
 def bench_threads(threads: int = typer.Option(0, "--threads", help="Torch threads for every benchmark (0: GGIK_THREADS, else the free cores).")) -> None:
@@ -256,11 +275,12 @@ def bench_overfit(
     seed: int = typer.Option(0),
     every: int = typer.Option(250, help="Steps between reports."),
     batch: int = typer.Option(0, help="Problems per step (0: all of them)."),
+    mean: bool = typer.Option(False, "--mean/--sample", help="Train on the posterior mean (--mean) or on reparameterised samples."),
 ) -> None:
     """Memorise a batch of one arm's problems through the posterior; prints the unknown-node RMS in mm."""
     from pipeline.bench import bench_overfit as run
 
-    run(robot, problems, steps, lr, layer, set_, precision, seed, every, batch)
+    run(robot, problems, steps, lr, layer, set_, precision, seed, every, batch, mean)
 
 
 @bench_app.command("learn")
@@ -289,11 +309,15 @@ def bench_seeds(
     samples: int = typer.Option(32, help="Candidates per goal."),
     arm: Optional[list[str]] = typer.Option(None, "--arm", help="Repeat to choose arms (default: all five)."),
     seed: int = typer.Option(0),
+    distinct_k: int = typer.Option(4, "--distinct-k", help="K of the time-to-K-distinct-solutions column."),
+    limit: float = typer.Option(10.0, "--limit", help="Seconds per arm and seed kind at most for the time to K distinct."),
 ) -> None:
-    """Model-seeded vs random-seeded refinement at equal wall time (CPU)."""
+    """Model-seeded vs random-seeded refinement at equal wall time (CPU), and the time to K distinct solutions."""
     from pipeline.bench_seeds import bench_seeds as run
 
-    run(model, goals, samples, arm, seed)
+    if distinct_k < 1 or not limit > 0:
+        raise GGIKError("--distinct-k must be at least 1 and --limit positive")
+    run(model, goals, samples, arm, seed, distinct_k, limit)
 
 
 def main() -> None:

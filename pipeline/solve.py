@@ -22,8 +22,6 @@ from pipeline.progress import stderr
 GOAL_COLUMNS = ("x", "y", "z", "qw", "qx", "qy", "qz")
 GOAL_SUFFIXES = (".csv", ".parquet")
 OUT_SUFFIXES = (".csv", ".parquet", ".json")
-#: Where `dvc repro` writes the trained model; `ggik solve` uses it when it exists.
-DEFAULT_MODEL = Path("data/model/model.pt")
 #: At most this many per-goal warnings are printed; the rest are counted.
 MAX_GOAL_LINES = 10
 
@@ -96,17 +94,50 @@ def _column(path: Path, raw: pd.Series, name: str, csv: bool) -> np.ndarray:
     return values
 
 
-def find_model(model_path: Path | None, refine: bool = True) -> Path | None:
-    """The model to use: the one given (it must exist); else, for raw samples, :data:`DEFAULT_MODEL`
-    when present; else None: refinement from random seeds, the default because it is measured faster
-    than learned seeds on a CPU (``ggik bench seeds``, README)."""
+def find_model(model_path: Path | None, robot_spec: str, refine: bool = True, seeds: str = "auto") -> Path | None:
+    """The model to sample from, or None for random seeds.
+
+    ``--model`` wins (the file must exist). Otherwise the model that ships in the package for this
+    robot (:mod:`ggik_core.weights`) is used for raw samples and for ``--seeds model``; refinement
+    with ``--seeds auto`` starts from random seeds, measured faster than learned seeds on a CPU
+    (``ggik bench seeds``, README)."""
+    if seeds not in ("auto", "model", "random"):
+        raise GGIKError(f"--seeds must be auto, model or random, got {seeds!r}")
+    if seeds == "random":
+        if not refine:
+            raise GGIKError("--seeds random needs refinement: raw samples come from a model (leave out --raw)")
+        if model_path is not None:
+            raise GGIKError("--seeds random does not use --model: leave out one of them")
+        return None
     if model_path is not None:
         if not model_path.is_file():
-            raise GGIKError(f"model {model_path} not found (leave out --model to refine random seeds instead)")
+            raise GGIKError(f"model {model_path} not found (leave out --model to use the model that ships with ggik)")
         return model_path
-    if not refine and DEFAULT_MODEL.is_file():
-        return DEFAULT_MODEL
+    if not refine or seeds == "model":
+        from ggik_core.weights import model_name_for, shipped_path
+
+        path = shipped_path(model_name_for(robot_spec))
+        if not path.is_file():
+            raise GGIKError(f"the shipped model {path.name} is missing from this install ({path.parent}); pass --model FILE")
+        return path
     return None
+
+
+def model_note(model: Path) -> str | None:
+    """A one-line note naming the shipped model in use and its measured accuracy (None for other files)."""
+    from ggik_core.weights import SHIPPED, WEIGHTS_DIR, shipped_card
+
+    if model.resolve().parent != WEIGHTS_DIR or model.stem not in SHIPPED:
+        return None
+    try:
+        card = shipped_card(model.stem)
+        overall = card["eval"]["overall"]
+        trained = card["trained_on"]
+    except (OSError, ValueError, KeyError):
+        return f"note: model: the shipped {model.stem} model"
+    what = ", ".join(trained) if isinstance(trained, list) else trained
+    return (f"note: model: the shipped {model.stem} model (trained on {what} for {card['training']['minutes']:.0f} min; raw median "
+            f"{overall['raw_median_mm']:.0f} mm on the five arms, ggik_core/weights/{model.stem}.json; --model FILE overrides)")
 
 
 def solve(
@@ -130,6 +161,7 @@ def solve(
     plot_goal: int = 0,
     threads: int = 0,
     time_budget: float | None = None,
+    seeds: str = "auto",
 ) -> pd.DataFrame:
     """Solve, report on stderr, write ``out`` (and ``plot``); returns the solutions, best first."""
     if samples < 1:
@@ -148,15 +180,15 @@ def solve(
     if plot is not None and not 0 <= plot_goal < len(rows):
         raise GGIKError(f"--plot-goal {plot_goal}: there are {len(rows)} goals (ids 0..{len(rows) - 1})")
     goals = poses_from_rows(rows)
-    model = find_model(model_path, refine)
+    model = find_model(model_path, robot_spec, refine, seeds)
     solver = Solver(robot_spec, base_link=base_link, ee_link=ee_link, model=model, max_iter=max_iter, pos_tol_mm=pos_tol_mm,
                     rot_tol_deg=rot_tol_deg, solved_mm=solved_mm, solved_deg=solved_deg, distinct_tol=distinct_tol,
                     threads=threads, time_budget_s=time_budget)
     if model is None:
-        if not refine:
-            raise GGIKError(f"--raw needs a trained model: none at {DEFAULT_MODEL}; pass --model FILE")
         stderr.print(f"note: seeds: refining {samples} configurations per goal drawn uniformly inside the joint limits "
-                     f"(faster than learned seeds on a CPU; pass --model FILE to seed from a trained model)")
+                     f"(faster than learned seeds on a CPU; --seeds model seeds from the shipped model)")
+    elif (line := model_note(model)) is not None:
+        stderr.print(line, soft_wrap=True)
     res = solver.solve(goals, k=samples, refine=refine, seed=seed)
     for line in [*res.notes, *goal_lines(res, solver), summary(res, solver)]:
         stderr.print(line, soft_wrap=True)

@@ -174,17 +174,19 @@ class GGIK(nn.Module):
         return Losses(total=out["total"], rec=out["rec"], kl=out["kl"])
 
     def forward(self, b: GraphBatch, beta: float, anchor_weight: float = 1.0, node_weight: float = 10.0,
-                free_bits: float = 0.0) -> dict[str, Tensor]:
+                free_bits: float = 0.0, sample: bool = True) -> dict[str, Tensor]:
         r"""The negative ELBO of a batch: ``{"total", "rec", "kl"}`` (a dict, so that
         DistributedDataParallel finds the tensors).
 
         ``free_bits`` :math:`\lambda` (nats per node): the optimised objective is
         :math:`\mathrm{rec} + \beta \max(\mathrm{KL}, \lambda)` on the batch-mean KL per node, so
         the posterior is not pushed onto the prior below :math:`\lambda` (against posterior
-        collapse); ``kl`` reports the unclamped value."""
+        collapse); ``kl`` reports the unclamped value. ``sample=False`` decodes the posterior mean
+        :math:`z = \mu` instead of a reparameterised sample (memorisation with :math:`\beta = 0`,
+        where the noise only slows the fit)."""
         h_p, x_p = self.encode_partial(b)
         mu_q, ls_q = self.posterior(b, h_p)
-        z = mu_q + ls_q.exp() * torch.randn_like(mu_q)
+        z = mu_q + ls_q.exp() * torch.randn_like(mu_q) if sample else mu_q
         x_hat = self.decode(z, h_p, x_p, b)
         N = b.nodes_per_graph
         w = torch.where(b.anchor, anchor_weight, node_weight).to(x_hat.dtype)

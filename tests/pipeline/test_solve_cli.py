@@ -269,7 +269,7 @@ def runs(setup) -> dict:
         return d
 
     job("stdout", ["--robot", "ur10", "--goal", goals["stdout"][0], "--goal", goals["stdout"][1], "-k", "3", "--model", model])
-    # no --model and no data/model/model.pt in the working folder: random seeds, refined
+    # no --model: random seeds, refined
     job("random", ["--robot", "ur10", "--goal", goals["random"][0], "--goal", goals["random"][1], "-k", "8", "--out", "sol.csv"])
     job("raw", ["--robot", "ur10", "--goal", goals["raw"][0], "--goal", goals["raw"][1], "-k", "3", "--model", model, "--raw",
                 "--out", "sol.csv"])
@@ -315,7 +315,13 @@ def runs(setup) -> dict:
     (d / "goals.txt").write_text("x,y,z,qw,qx,qy,qz\n0.4,0.1,0.5,1,0,0,0\n")
     d = job("txt_robot", ["--robot", "arm.txt", "--goal", GOOD_QUAT])
     (d / "arm.txt").write_text("joints: [\n")
-    job("raw_without_model", ["--robot", "ur10", "--goal", GOOD_QUAT, "--raw"])
+    # no --model: the models that ship in the package (all-arms for a catalog arm, else the generalist)
+    job("shipped_arm", ["--robot", "kuka", "--goal", goals["csv_in"][0], "-k", "4", "--raw", "--out", "sol.csv"])
+    d = job("shipped_other", ["--robot", "arm.yaml", "--goal", goals["yaml"][0], "-k", "4", "--raw", "--out", "sol.csv"])
+    (d / "arm.yaml").write_text(DH_YAML)
+    job("seeds_model", ["--robot", "ur10", "--goal", goals["random"][0], "-k", "8", "--seeds", "model", "--out", "sol.csv"])
+    job("random_raw", ["--robot", "ur10", "--goal", GOOD_QUAT, "--raw", "--seeds", "random"])
+    job("bad_seeds", ["--robot", "ur10", "--goal", GOOD_QUAT, "--seeds", "learned"])
     job("zero_iterations", ["--robot", "ur10", "--goal", GOOD_QUAT, "--max-iter", "0"])
     job("bad_plot", ["--robot", "ur10", "--goal", GOOD_QUAT, "--plot", "arm.jpg"])
 
@@ -470,6 +476,25 @@ def test_raw_samples_are_not_refined_and_not_called_unreachable(runs, setup):
     assert "raw GGIK samples" in res.stderr
 
 
+def test_raw_samples_without_a_model_come_from_the_shipped_models(runs, setup):
+    for case, name, dof, goal_key, fk in (("shipped_arm", "all_arms", 7, "csv_in", catalog_fk("kuka")),
+                                          ("shipped_other", "generalist", 6, "yaml", dh_yaml_fk)):
+        d, res = runs[case]
+        assert_ok(res)
+        assert f"note: model: the shipped {name} model" in res.stderr, res.stderr
+        check_solutions(pd.read_csv(d / "sol.csv"), dof, setup["goals"][goal_key][:1], 4, fk)
+
+
+def test_seeds_model_refines_samples_of_the_shipped_model(runs, setup):
+    d, res = runs["seeds_model"]
+    assert_ok(res)
+    assert "note: model: the shipped all_arms model" in res.stderr and "uniformly" not in res.stderr
+    df = pd.read_csv(d / "sol.csv")
+    check_solutions(df, 6, setup["goals"]["random"][:1], 8, catalog_fk("ur10"))
+    assert summary_numbers(res.stderr)[:2] == (1, 1)
+    assert "GGIK samples + refinement" in res.stderr
+
+
 def test_dof_outside_the_training_range_gets_a_note(runs):
     _, res = runs["dof_note"]
     assert_ok(res)
@@ -516,7 +541,8 @@ BAD = {
     "not_a_number": "row 1 (line 2), column z: 'abc' is not a number",
     "txt_goals": "unsupported extension .txt; supported: .csv",
     "txt_robot": "supported: .urdf/.xml (URDF), .yaml/.yml (DH table)",
-    "raw_without_model": "--raw needs a trained model",
+    "random_raw": "--seeds random needs refinement",
+    "bad_seeds": "--seeds must be auto, model or random",
     "zero_iterations": "at least 1 iteration",
     "bad_plot": "supported: .png, .pdf, .svg",
 }

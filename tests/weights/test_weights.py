@@ -1,0 +1,111 @@
+"""The models shipped in ``ggik_core/weights``: present, loadable, described by their cards, as
+accurate as the cards say (absolute bounds in mm), picked per robot; and ``ggik ship``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from ggik_core.errors import GGIKError
+from ggik_core.model.files import load_model
+from ggik_core.robots.catalog import ARM_NAMES, load_arm
+from ggik_core.solve.solver import sample_solutions
+from ggik_core.weights import SHIPPED, WEIGHTS_DIR, model_name_for, shipped_card, shipped_path
+from pipeline.ship import make_card, ship
+
+GOALS = 40
+K = 32
+#: raw median position error (mm) each shipped model must stay under on every catalog arm,
+#: GOALS x K samples: the cards' 100-goal figures plus room for the smaller sample
+RAW_MEDIAN_BOUND_MM = {"all_arms": 250.0, "generalist": 700.0}
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_has_weights_and_a_card(name):
+    assert shipped_path(name).is_file()
+    card = shipped_card(name)
+    assert card["name"] == name and card["preset"]
+    assert card["training"]["minutes"] > 0 and card["training"]["complete"]
+    assert set(card["eval"]["arms"]) == set(ARM_NAMES)
+    model = load_model(shipped_path(name), torch.device("cpu"))
+    assert model.cfg.to_dict() == {**model.cfg.to_dict(), **{k: v for k, v in card["params"]["model"].items()}}
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_is_as_accurate_as_its_card(name):
+    model = load_model(shipped_path(name), torch.device("cpu"))
+    card = shipped_card(name)["eval"]["arms"]
+    for arm in ARM_NAMES:
+        robot = load_arm(arm)
+        goals = robot.fk(robot.sample_q(GOALS, torch.Generator().manual_seed(7)))
+        s = sample_solutions(model, robot, goals, K, generator=torch.Generator().manual_seed(8))
+        median_mm = float(s.pos_err.median()) * 1000
+        assert median_mm < RAW_MEDIAN_BOUND_MM[name], (arm, median_mm)
+        assert median_mm < 1.5 * card[arm]["raw_median_mm"] + 20, (arm, median_mm, card[arm]["raw_median_mm"])
+
+
+def test_catalog_arms_get_the_all_arms_model_and_other_robots_the_generalist():
+    assert {model_name_for(a) for a in ARM_NAMES} == {"all_arms"}
+    assert model_name_for("KUKA") == "all_arms"
+    assert model_name_for("robots/my_arm.urdf") == "generalist"
+    assert model_name_for("ur5") == "generalist"
+    with pytest.raises(ValueError):
+        shipped_path("mine")
+
+
+def _run_files(tmp: Path) -> Path:
+    """A finished run's files as `ggik ship` reads them (metrics of one arm are enough)."""
+    (tmp / "metrics").mkdir()
+    (tmp / "params.yaml").write_text("data:\n  robots: [kuka]\n  dofs: [7]\ntrain:\n  num_threads: 1\nmodel:\n  hidden: 64\n")
+    (tmp / "metrics" / "train.json").write_text(json.dumps(
+        {"epochs_done": 3, "complete": True, "device": "cpu", "val": {"rec_min": 0.1, "kl_min": 0.5}}))
+    (tmp / "metrics" / "train_loss.csv").write_text("epoch,val_rec,minutes\n1,0.3,9.5\n2,0.2,19.0\n3,0.1,29.6\n")
+
+    def block(mm: float) -> dict:
+        return {"raw": {"position_mm": {"median": mm}, "rotation_deg": {"median": 9.0},
+                        "best_of_k_position_mm": {"median": mm / 5}},
+                "refined": {"success": {"1mm_1deg": 0.9}, "goal_success": {"1mm_1deg": 1.0}, "distinct_1mm_1deg_per_goal": 27.4}}
+
+    (tmp / "metrics" / "eval.json").write_text(json.dumps(
+        {"params": {"problems_per_arm": 100, "samples": 32}, "arms": {"kuka": block(65.6)}, "overall": block(65.6)}))
+    return tmp
+
+
+def test_ship_writes_the_weights_and_a_card(tmp_path):
+    from ggik_core.model.cvae import GGIK, ModelConfig
+    from ggik_core.model.files import save_model
+
+    run = _run_files(tmp_path)
+    model = GGIK(ModelConfig(hidden=16, layers=1, latent=2, components=2, message=8))
+    save_model(model, model.cfg, [], run / "model.pt", dofs=[7])
+    out = run / "weights"
+    target = ship("all_arms", run / "model.pt", run / "params.yaml", run / "metrics", "dvc exp run -S x=1", out)
+    assert target == out / "all_arms.pt" and target.read_bytes() == (run / "model.pt").read_bytes()
+    card = json.loads((out / "all_arms.json").read_text())
+    assert card["preset"] == "dvc exp run -S x=1" and card["trained_on"] == ["kuka"]
+    assert card["training"]["minutes"] == 29.6 and card["training"]["epochs"] == 3
+    assert card["eval"]["arms"]["kuka"]["raw_median_mm"] == 65.6
+    assert card["eval"]["arms"]["kuka"]["best_of_k_median_mm"] == pytest.approx(13.12)
+    assert card["params"]["model"]["hidden"] == 64
+
+
+def test_ship_refuses_missing_or_broken_inputs(tmp_path):
+    run = _run_files(tmp_path)
+    with pytest.raises(GGIKError, match="model .* not found"):
+        ship("all_arms", run / "model.pt", run / "params.yaml", run / "metrics", "p", run)
+    (run / "model.pt").write_bytes(b"not a model")
+    with pytest.raises(GGIKError):
+        ship("all_arms", run / "model.pt", run / "params.yaml", run / "metrics", "p", run)
+    (run / "metrics" / "eval.json").unlink()
+    with pytest.raises(GGIKError, match="missing file .*eval.json"):
+        make_card("all_arms", "p", run / "params.yaml", run / "metrics")
+    assert not (run / "all_arms.pt").exists()
+
+
+def test_the_package_ships_the_weights():
+    text = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    assert '"ggik_core.weights" = ["*.pt", "*.json"]' in text
+    assert WEIGHTS_DIR.name == "weights"
