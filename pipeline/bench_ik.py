@@ -65,13 +65,19 @@ LATENCY_REPEATS = 15
 
 
 # --- scoring -------------------------------------------------------------------------------------
+def success_mask(sol: Solutions, key: str) -> Tensor:
+    """``(G, k)``: candidates inside the limits and within the :data:`THRESHOLDS` ``key``."""
+    pos_tol, rot_tol = THRESHOLDS[key]
+    return (sol.pos_err < pos_tol) & (sol.rot_err < rot_tol) & sol.within_limits
+
+
 def score(sol: Solutions) -> dict:
     """Success rates, throughput and distinct solutions of ``sol`` at every threshold."""
     G, k = sol.pos_err.shape
     seconds = max(sol.seconds, 1e-12)
     out: dict = {"status": "ok", "wall_s": sol.seconds, "goals": G, "candidates": G * k}
-    for key, (pos_tol, rot_tol) in THRESHOLDS.items():
-        ok = (sol.pos_err < pos_tol) & (sol.rot_err < rot_tol) & sol.within_limits
+    for key in THRESHOLDS:
+        ok = success_mask(sol, key)
         n_ok = int(ok.sum())
         solved = int(ok.any(-1).sum())
         distinct = int(distinct_count(sol.q, ok, DISTINCT_TOL).sum())
@@ -266,9 +272,8 @@ def bench_ik(
                     sol = fn()
                     row[method] = score(sol)
                     if analytic is not None:
-                        pos_tol, rot_tol = THRESHOLDS["1mm_1deg"]
-                        ok = (sol.pos_err < pos_tol) & (sol.rot_err < rot_tol) & sol.within_limits
-                        branches[name]["coverage"][method] = coverage(sol.q.cpu(), ok.cpu(), analytic, DISTINCT_TOL)
+                        ok = success_mask(sol, "1mm_1deg").cpu()
+                        branches[name]["coverage"][method] = coverage(sol.q.cpu(), ok, analytic, DISTINCT_TOL)
                 except GGIKError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - a baseline that breaks is reported, not fatal

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from ggik_core.errors import GGIKError
 from ggik_core.robots.catalog import ARM_NAMES, load_arm
@@ -34,8 +35,13 @@ from ggik_core.solve.solver import Solutions, distinct_count, random_seeds, refi
 POS_TOL, ROT_TOL, DISTINCT_TOL = 1e-3, 0.01, 0.1
 
 
+def exact_mask(sol: Solutions) -> Tensor:
+    """``(G, k)``: candidates within 1 mm and 0.01 rad, inside the limits."""
+    return (sol.pos_err < POS_TOL) & (sol.rot_err < ROT_TOL) & sol.within_limits
+
+
 def exact_and_distinct(sol: Solutions) -> tuple[int, int]:
-    ok = (sol.pos_err < POS_TOL) & (sol.rot_err < ROT_TOL) & sol.within_limits
+    ok = exact_mask(sol)
     return int(ok.sum()), int(distinct_count(sol.q, ok, DISTINCT_TOL).sum())
 
 
@@ -48,7 +54,7 @@ def time_to_k_distinct(batch, K: int, limit_s: float) -> tuple[float, float, int
     while True:
         sol = batch(len(qs))
         qs.append(sol.q)
-        oks.append((sol.pos_err < POS_TOL) & (sol.rot_err < ROT_TOL) & sol.within_limits)
+        oks.append(exact_mask(sol))
         reached = distinct_count(torch.cat(qs, 1), torch.cat(oks, 1), DISTINCT_TOL) >= K
         if bool(reached.all()) or time.perf_counter() - t0 > limit_s:
             return time.perf_counter() - t0, float(reached.double().mean()), len(qs)

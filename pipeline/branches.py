@@ -100,11 +100,12 @@ def _on_circle_within_limits(robot: Robot, q: Tensor) -> Tensor:
 
 
 def _distinct(q: Tensor, tol: float) -> Tensor:
-    kept: list[Tensor] = []
-    for row in q:
-        if all(wrap_angle(row - k).abs().max() >= tol for k in kept):
-            kept.append(row)
-    return torch.stack(kept) if kept else q[:0]
+    """The rows of ``q (m, n)`` that the solver's distinct rule counts, in their order."""
+    from ggik_core.api import distinct_mask
+
+    m = q.shape[0]
+    keep = distinct_mask(q[None].numpy(), np.ones((1, m), dtype=bool), np.arange(m)[None], tol)[0]
+    return q[torch.from_numpy(keep)]
 
 
 def coverage(q: Tensor, ok: Tensor, analytic: list[Tensor], tol: float) -> float | None:

@@ -174,7 +174,6 @@ def compare(
         typer.echo(f"wrote {path}", err=True)
 
 
-
 @app.command()
 def ship(
     name: str = typer.Argument(..., help="all_arms (used for the catalog arms) or generalist (every other robot)."),
@@ -191,6 +190,7 @@ def ship(
     if name not in SHIPPED:
         raise GGIKError(f"ship: name must be {' or '.join(SHIPPED)}, got {name!r}")
     typer.echo(f"wrote {run(name, model, params, metrics, preset, out_dir or WEIGHTS_DIR)} and its .json card", err=True)
+
 
 @bench_app.callback()
 def bench_threads(threads: int = typer.Option(0, "--threads", help="Torch threads for every benchmark (0: GGIK_THREADS, else the free cores).")) -> None:

@@ -75,9 +75,9 @@ def make_card(name: str, preset: str, params_path: Path, metrics_dir: Path) -> d
 
 def ship(name: str, model: Path, params_path: Path, metrics_dir: Path, preset: str, out_dir: Path) -> Path:
     """Check that ``model`` loads, then write ``out_dir/NAME.pt`` and ``NAME.json`` atomically."""
-    from ggik_core.model.files import load_model
-
     import torch
+
+    from ggik_core.model.files import load_model
 
     if not model.is_file():
         raise GGIKError(f"ship: model {model} not found")
