@@ -119,6 +119,32 @@ def read_losses(path: Path) -> pd.DataFrame:
     return df
 
 
+#: columns every accuracy_time.csv has (the per-arm columns follow them)
+PROBE_COLUMNS = ("step", "minutes", "raw_median_mm", "best_of_k_mm")
+
+
+def read_probes(path: Path) -> pd.DataFrame | None:
+    """The accuracy probes of ``accuracy_time.csv``; None when the file is absent (older metrics
+    folders) or has no rows (``train.probes`` = 0)."""
+    if not path.is_file():
+        return None
+    try:
+        df = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: malformed: empty file (expected a header)") from None
+    except Exception as exc:  # noqa: BLE001
+        raise DataError(f"cannot read {path}: {type(exc).__name__}: {exc}") from None
+    missing = [c for c in PROBE_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: malformed: missing columns {', '.join(missing)}")
+    if df.empty:
+        return None
+    try:
+        return df.astype({c: float for c in df.columns if c != "step"})
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: malformed: non-numeric values") from None
+
+
 def check_train(tr: Any, source: str) -> dict:
     if not isinstance(tr, dict):
         raise DataError(f"{source}: malformed: not a JSON object")

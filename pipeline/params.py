@@ -69,6 +69,8 @@ class TrainParams:
     num_threads: int = 0  # 0: automatic (ggik_core.runtime.pick_threads: free cores, or GGIK_THREADS)
     precision: str = "bf16"  # bf16 (autocast of the feature path; coordinates and losses stay fp32) | fp32
     log_every: int = 20  # steps between reads of the device-side loss sums (the only host syncs)
+    probes: int = 10  # accuracy probes (raw samples on the five arms, mm) evenly spaced over the run; 0: none
+    probe_goals: int = 16  # goals per arm in each probe (32 samples each)
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,8 @@ def _validate(p: Params) -> None:
         ("train.batch_size", p.train.batch_size, 1),
         ("train.lr_step_epochs", p.train.lr_step_epochs, 1),
         ("train.log_every", p.train.log_every, 1),
+        ("train.probes", p.train.probes, 0),
+        ("train.probe_goals", p.train.probe_goals, 1),
         ("eval.problems_per_arm", p.eval.problems_per_arm, 1),
         ("eval.samples", p.eval.samples, 1),
     ]

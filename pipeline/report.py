@@ -10,6 +10,8 @@ Reads ``metrics/train.json``, ``metrics/train_loss.csv``, ``metrics/eval.json`` 
 * ``box_position.png`` / ``box_rotation.png``: per-sample errors per arm, raw and refined;
 * ``loss_curves.png``: train and validation losses per epoch;
 * ``loss_vs_time.png``: reconstruction loss against wall-clock training minutes;
+* ``accuracy_vs_time.png``: raw-sample position error (mm) against training minutes, from the
+  training stage's accuracy probes (``metrics/accuracy_time.csv``, when it has rows);
 * ``arm_<arm>.png``: each arm drawn in the distinct refined solutions of its first goal
   (from ``metrics/eval_solutions.parquet``);
 * ``index.md``: links to all of the above.
@@ -29,7 +31,7 @@ from matplotlib.ticker import MaxNLocator
 from ggik_core.data.io import write_text
 from pipeline.figures import LOG_FLOOR, grouped_boxes, new_figure, save_png
 from pipeline.metrics_files import (
-    LOSS_KEYS, STAT_KEYS, check_eval, check_train, get, num, read_json_file, read_losses, read_samples,
+    LOSS_KEYS, STAT_KEYS, check_eval, check_train, get, num, read_json_file, read_losses, read_probes, read_samples,
 )
 from pipeline.tables import csv_num, csv_text, fmt, fmt_pct, md_table
 
@@ -95,6 +97,24 @@ def _time_figure(losses: pd.DataFrame, layer: str, path: Path) -> Path:
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     ax.set_title(f"Loss against training time ({layer})")
+    return save_png(fig, path)
+
+
+def _accuracy_figure(probes: pd.DataFrame, layer: str, path: Path) -> Path:
+    """Raw-sample position error against training minutes: the median over all probed arms' samples,
+    the median best of K, and each arm's raw median (the accuracy-versus-time curve, in mm)."""
+    fig, ax = new_figure(6.5, 4.0)
+    t = probes["minutes"]
+    ax.plot(t, probes["raw_median_mm"], marker="o", markersize=3, color=RAW_COLOR, linewidth=2, label="raw median, all arms")
+    ax.plot(t, probes["best_of_k_mm"], marker="s", markersize=3, color=REFINED_COLOR, linewidth=2, label="best of 32, median")
+    for col in [c for c in probes.columns if c.endswith("_raw_mm")]:
+        ax.plot(t, probes[col], linewidth=0.8, alpha=0.6, label=f"{col[:-len('_raw_mm')]} raw median")
+    ax.set_xlabel("training time (minutes, wall clock, probes excluded)")
+    ax.set_ylabel("position error (mm, log scale)")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title(f"Raw-sample accuracy against training time ({layer})")
     return save_png(fig, path)
 
 
@@ -212,7 +232,7 @@ def _arms(ev: dict, out_dir: Path, src: str) -> list[Path]:
     return [out_dir / "arms.md", out_dir / "arms.csv"]
 
 
-def _index(tr: dict, ev: dict, out_dir: Path) -> Path:
+def _index(tr: dict, ev: dict, out_dir: Path, probed: bool) -> Path:
     ov = ev["overall"]
     params = ev.get("params", {}) if isinstance(ev.get("params"), dict) else {}
     lines = [
@@ -237,6 +257,9 @@ def _index(tr: dict, ev: dict, out_dir: Path) -> Path:
         "![Loss curves](loss_curves.png)\n",
         "![Loss against training time](loss_vs_time.png)\n",
     ]
+    if probed:
+        lines[-5:-5] = ["- [Raw-sample accuracy against training time](accuracy_vs_time.png)"]
+        lines.append("![Raw-sample accuracy against training time](accuracy_vs_time.png)\n")
     write_text(out_dir / "index.md", "\n".join(lines))
     return out_dir / "index.md"
 
@@ -265,8 +288,11 @@ def report(metrics_dir: Path, out_dir: Path) -> list[Path]:
     written.append(_loss_figure(losses, layer, out_dir / "loss_curves.png"))
     if "minutes" in losses.columns:  # train_loss.csv files written before the timing column lack it
         written.append(_time_figure(losses, layer, out_dir / "loss_vs_time.png"))
+    probes = read_probes(metrics_dir / "accuracy_time.csv")
+    if probes is not None:
+        written.append(_accuracy_figure(probes, layer, out_dir / "accuracy_vs_time.png"))
     solutions = metrics_dir / "eval_solutions.parquet"
     if solutions.is_file():  # evaluate writes it; older metrics folders lack it
         written += _arm_pictures(pd.read_parquet(solutions), out_dir)
-    written.append(_index(tr, ev, out_dir))
+    written.append(_index(tr, ev, out_dir, probes is not None))
     return written

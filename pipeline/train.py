@@ -4,7 +4,8 @@ One loop, nanoGPT style: batches of one DOF each (bucketed, shuffled by a seeded
 AdamW with a step-decay schedule, β warm-up, a validation split, a checkpoint after every epoch
 (model, optimiser, scheduler, RNG states, history, typed config) and resumption from it.
 Per-epoch losses go to ``metrics/train_loss.csv`` (DVC plots); the minima to
-``metrics/train.json`` (DVC metrics).
+``metrics/train.json`` (DVC metrics); ``train.probes`` accuracy probes (raw samples on the five
+arms, in mm, against training minutes) to ``metrics/accuracy_time.csv``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from ggik_core.model.files import load_model, pick_device, save_model  # noqa: F
 from ggik_core.runtime import set_threads
 from ggik_core.data.shards import MANIFEST, load_graphs
 from pipeline.params import Params, TrainParams
+from pipeline.probe import Probe, probe_steps, write_probes
 from pipeline.progress import progress, stderr
 
 #: graphs per validation step (no gradients: large batches are cheaper, and the losses are per graph)
@@ -174,19 +176,20 @@ def fingerprint(params: Params, manifest: Path) -> dict:
     the number of epochs under the step schedule (the cosine schedule spans all epochs, so a run
     with more epochs is another run)."""
     tp = asdict(params.train)
-    for key in ("max_minutes", "num_threads", "log_every") + (("epochs",) if params.train.lr_schedule == "step" else ()):
+    for key in ("max_minutes", "num_threads", "log_every", "probes", "probe_goals") + (("epochs",) if params.train.lr_schedule == "step" else ()):
         tp.pop(key)
     return {"model": asdict(params.model), "train": tp, "data": sha256_file(manifest)}
 
 
 def run_epoch(net: torch.nn.Module, graphs, plan, tp: TrainParams, beta: float | Callable[[float], float], env: Dist, opt=None,
-              bar=None, task=None, step_sched=None) -> dict[str, float]:
+              bar=None, task=None, step_sched=None, after_step: Callable[[int, float], None] | None = None) -> dict[str, float]:
     """One pass over ``plan`` (this rank's batches); returns the mean losses over all ranks.
 
     ``net`` is the model or its DistributedDataParallel wrapper; calling it gives the losses.
     ``beta`` is a number, or a function of the fraction of the epoch done (β per step).
     ``graphs`` live on the training device, so batches are built there. Losses are summed on the
     device and read back every ``tp.log_every`` steps (and at the end): no host sync per step.
+    ``after_step(step, beta)`` is called after each training step (the accuracy probes).
     """
     training = opt is not None
     net.train(training)
@@ -198,8 +201,9 @@ def run_epoch(net: torch.nn.Module, graphs, plan, tp: TrainParams, beta: float |
     for step, (dof, idx) in enumerate(plan, 1):
         idx = idx.to(env.device)
         b = make_batch(subset(graphs[dof], idx), cfg.directions, home_init=cfg.home_init)
+        beta_now = beta(step / len(plan)) if callable(beta) else beta
         with torch.set_grad_enabled(training), autocast:
-            losses = net(b, beta(step / len(plan)) if callable(beta) else beta, tp.anchor_weight, tp.node_weight, tp.free_bits)
+            losses = net(b, beta_now, tp.anchor_weight, tp.node_weight, tp.free_bits)
         if training:
             opt.zero_grad(set_to_none=True)
             losses["total"].backward()
@@ -207,6 +211,8 @@ def run_epoch(net: torch.nn.Module, graphs, plan, tp: TrainParams, beta: float |
             opt.step()
             if step_sched is not None:
                 step_sched.step()
+            if after_step is not None:
+                after_step(step, beta_now)
         n = idx.numel()
         sums += torch.stack([losses["rec"].detach().double() * n, losses["kl"].detach().double() * n])
         seen += n
@@ -273,6 +279,7 @@ def _train(params: Params, graph_dir: Path, out_dir: Path, metrics_dir: Path, en
     ckpt_path = out_dir / "checkpoint.pt"
     fp = fingerprint(params, graph_dir / MANIFEST)
     history: list[dict] = []
+    probes: list[dict] = []  # accuracy probes up to the last checkpoint
     start = 0
     ckpt = _read_checkpoint(ckpt_path, env) if ckpt_path.exists() else None
     if ckpt is not None:
@@ -284,6 +291,7 @@ def _train(params: Params, graph_dir: Path, out_dir: Path, metrics_dir: Path, en
             if device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
                 torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
             history = ckpt["history"]
+            probes = ckpt.get("probes", [])
             start = ckpt["epoch"]
             if env.main:
                 stderr.print(f"resuming from {ckpt_path} after epoch {start}")
@@ -293,6 +301,11 @@ def _train(params: Params, graph_dir: Path, out_dir: Path, metrics_dir: Path, en
     if env.main:
         stderr.print(f"training {cfg.layer} on {device} x {env.world}: {n_train} train / {sum(i.numel() for i in val_idx.values())} val graphs, "
                      f"{sum(p.numel() for p in model.parameters())} parameters")
+    probe = Probe.on_arms(tp.probe_goals, set(graphs)) if env.main else None
+    probe_at = probe_steps(tp.epochs * steps_per_epoch, tp.probes)
+    probe_path = metrics_dir / "accuracy_time.csv"
+    if probe is not None:  # the rows up to the checkpoint (none when starting afresh)
+        write_probes(probes, probe.columns, probe_path)
     t0 = time.perf_counter()
     complete = start >= tp.epochs
     with progress() as bar:
@@ -301,16 +314,31 @@ def _train(params: Params, graph_dir: Path, out_dir: Path, metrics_dir: Path, en
             shuffle = torch.Generator().manual_seed(tp.seed * 7919 + epoch)
             task = bar.add_task(f"epoch {epoch + 1}/{tp.epochs}", total=n_train, info="") if env.main else None
             te = time.perf_counter()
+            probe_s = [0.0]  # seconds spent probing in this epoch: not training time
+            done_min = history[-1].get("minutes", 0.0) if history else 0.0
+
+            def after_step(step: int, beta_now: float, e: int = epoch) -> None:
+                g_step = e * steps_per_epoch + step
+                if probe is None or g_step not in probe_at:
+                    return
+                tp0 = time.perf_counter()
+                row = {"step": g_step, "graphs": g_step * tp.batch_size * env.world,
+                       "minutes": done_min + (tp0 - te - probe_s[0]) / 60, "beta": beta_now, **probe(model)}
+                probes.append(row)
+                write_probes(probes, probe.columns, probe_path)
+                probe_s[0] += time.perf_counter() - tp0
+
             tr = run_epoch(net, graphs, env.shard(batches(train_idx, tp.batch_size, shuffle)), tp,
                            lambda done, e=epoch: beta_at(tp, e + done), env, opt, bar if env.main else None, task,
-                           sched if tp.lr_schedule == "cosine" else None)
-            graphs_per_s = n_train / (time.perf_counter() - te)
+                           sched if tp.lr_schedule == "cosine" else None, after_step)
+            train_s = time.perf_counter() - te - probe_s[0]
+            graphs_per_s = n_train / train_s
             with torch.no_grad():
                 va = run_epoch(model, graphs, env.shard(batches(val_idx, max(tp.batch_size, VAL_BATCH), None)), tp, beta, env)
             lr = opt.param_groups[0]["lr"]
             if tp.lr_schedule == "step":
                 sched.step()
-            elapsed = (history[-1].get("minutes", 0.0) if history else 0.0) + (time.perf_counter() - te) / 60
+            elapsed = done_min + (time.perf_counter() - te - probe_s[0]) / 60
             history.append({"epoch": epoch + 1, "lr": lr, "beta": beta, **{f"train_{k}": v for k, v in tr.items()},
                             **{f"val_{k}": v for k, v in va.items()}, "minutes": elapsed})
             complete = epoch + 1 >= tp.epochs
@@ -321,8 +349,8 @@ def _train(params: Params, graph_dir: Path, out_dir: Path, metrics_dir: Path, en
                                  f"val rec {va['rec']:.4f} kl {va['kl']:.3f} | beta {beta:.2f} | {graphs_per_s:,.0f} graphs/s")
                 rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
                 torch_save(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                       "epoch": epoch + 1, "history": history, "rng": rng, "config": cfg.to_dict(), "fingerprint": fp,
-                                       "world": env.world})
+                                       "epoch": epoch + 1, "history": history, "probes": probes, "rng": rng, "config": cfg.to_dict(),
+                                       "fingerprint": fp, "world": env.world})
                 save_model(model, cfg, history, out_dir / "model.pt", dofs=graphs.keys())
                 write_metrics(history, metrics_dir, complete, {"layer": cfg.layer, "device": device.type, "processes": env.world})
             env.barrier()

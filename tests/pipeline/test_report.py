@@ -207,3 +207,20 @@ def test_fmt():
     assert fmt(0) == "0"
     assert fmt(None) == "n/a" and fmt(float("nan")) == "n/a"
     assert fmt_pct(0.625) == "62.5%"
+
+
+def test_accuracy_probes_are_drawn_when_training_probed(inputs, tmp_path):
+    metrics, _ = inputs
+    assert not (tmp_path / "r0" / "accuracy_vs_time.png").exists() and "accuracy_vs_time.png" not in {
+        p.name for p in report(metrics, tmp_path / "r0")}
+    probes = pd.DataFrame({"step": [10, 20], "graphs": [80, 160], "minutes": [0.5, 1.0], "beta": [0.1, 1.0],
+                           "raw_median_mm": [300.0, 80.0], "best_of_k_mm": [60.0, 9.0],
+                           "kuka_raw_mm": [290.0, 70.0], "kuka_best_mm": [50.0, 8.0]})
+    probes.to_csv(metrics / "accuracy_time.csv", index=False)
+    out = tmp_path / "r1"
+    assert "accuracy_vs_time.png" in {p.name for p in report(metrics, out)}
+    assert (out / "accuracy_vs_time.png").read_bytes()[:8] == PNG_MAGIC
+    assert "(accuracy_vs_time.png)" in (out / "index.md").read_text()
+    (metrics / "accuracy_time.csv").write_text("step,minutes\n1,0.5\n")
+    with pytest.raises(DataError, match=r"accuracy_time\.csv.*raw_median_mm"):
+        report(metrics, tmp_path / "r2")

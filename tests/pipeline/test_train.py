@@ -19,12 +19,13 @@ from ggik_core.data.problems import random_problems
 from ggik_core.robots.random_robots import RandomRobotConfig
 from pipeline.data import build_graphs, generate
 from pipeline.params import DataParams, ModelParams, Params, TrainParams
+from pipeline.probe import probe_steps
 from pipeline.train import load_model, train
 
 TINY = Params(
     data=DataParams(n_problems=96, dofs=(5, 6)),
     model=ModelParams(hidden=16, layers=2, latent=4, components=3, message=16),
-    train=TrainParams(epochs=2, batch_size=32, beta_warmup_epochs=1, num_threads=1),
+    train=TrainParams(epochs=2, batch_size=32, beta_warmup_epochs=1, num_threads=1, probes=0),
 )
 
 
@@ -214,3 +215,37 @@ def test_beta_rises_linearly_from_zero_or_geometrically_from_beta_start():
     assert [beta_at(lin, e) for e in range(6)] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
     geo = TrainParams(beta=1.0, beta_warmup_epochs=2, beta_start=0.01)
     assert [round(beta_at(geo, e), 12) for e in range(4)] == [0.01, 0.1, 1.0, 1.0]
+
+
+def test_probe_steps_are_evenly_spaced_and_end_at_the_last_step():
+    assert probe_steps(100, 4) == {25, 50, 75, 100}
+    assert probe_steps(3, 10) == {1, 2, 3}
+    assert probe_steps(100, 0) == set() and probe_steps(0, 3) == set()
+
+
+def test_accuracy_probes_record_raw_error_in_mm_and_do_not_change_training(graphs, tmp_path):
+    """Probing samples the model on the catalog arms of the trained DOFs (UR10 and LWA4P for 5/6
+    DOF) without moving training's random stream; a run stopped after its first epoch and resumed
+    probes the same steps with the same errors."""
+    import pandas as pd
+
+    probed = replace(TINY, train=replace(TINY.train, epochs=3, probes=3, probe_goals=4))
+    _run(probed, graphs, tmp_path / "straight")
+    _run(replace(TINY, train=replace(probed.train, probes=0)), graphs, tmp_path / "plain")
+    assert _losses(tmp_path / "straight/metrics/train_loss.csv") == _losses(tmp_path / "plain/metrics/train_loss.csv")
+    rows = pd.read_csv(tmp_path / "straight/metrics/accuracy_time.csv")
+    steps_per_epoch = 4  # 92 training graphs, 46 per DOF bucket, in batches of 32
+    assert rows["step"].tolist() == sorted(probe_steps(3 * steps_per_epoch, 3))
+    assert rows["graphs"].tolist() == [s * 32 for s in rows["step"]]
+    assert {"ur10_raw_mm", "lwa4p_raw_mm", "ur10_best_mm"} <= set(rows.columns) and "kuka_raw_mm" not in rows.columns
+    # an untrained tiny model: raw samples are centimetres to metres off, never below the best of 32
+    assert ((rows["raw_median_mm"] > 5) & (rows["raw_median_mm"] < 5000)).all()
+    assert (rows["best_of_k_mm"] <= rows["raw_median_mm"]).all()
+    assert rows["minutes"].is_monotonic_increasing and (rows["minutes"] > 0).all()
+    assert (tmp_path / "plain/metrics/accuracy_time.csv").read_text().count("\n") == 1  # header only
+    chunk = replace(probed, train=replace(probed.train, max_minutes=1e-9))
+    _run(chunk, graphs, tmp_path / "chunked")
+    _run(probed, graphs, tmp_path / "chunked")
+    resumed = pd.read_csv(tmp_path / "chunked/metrics/accuracy_time.csv")
+    cols = [c for c in rows.columns if c != "minutes"]
+    pd.testing.assert_frame_equal(rows[cols], resumed[cols])
