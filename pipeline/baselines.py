@@ -1,13 +1,14 @@
 """The numerical IK baselines of `ggik bench ik`, imported lazily: pytorch-kinematics'
 ``PseudoInverseIK`` (batched) and TRAC-IK (the ``pytracik`` wheel, one pose and seed per call).
-Both read the arm's reference URDF and use the catalog's joint limits; every candidate is checked
-by the catalog FK (:func:`ggik_core.solve.solver.errors`)."""
+Both read the robot's URDF chain (a catalog arm's reference URDF, or the user's) and use the
+robot's joint limits; every candidate is checked by our FK (:func:`ggik_core.solve.solver.errors`)."""
 
 from __future__ import annotations
 
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,6 +22,21 @@ from ggik_core.solve.solver import Solutions, errors
 
 TRAC_IK_TIMEOUT_S = 0.005  # the TRAC-IK default
 TRAC_IK_EPSILON = 1e-5
+
+
+@dataclass(frozen=True)
+class UrdfChain:
+    """The chain ``base -> ee`` of a URDF file, as the baselines read it."""
+
+    path: Path
+    base: str
+    ee: str
+
+
+def catalog_chain(name: str) -> UrdfChain:
+    """A catalog arm's reference URDF and links."""
+    base, ee = urdf_links(name)
+    return UrdfChain(urdf_dir() / urdf_file(name), base, ee)
 
 
 def urdf_dir() -> Path:
@@ -62,11 +78,10 @@ def package_version(dist: str) -> str | None:
 
 
 # --- running them -------------------------------------------------------------------------------
-def pk_solver(pk, robot: Robot, name: str, k: int, cfg: RefineConfig, device: torch.device):
-    """A ``PseudoInverseIK`` for the arm's URDF chain, with the catalog's joint limits."""
-    base, ee = urdf_links(name)
-    path = urdf_dir() / urdf_file(name)
-    chain = pk.build_serial_chain_from_urdf(path.read_bytes(), ee, root_link_name=base)
+def pk_solver(pk, robot: Robot, urdf: UrdfChain, k: int, cfg: RefineConfig, device: torch.device):
+    """A ``PseudoInverseIK`` for the robot's URDF chain, with the robot's joint limits."""
+    path = urdf.path
+    chain = pk.build_serial_chain_from_urdf(path.read_bytes(), urdf.ee, root_link_name=urdf.base)
     chain = chain.to(dtype=torch.float64, device=str(device))
     if len(chain.get_joint_parameter_names()) != robot.dof:
         raise GGIKError(f"{path.name}: {len(chain.get_joint_parameter_names())} joints, the catalog arm has {robot.dof}")
@@ -102,14 +117,21 @@ def run_pytorch_kinematics(pk, solver, robot: Robot, goals: Tensor, q_seed: Tens
     return Solutions(q=q.cpu(), pos_err=pos.cpu(), rot_err=rot.cpu(), within_limits=within.cpu(), seconds=seconds)
 
 
-def trac_ik_solver(TracIK, robot: Robot, name: str):
-    base, ee = urdf_links(name)
-    path = urdf_dir() / urdf_file(name)
-    solver = TracIK(base, ee, str(path), timeout=TRAC_IK_TIMEOUT_S, epsilon=TRAC_IK_EPSILON, solver_type="Speed")
+#: TRAC-IK's range for a continuous joint (it draws its random restarts inside the limits it is given)
+CONTINUOUS_RANGE = 2 * math.pi
+
+
+def trac_ik_solver(TracIK, robot: Robot, urdf: UrdfChain):
+    path = urdf.path
+    solver = TracIK(urdf.base, urdf.ee, str(path), timeout=TRAC_IK_TIMEOUT_S, epsilon=TRAC_IK_EPSILON, solver_type="Speed")
     if solver.dof != robot.dof:
-        raise GGIKError(f"{path.name}: TRAC-IK sees {solver.dof} joints, the catalog arm has {robot.dof}")
-    # TRAC-IK's URDF reader gets some limits wrong (all zero on the Panda): set the catalog's
-    solver.joint_limits = (robot.lower.tolist(), robot.upper.tolist())
+        raise GGIKError(f"{path.name}: TRAC-IK sees {solver.dof} joints, our robot has {robot.dof}")
+    # TRAC-IK's URDF reader gets some limits wrong (all zero on the Panda): set ours; a continuous
+    # joint gets two turns each way (it has no limits, and our check never fails it)
+    cont = robot.continuous
+    lower = torch.where(cont, -CONTINUOUS_RANGE, robot.lower)
+    upper = torch.where(cont, CONTINUOUS_RANGE, robot.upper)
+    solver.joint_limits = (lower.tolist(), upper.tolist())
     return solver
 
 

@@ -1,4 +1,5 @@
-"""`ggik bench ik`: GGIK against numerical IK on the five catalog arms, on shared goals.
+"""`ggik bench ik`: GGIK against numerical IK on the five catalog arms (and any URDF chains given
+with ``--urdf PATH:BASE:EE``), on shared goals.
 
 For every arm the goals are the forward kinematics of configurations drawn uniformly inside the
 joint limits (seeded), and every method proposes ``samples`` candidates per goal:
@@ -35,8 +36,8 @@ from ggik_core.solve.refine import RefineConfig
 from ggik_core.robots.robot import Robot
 from ggik_core.solve.solver import Solutions, distinct_count, refine_solutions, sample_solutions
 from pipeline.baselines import (
-    TRAC_IK_EPSILON, TRAC_IK_TIMEOUT_S, availability, import_pytorch_kinematics, import_trac_ik, package_version,
-    pk_solver, run_pytorch_kinematics, run_trac_ik, trac_ik_solver, urdf_dir,
+    TRAC_IK_EPSILON, TRAC_IK_TIMEOUT_S, UrdfChain, availability, catalog_chain, import_pytorch_kinematics, import_trac_ik,
+    package_version, pk_solver, run_pytorch_kinematics, run_trac_ik, trac_ik_solver,
 )
 from pipeline.branches import AnalyticIK, coverage, import_eaik
 from pipeline.progress import progress, stderr
@@ -156,6 +157,40 @@ def add_ratios(methods: dict[str, dict]) -> None:
         entry["best_baseline"] = which
 
 
+# --- the robots ----------------------------------------------------------------------------------
+def parse_urdf_spec(spec: str) -> UrdfChain:
+    """``PATH:BASE:EE`` (the chain from link BASE to link EE of the URDF file PATH)."""
+    parts = spec.rsplit(":", 2)
+    if len(parts) != 3 or not all(parts):
+        raise GGIKError(f"--urdf {spec!r}: expected PATH:BASE_LINK:EE_LINK, e.g. ur5_robot.urdf:base_link:tool0")
+    path = Path(parts[0])
+    if not path.is_file():
+        raise GGIKError(f"--urdf {spec!r}: file {path} not found")
+    return UrdfChain(path, parts[1], parts[2])
+
+
+def bench_robots(arms: list[str], urdfs: list[UrdfChain]) -> list[tuple[str, Robot, UrdfChain]]:
+    """(label, robot, URDF chain) for the catalog arms, then the user's URDF chains (labelled by
+    file stem, made unique)."""
+    from ggik_core.robots.files import load_robot
+
+    out = [(a, load_arm(a), catalog_chain(a)) for a in arms]
+    for u in urdfs:
+        label = u.path.stem
+        while label in {o[0] for o in out}:
+            label += "'"
+        out.append((label, load_robot(str(u.path), u.base, u.ee), u))
+    return out
+
+
+def wrap_continuous(robot: Robot, sol: Solutions) -> Solutions:
+    """Continuous joints folded into [-π, π), so that one solution is not counted twice as distinct."""
+    if robot.continuous.any():
+        cont = robot.continuous.to(sol.q.device)
+        sol.q = torch.where(cont, torch.remainder(sol.q + math.pi, 2 * math.pi) - math.pi, sol.q)
+    return sol
+
+
 # --- the methods ---------------------------------------------------------------------------------
 def arm_problem(robot: Robot, index: int, goals: int, k: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
     """Seeded goal configurations ``(G, n)``, goal poses ``(G, 4, 4)`` and random seeds ``(G, k, n)``."""
@@ -205,18 +240,24 @@ def bench_ik(
     max_iter: int,
     arms: list[str] | None,
     device: str | None,
+    urdfs: list[str] | None = None,
 ) -> dict:
-    """Run every method on every arm, write ``out_dir/bench.json`` and ``out_dir/bench.md``."""
+    """Run every method on every arm (and URDF chain ``PATH:BASE:EE`` in ``urdfs``), write
+    ``out_dir/bench.json`` and ``out_dir/bench.md``."""
     from pipeline.train import load_model, pick_device
 
     if goals_per_arm < 1 or samples < 1:
         raise GGIKError(f"need at least one goal and one sample per arm (got {goals_per_arm} goals, {samples} samples)")
     if max_iter < 0:
         raise GGIKError(f"max_iter must be >= 0 (got {max_iter})")
-    names = [a.lower() for a in (arms or list(ARM_NAMES))]
+    names = [a.lower() for a in (arms if arms is not None else list(ARM_NAMES))]
     for a in names:
         if a not in ARM_NAMES:
             raise GGIKError(f"unknown robot {a!r}: the catalog has {', '.join(ARM_NAMES)}")
+    robots = bench_robots(names, [parse_urdf_spec(u) for u in urdfs or []])
+    if not robots:
+        raise GGIKError("no robots to bench: give --arm or --urdf")
+    names = [r[0] for r in robots]
     from ggik_core.runtime import set_threads
 
     set_threads()  # the shared-machine thread policy (GGIK_THREADS, else the free cores)
@@ -234,15 +275,8 @@ def bench_ik(
     EAIK, eaik_reason = availability(import_eaik)
     pk, pk_reason = availability(import_pytorch_kinematics)
     TracIK, tk_reason = availability(import_trac_ik)
-    udir = urdf_dir()
-    if not udir.is_dir():
-        missing = f"unavailable: reference URDFs not found in {udir} (set GGIK_SHARED)"
-        pk_reason = pk_reason and f"not installed: {pk_reason}" or missing
-        tk_reason = tk_reason and f"not installed: {tk_reason}" or missing
-        pk = TracIK = None
-    else:
-        pk_reason = pk_reason and f"not installed: {pk_reason}"
-        tk_reason = tk_reason and f"not installed: {tk_reason}"
+    pk_reason = pk_reason and f"not installed: {pk_reason}"
+    tk_reason = tk_reason and f"not installed: {tk_reason}"
 
     stderr.print(f"bench ik: {len(names)} arms x {goals_per_arm} goals x {k} samples, LM max_iter {max_iter}, "
                  f"device {dev}, threads {torch.get_num_threads()}")
@@ -251,13 +285,13 @@ def bench_ik(
     branches: dict[str, dict] = {}
     with progress() as bar:
         task = bar.add_task("bench ik", total=len(names) * len(METHODS), info="")
-        for name in names:
-            robot = load_arm(name)
-            _, goals, q_seed = arm_problem(robot, ARM_NAMES.index(name), goals_per_arm, k, seed)
+        for name, robot, urdf in robots:
+            index = ARM_NAMES.index(name) if name in ARM_NAMES else len(ARM_NAMES) + names.index(name)
+            _, goals, q_seed = arm_problem(robot, index, goals_per_arm, k, seed)
             row: dict[str, dict] = {}
-            ggik_seed = seed * 1009 + ARM_NAMES.index(name) + 7
+            ggik_seed = seed * 1009 + index + 7
             analytic = None
-            if robot.dof == 6:
+            if robot.dof == 6 and name in ARM_NAMES:
                 if EAIK is None:
                     branches[name] = {"status": f"not installed: {eaik_reason}"}
                 else:
@@ -265,11 +299,12 @@ def bench_ik(
                     analytic = oracle.solve(goals, DISTINCT_TOL)
                     branches[name] = {"status": "ok", "family": oracle.family, "exact_geometry": oracle.exact,
                                       "solutions_per_goal": sum(len(a) for a in analytic) / len(analytic), "coverage": {}}
+            no_urdf = None if urdf.path.is_file() else f"unavailable: URDF {urdf.path} not found (set GGIK_SHARED)"
 
             def run(method: str, fn) -> None:
                 bar.update(task, info=f"{name}: {METHODS[method]}")
                 try:
-                    sol = fn()
+                    sol = wrap_continuous(robot, fn())
                     row[method] = score(sol)
                     if analytic is not None:
                         ok = success_mask(sol, "1mm_1deg").cpu()
@@ -304,19 +339,19 @@ def bench_ik(
                 run("ggik_refined", lambda: run_ggik(model, robot, goals, k, ggik_seed, cfg))
             run_random_refined(robot, warm, q_seed[:1], cfg, dev)  # warm-up
             run("random_refined", lambda: run_random_refined(robot, goals, q_seed, cfg, dev))
-            if pk is None:
-                skip("pytorch_kinematics", pk_reason)
+            if pk is None or no_urdf:
+                skip("pytorch_kinematics", pk_reason or no_urdf)
             else:
                 def do_pk():
-                    solver = pk_solver(pk, robot, name, k, cfg, dev)
+                    solver = pk_solver(pk, robot, urdf, k, cfg, dev)
                     run_pytorch_kinematics(pk, solver, robot, warm, q_seed[:1], dev)  # warm-up
                     return run_pytorch_kinematics(pk, solver, robot, goals, q_seed, dev)
 
                 run("pytorch_kinematics", do_pk)
-            if TracIK is None:
-                skip("trac_ik", tk_reason)
+            if TracIK is None or no_urdf:
+                skip("trac_ik", tk_reason or no_urdf)
             else:
-                run("trac_ik", lambda: run_trac_ik(trac_ik_solver(TracIK, robot, name), robot, goals, q_seed))
+                run("trac_ik", lambda: run_trac_ik(trac_ik_solver(TracIK, robot, urdf), robot, goals, q_seed))
             add_ratios(row)
             results[name] = row
             latency[name] = warm_latency_ms(robot, goals[:1], q_seed[:1], cfg, dev)
@@ -325,10 +360,17 @@ def bench_ik(
 
     overall = {m: pooled([results[a][m] for a in names]) for m in METHODS}
     add_ratios(overall)
+    pools = {}  # the catalog arms and the user's URDFs apart, when both ran
+    groups = {"five arms": [a for a in names if a in ARM_NAMES], "URDFs": [a for a in names if a not in ARM_NAMES]}
+    if all(groups.values()):
+        for label, members in groups.items():
+            pools[label] = {m: pooled([results[a][m] for a in members]) for m in METHODS}
+            add_ratios(pools[label])
     report = {
         "config": {
             "model": None if model_path is None else str(model_path),
             "arms": names,
+            "urdfs": {label: f"{u.path}:{u.base}:{u.ee}" for label, _, u in robots if label not in ARM_NAMES},
             "goals_per_arm": goals_per_arm,
             "samples": k,
             "seed": seed,
@@ -347,6 +389,7 @@ def bench_ik(
         "baselines": list(BASELINES),
         "results": results,
         "overall": overall,
+        "pools": pools,
         "latency_1_goal": latency,
         "branch_coverage": branches,
     }
@@ -460,7 +503,8 @@ def _branch_rows(branches: dict[str, dict]) -> list[str]:
 
 def _vs_trac_ik(report: dict) -> list[str]:
     """Throughput of our LM methods as multiples of TRAC-IK's, at 1 mm & 1°, per arm and pooled."""
-    blocks = [(arm, report["results"][arm]) for arm in report["config"]["arms"]] + [("all", report["overall"])]
+    blocks = ([(arm, report["results"][arm]) for arm in report["config"]["arms"]] + list((report.get("pools") or {}).items())
+              + [("all", report["overall"])])
     lines = ["", "## Against TRAC-IK (1 mm & 1°): solutions/s and distinct solutions/s as multiples of TRAC-IK's", "",
              "| arm | TRAC-IK sol/s | TRAC-IK distinct/s | method | sol/s | × | distinct/s | × |", "|---|---|---|---|---|---|---|---|"]
     for label, block in blocks:

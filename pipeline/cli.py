@@ -254,13 +254,15 @@ def bench_ik(
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("metrics"), help="Folder for bench.json and bench.md."),
     max_iter: int = typer.Option(200, help="Iteration budget per candidate of our LM (re-seeds included) and iterations of pytorch-kinematics."),
-    arm: Optional[list[str]] = typer.Option(None, "--arm", help="Repeat to choose arms (default: all five)."),
+    arm: Optional[list[str]] = typer.Option(None, "--arm", help="Repeat to choose arms (default: all five; 'none' for none)."),
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present)."),
+    urdf: list[str] = typer.Option([], "--urdf", help="Also bench a URDF chain: PATH:BASE_LINK:EE_LINK (repeat for more)."),
 ) -> None:
-    """GGIK raw / + LM vs random-seed LM, pytorch-kinematics and TRAC-IK on the five arms."""
+    """GGIK raw / + LM vs random-seed LM, pytorch-kinematics and TRAC-IK on the five arms (and URDF chains)."""
     from pipeline.bench_ik import bench_ik as run
 
-    run(model if model is not None and model.exists() else None, goals, samples, seed, out, max_iter, arm, device)
+    arms = [] if arm and [a.lower() for a in arm] == ["none"] else arm
+    run(model if model is not None and model.exists() else None, goals, samples, seed, out, max_iter, arms, device, urdf)
 
 
 @bench_app.command("overfit")

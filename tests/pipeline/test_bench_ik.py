@@ -123,3 +123,40 @@ def test_ratios_match_numbers(report):
     for arm in ARMS:
         check_ratios(rep["results"][arm])
     check_ratios(rep["overall"])
+
+
+def test_a_urdf_chain_with_a_continuous_joint_is_benched_beside_the_arms(tmp_path):
+    """``--urdf PATH:BASE:EE``: the user's chain runs every method beside the catalog arm; its
+    continuous wrist joint is unlimited for our LM and for TRAC-IK, and the pooled rows split
+    the catalog arms from the URDFs."""
+    from ggik_core.robots.catalog import urdf_file, urdf_links
+    from pipeline.baselines import urdf_dir
+
+    src = urdf_dir() / urdf_file("ur10")
+    if not src.is_file():
+        pytest.skip(f"reference URDFs not found in {urdf_dir()}")
+    text = src.read_text()
+    head, tail = text.split('<joint name="wrist_3_joint" type="revolute">', 1)
+    path = tmp_path / "ur10_cont.urdf"
+    path.write_text(head + '<joint name="wrist_3_joint" type="continuous">' + tail)
+    base, ee = urdf_links("ur10")
+    rep = bench_ik(None, GOALS, SAMPLES, 0, tmp_path / "metrics", MAX_ITER, ["ur10"], "cpu", [f"{path}:{base}:{ee}"])
+    assert rep["config"]["arms"] == ["ur10", "ur10_cont"]
+    assert rep["config"]["urdfs"] == {"ur10_cont": f"{path}:{base}:{ee}"}
+    e = rep["results"]["ur10_cont"]["random_refined"]
+    assert ok(e) and e["1mm_1deg"]["success_goals"] == 1.0
+    tk = rep["results"]["ur10_cont"]["trac_ik"]
+    assert ok(tk) or tk["status"].startswith(MISSING), tk
+    assert set(rep["pools"]) == {"five arms", "URDFs"}
+    assert rep["pools"]["URDFs"]["random_refined"]["goals"] == GOALS
+    assert rep["overall"]["random_refined"]["goals"] == 2 * GOALS
+
+
+@pytest.mark.parametrize("spec, message", [("robot.urdf", "PATH:BASE_LINK:EE_LINK"), ("missing.urdf:a:b", "not found")])
+def test_bad_urdf_specs_are_one_line_errors(tmp_path, spec, message):
+    from ggik_core.errors import GGIKError
+
+    with pytest.raises(GGIKError, match=message):
+        bench_ik(None, GOALS, SAMPLES, 0, tmp_path, MAX_ITER, [], "cpu", [spec])
+    with pytest.raises(GGIKError, match="no robots"):
+        bench_ik(None, GOALS, SAMPLES, 0, tmp_path, MAX_ITER, [], "cpu", [])
