@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ggik_core.robots.transforms import rot_z
+from ggik_core.robots.transforms import broadcast_shape, rot_z
 
 
 def chain_frames(chain: Tensor, q: Tensor) -> Tensor:
@@ -33,7 +33,7 @@ def chain_frames(chain: Tensor, q: Tensor) -> Tensor:
     if q.shape[-1] != n:
         raise ValueError(f"q has {q.shape[-1]} joints, the chain has {n}")
     q = q.to(chain.dtype)
-    batch = torch.broadcast_shapes(chain.shape[:-3], q.shape[:-1])
+    batch = broadcast_shape(chain.shape[:-3], q.shape[:-1])
     chain = chain.expand(*batch, n + 1, 4, 4)
     Rz = rot_z(q.expand(*batch, n))
     frames = [chain[..., 0, :, :]]
@@ -52,7 +52,7 @@ def forward_kinematics(chain: Tensor, q: Tensor) -> Tensor:
     """End-effector pose ``(..., 4, 4)`` for link transforms ``(..., n+1, 4, 4)`` and ``q (..., n)``."""
     n = chain.shape[-3] - 1
     q = q.to(chain.dtype)
-    batch = torch.broadcast_shapes(chain.shape[:-3], q.shape[:-1])
+    batch = broadcast_shape(chain.shape[:-3], q.shape[:-1])
     chain = chain.expand(*batch, n + 1, 4, 4)
     Rz = rot_z(q.expand(*batch, n))
     T = chain[..., 0, :, :]

@@ -19,7 +19,7 @@ import math
 import torch
 from torch import Tensor
 
-from ggik_core.robots.transforms import invert, rot_z
+from ggik_core.robots.transforms import broadcast_shape, invert, rot_z
 
 
 def _best_angle(u: Tensor, v: Tensor) -> Tensor:
@@ -49,7 +49,7 @@ def recover_joints(chain_c: Tensor, x: Tensor, goal_c: Tensor) -> Tensor:
         goal_c: canonical goal ``(..., 4, 4)``.
     """
     n = chain_c.shape[-3] - 1
-    batch = torch.broadcast_shapes(chain_c.shape[:-3], x.shape[:-2], goal_c.shape[:-2])
+    batch = broadcast_shape(chain_c.shape[:-3], x.shape[:-2], goal_c.shape[:-2])
     chain_c = chain_c.expand(*batch, n + 1, 4, 4)
     x = x.to(chain_c.dtype).expand(*batch, *x.shape[-2:])
     goal_c = goal_c.to(chain_c.dtype).expand(*batch, 4, 4)

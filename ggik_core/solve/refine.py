@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ggik_core.robots.transforms import pose_errors, wrap_angle
+from ggik_core.robots.transforms import broadcast_shape, pose_errors, wrap_angle
 from ggik_core.solve.joints import fit_to_limits
 
 #: damping above which a row counts as stalled (and is re-seeded)
@@ -221,7 +221,7 @@ def _batch_last_chain(links: Tensor) -> tuple[Tensor, Tensor]:
 def pose_residual(chain: Tensor, q: Tensor, goal: Tensor, rot_weight: float) -> tuple[Tensor, Tensor]:
     """Error ``(..., 6)`` and geometric Jacobian ``(..., 6, n)`` (rotation rows weighted), broadcast."""
     n = q.shape[-1]
-    batch = torch.broadcast_shapes(chain.shape[:-3], q.shape[:-1], goal.shape[:-2])
+    batch = broadcast_shape(chain.shape[:-3], q.shape[:-1], goal.shape[:-2])
     qf = q.to(chain.dtype).expand(*batch, n).reshape(-1, n)
     g = goal.to(chain.dtype).expand(*batch, 4, 4).reshape(-1, 4, 4)
     links = chain if chain.dim() == 3 else chain.expand(*batch, n + 1, 4, 4).reshape(-1, n + 1, 4, 4)
@@ -276,7 +276,7 @@ def refine(
     """
     n = q.shape[-1]
     dtype, device = chain.dtype, chain.device
-    batch = torch.broadcast_shapes(chain.shape[:-3], q.shape[:-1], goal.shape[:-2])
+    batch = broadcast_shape(chain.shape[:-3], q.shape[:-1], goal.shape[:-2])
     if keep is not None and (len(batch) == 0 or not 1 <= keep <= batch[-1]):
         raise ValueError(f"keep={keep} needs a pool dimension of at least that size (batch {tuple(batch)})")
     m = batch[-1] if keep is not None else 1  # rows per goal

@@ -210,3 +210,17 @@ def test_batched_dh_chain_float32_and_device(device):
     if device == "cuda":
         got64 = forward_kinematics(chain64.to(device), q.to(device))
         np.testing.assert_allclose(got64.cpu().numpy(), ref.numpy(), rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("shapes", [[(), ()], [(3,), ()], [(2, 1), (5,)], [(1, 4, 1), (3, 1, 2), (2,)], [(0,), (1,)], [(6, 1), (1, 7), (6, 7)]])
+def test_broadcast_shape_matches_torch(shapes):
+    from ggik_core.robots.transforms import broadcast_shape
+
+    assert broadcast_shape(*shapes) == torch.broadcast_shapes(*shapes)
+
+
+def test_broadcast_shape_refuses_mismatched_shapes():
+    from ggik_core.robots.transforms import broadcast_shape
+
+    with pytest.raises(RuntimeError, match="do not broadcast"):
+        broadcast_shape((2, 3), (4, 3))
