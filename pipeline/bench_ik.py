@@ -176,9 +176,9 @@ def bench_robots(arms: list[str], urdfs: list[UrdfChain]) -> list[tuple[str, Rob
 
     out = [(a, load_arm(a), catalog_chain(a)) for a in arms]
     for u in urdfs:
-        label = u.path.stem
-        while label in {o[0] for o in out}:
-            label += "'"
+        taken = {o[0] for o in out}
+        label = u.path.stem if u.path.stem not in taken else f"{u.path.stem}_urdf"
+        label = next(f"{label}{i or ''}" for i in range(len(out) + 1) if f"{label}{i or ''}" not in taken)
         out.append((label, load_robot(str(u.path), u.base, u.ee), u))
     return out
 
