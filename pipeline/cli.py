@@ -121,13 +121,13 @@ def solve(
 
     if time_budget is not None and not time_budget >= 0:
         raise GGIKError(f"--time-budget must be a non-negative number of seconds (got {time_budget})")
-    df = run(robot, goal, goals, samples, model, out, refine=refine and not raw, seed=seed, base_link=base_link, ee_link=ee_link,
-             max_iter=max_iter, pos_tol_mm=tol_mm, rot_tol_deg=tol_deg, solved_mm=solved_mm, solved_deg=solved_deg,
-             distinct_tol=distinct_tol, plot=plot, plot_goal=plot_goal, threads=threads, time_budget=time_budget, seeds=seeds)
+    res = run(robot, goal, goals, samples, model, out, refine=refine and not raw, seed=seed, base_link=base_link, ee_link=ee_link,
+              max_iter=max_iter, pos_tol_mm=tol_mm, rot_tol_deg=tol_deg, solved_mm=solved_mm, solved_deg=solved_deg,
+              distinct_tol=distinct_tol, plot=plot, plot_goal=plot_goal, threads=threads, time_budget=time_budget, seeds=seeds)
     if out is None:
-        typer.echo(df.to_csv(index=False), nl=False)
+        typer.echo(res.to_csv(), nl=False)
     else:
-        typer.echo(f"wrote {len(df)} rows to {out}", err=True)
+        typer.echo(f"wrote {res.q.shape[0] * res.q.shape[1]} rows to {out}", err=True)
 
 
 @app.command()

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import pandas as pd
 import torch
 
 from ggik_core.api import Result, Solver, distance_from_first_axis, poses_from_rows
@@ -47,6 +46,8 @@ def read_goal_file(path: Path) -> np.ndarray:
     if suffix not in GOAL_SUFFIXES:
         raise GGIKError(f"goals file {path}: unsupported extension {suffix or '(none)'}; supported: .csv ({_EXPECTED}) "
                         f"or .parquet (columns {','.join(GOAL_COLUMNS)})")
+    import pandas as pd
+
     try:
         if suffix == ".parquet":
             df = pd.read_parquet(path)
@@ -83,6 +84,8 @@ def _check_header(path: Path, cols: list[str]) -> None:
 
 def _column(path: Path, raw: pd.Series, name: str, csv: bool) -> np.ndarray:
     """A goal column as floats; an empty or non-numeric cell is named by row (and CSV line) and column."""
+    import pandas as pd
+
     text = raw.astype(str).str.strip()
     empty = raw.isna().to_numpy() | (text == "").to_numpy()
     values = pd.to_numeric(raw.where(~empty, np.nan), errors="coerce").to_numpy(dtype=np.float64)
@@ -162,8 +165,9 @@ def solve(
     threads: int = 0,
     time_budget: float | None = None,
     seeds: str = "auto",
-) -> pd.DataFrame:
-    """Solve, report on stderr, write ``out`` (and ``plot``); returns the solutions, best first."""
+) -> Result:
+    """Solve, report on stderr, write ``out`` (and ``plot``); returns the solutions
+    (``Result.to_csv()``/``to_frame()`` give them best first)."""
     if samples < 1:
         raise GGIKError("--samples must be at least 1")
     if out is not None and out.suffix.lower() not in OUT_SUFFIXES:
@@ -192,15 +196,14 @@ def solve(
     res = solver.solve(goals, k=samples, refine=refine, seed=seed)
     for line in [*res.notes, *goal_lines(res, solver), summary(res, solver)]:
         stderr.print(line, soft_wrap=True)
-    df = res.to_frame()
     if out is not None:
-        write_solutions(df, out)
+        write_solutions(res, out)
     if plot is not None:
         from pipeline.arm_figure import plot_frame
 
-        plot_frame(solver.robot, df, plot_goal, plot)
+        plot_frame(solver.robot, res.to_frame(), plot_goal, plot)
         stderr.print(f"wrote {plot}")
-    return df
+    return res
 
 
 def goal_lines(res: Result, solver: Solver) -> list[str]:
@@ -236,13 +239,13 @@ def summary(res: Result, solver: Solver) -> str:
             f"{distinct} distinct solutions ({per}); {G} x {k} candidates from {source} in {res.seconds:.2f} s")
 
 
-def write_solutions(df: pd.DataFrame, out: Path) -> None:
+def write_solutions(res: Result, out: Path) -> None:
     """CSV, JSON (records) or Parquet by the file's extension, written atomically."""
     suffix = out.suffix.lower()
     if suffix == ".csv":
-        write_text(out, df.to_csv(index=False))
+        write_text(out, res.to_csv())
     elif suffix == ".json":
-        write_text(out, df.to_json(orient="records", indent=1))
+        write_text(out, res.to_frame().to_json(orient="records", indent=1))
     else:
         with atomic_path(out) as tmp:
-            df.to_parquet(tmp, index=False)
+            res.to_frame().to_parquet(tmp, index=False)
