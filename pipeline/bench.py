@@ -243,3 +243,33 @@ def bench_overfit(robot_name: str, problems: int, steps: int, lr: float, layer: 
             typer.echo(f"  step {step:6d}  {time.perf_counter() - t0:7.0f} s  rec {float(out['rec'].detach()):.6f}  "
                        f"unknown-node RMS {rms:8.2f} mm  median {float(err.median()):8.2f} mm  max {float(err.max()):8.2f} mm")
     return rms
+
+
+def bench_startup(runs: int, robot: str, goal: str) -> dict:
+    """Wall time of whole ``ggik solve`` processes (start to CSV on stdout, one goal x 4 random
+    seeds, one thread), beside a bare ``import torch`` and a bare interpreter for scale; medians
+    (and the best) of ``runs`` interleaved rounds."""
+    import statistics
+    import subprocess
+    import sys
+
+    cmds = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "python -c 'import torch'": [sys.executable, "-c", "import torch"],
+        "ggik solve (1 goal x 4, random seeds)": [sys.executable, "-m", "pipeline", "solve", "--robot", robot, "--goal", goal,
+                                                  "-k", "4", "--threads", "1"],
+    }
+    times: dict[str, list[float]] = {k: [] for k in cmds}
+    for _ in range(runs):
+        for name, cmd in cmds.items():
+            t = time.perf_counter()
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            times[name].append(time.perf_counter() - t)
+            if out.returncode != 0:
+                raise RuntimeError(f"{' '.join(cmd)} failed: {out.stderr.strip().splitlines()[-1:]}")
+    typer.echo(f"bench startup: {runs} rounds, robot {robot}")
+    result = {}
+    for name, ts in times.items():
+        result[name] = {"median_s": statistics.median(ts), "min_s": min(ts)}
+        typer.echo(f"  {name:40s} median {statistics.median(ts):6.2f} s   best {min(ts):6.2f} s")
+    return result

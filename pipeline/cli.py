@@ -304,6 +304,20 @@ def bench_learn(
     run(robot, problems, steps, batch, lr, beta, beta_start, warm, set_, every)
 
 
+@bench_app.command("startup")
+def bench_startup(
+    runs: int = typer.Option(5, help="Interleaved rounds; medians are reported."),
+    robot: str = typer.Option("kuka"),
+    goal: str = typer.Option("0.4 0.1 0.5 0 1 0 0", help="'x y z qw qx qy qz'."),
+) -> None:
+    """Start-up of `ggik solve`: whole processes timed next to a bare `import torch`."""
+    from pipeline.bench import bench_startup as run
+
+    if runs < 1:
+        raise GGIKError("--runs must be at least 1")
+    run(runs, robot, goal)
+
+
 @bench_app.command("seeds")
 def bench_seeds(
     model: Path = typer.Option(Path("data/model/model.pt"), help="Trained model."),

@@ -56,3 +56,12 @@ def test_bench_learn_reports_raw_best_and_posterior_errors(capsys):
     assert abs(at(0) - 0.01) < 1e-12 and abs(at(25) - 0.1) < 1e-12 and at(50) == at(90) == 1.0
     lin = beta_schedule(1.0, 0.0, 0.5, 100)
     assert lin(25) == 0.5 and lin(80) == 1.0
+
+
+def test_bench_startup_times_whole_processes():
+    from pipeline.bench import bench_startup
+
+    res = bench_startup(1, "kuka", "0.4 0.1 0.5 0 1 0 0")
+    assert set(res) == {"python -c pass", "python -c 'import torch'", "ggik solve (1 goal x 4, random seeds)"}
+    solve, torch_only = res["ggik solve (1 goal x 4, random seeds)"], res["python -c 'import torch'"]
+    assert 0 < res["python -c pass"]["min_s"] < solve["min_s"] and torch_only["min_s"] < solve["min_s"]
