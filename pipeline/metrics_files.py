@@ -100,23 +100,32 @@ def read_samples(path: Path) -> pd.DataFrame:
     return parse_samples(path, str(path))
 
 
-def read_losses(path: Path) -> pd.DataFrame:
+def _read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    """A CSV file that must have ``columns``; one-line errors for unreadable or malformed files."""
     if not path.is_file():
         raise DataError(f"missing file {path}")
     try:
         df = pd.read_csv(path)
     except Exception as exc:  # noqa: BLE001
-        raise DataError(f"cannot read {path}: {type(exc).__name__}: {exc}") from None
-    missing = [c for c in LOSS_CSV_COLUMNS if c not in df.columns]
+        raise DataError(f"cannot read {path}: {type(exc).__name__}: {' '.join(str(exc).split())}") from None
+    missing = [c for c in columns if c not in df.columns]
     if missing:
         raise DataError(f"{path}: malformed: missing columns {', '.join(missing)}")
+    return df
+
+
+def _numeric(df: pd.DataFrame, columns: list[str], path: Path) -> pd.DataFrame:
+    try:
+        return df.astype({c: float for c in columns})
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: malformed: non-numeric values") from None
+
+
+def read_losses(path: Path) -> pd.DataFrame:
+    df = _read_table(path, LOSS_CSV_COLUMNS)
     if df.empty:
         raise DataError(f"{path}: no epochs recorded")
-    try:
-        df[list(LOSS_CSV_COLUMNS)] = df[list(LOSS_CSV_COLUMNS)].astype(float)
-    except (TypeError, ValueError):
-        raise DataError(f"{path}: malformed: non-numeric loss values") from None
-    return df
+    return _numeric(df, list(LOSS_CSV_COLUMNS), path)
 
 
 #: columns every accuracy_time.csv has (the per-arm columns follow them)
@@ -128,21 +137,8 @@ def read_probes(path: Path) -> pd.DataFrame | None:
     folders) or has no rows (``train.probes`` = 0)."""
     if not path.is_file():
         return None
-    try:
-        df = pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: malformed: empty file (expected a header)") from None
-    except Exception as exc:  # noqa: BLE001
-        raise DataError(f"cannot read {path}: {type(exc).__name__}: {exc}") from None
-    missing = [c for c in PROBE_COLUMNS if c not in df.columns]
-    if missing:
-        raise DataError(f"{path}: malformed: missing columns {', '.join(missing)}")
-    if df.empty:
-        return None
-    try:
-        return df.astype({c: float for c in df.columns if c != "step"})
-    except (TypeError, ValueError):
-        raise DataError(f"{path}: malformed: non-numeric values") from None
+    df = _read_table(path, PROBE_COLUMNS)
+    return None if df.empty else _numeric(df, [c for c in df.columns if c != "step"], path)
 
 
 def check_train(tr: Any, source: str) -> dict:
