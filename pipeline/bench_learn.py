@@ -33,7 +33,7 @@ def beta_schedule(beta: float, beta_start: float, warm: float, steps: int):
 
 
 def bench_learn(robot_name: str, n: int, steps: int, batch: int, lr: float, beta: float, beta_start: float, warm: float,
-                overrides: list[str], every: int, seed: int = 0) -> dict:
+                overrides: list[str], every: int, seed: int = 0, consistency: float = 0.0) -> dict:
     """Run the pilot; returns the last report."""
     from ggik_core.data.batch import make_batch
     from ggik_core.data.graph import build_problem_graphs
@@ -60,7 +60,7 @@ def bench_learn(robot_name: str, n: int, steps: int, batch: int, lr: float, beta
     goals = robot.fk(robot.sample_q(50, torch.Generator().manual_seed(123)))
     held = make_batch(subset(g, torch.arange(n - HELD_OUT, n)), cfg.directions, home_init=cfg.home_init)
     typer.echo(f"bench learn: {robot_name}, {n} problems, {steps} steps x {batch}, lr {lr}, beta {beta} "
-               f"(from {beta_start or 0} over {warm:.0%} of the steps), {cfg}, threads {torch.get_num_threads()}")
+               f"(from {beta_start or 0} over {warm:.0%} of the steps), consistency {consistency}, {cfg}, threads {torch.get_num_threads()}")
     shuffle = torch.Generator().manual_seed(seed + 1)
     perm, pos = torch.randperm(n - HELD_OUT, generator=shuffle), 0
     t0 = time.perf_counter()
@@ -71,7 +71,7 @@ def bench_learn(robot_name: str, n: int, steps: int, batch: int, lr: float, beta
         b = make_batch(subset(g, perm[pos:pos + batch]), cfg.directions, home_init=cfg.home_init)
         pos += batch
         with autocast:
-            out = model(b, beta_at(step), 1.0, 10.0)
+            out = model(b, beta_at(step), 1.0, 10.0, consistency=consistency)
         opt.zero_grad(set_to_none=True)
         out["total"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)

@@ -297,11 +297,12 @@ def bench_learn(
     warm: float = typer.Option(0.2, help="Share of the steps over which beta reaches its value."),
     set_: list[str] = typer.Option([], "--set", help="Model KEY=VALUE overrides, e.g. --set latent_scope=graph."),
     every: int = typer.Option(300, help="Steps between reports."),
+    consistency: float = typer.Option(0.0, help="Weight of the prior-consistency term (train.consistency)."),
 ) -> None:
     """A learning lever at a fixed budget on one arm: raw and best-of-32 accuracy as it trains."""
     from pipeline.bench_learn import bench_learn as run
 
-    run(robot, problems, steps, batch, lr, beta, beta_start, warm, set_, every)
+    run(robot, problems, steps, batch, lr, beta, beta_start, warm, set_, every, consistency=consistency)
 
 
 @bench_app.command("startup")

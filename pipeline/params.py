@@ -62,6 +62,7 @@ class TrainParams:
     beta_warmup_epochs: int = 4
     beta_start: float = 0.01  # >0: beta rises geometrically from beta_start to beta (0: linearly from 0)
     free_bits: float = 0.0  # nats per node: the KL term is max(KL, free_bits) (against posterior collapse)
+    consistency: float = 0.0  # weight of the prior-consistency term (decoded prior samples keep the known distances)
     anchor_weight: float = 1.0
     node_weight: float = 10.0
     deterministic: str = "auto"  # auto (on for CPU, off on CUDA) | true | false
@@ -197,7 +198,7 @@ def _validate(p: Params) -> None:
     for name, value in (("data.p_parallel", p.data.p_parallel), ("data.p_skew", p.data.p_skew), ("train.val_fraction", p.train.val_fraction)):
         if not 0.0 <= value < 1.0 + (name != "train.val_fraction"):
             raise GGIKError(f"params: {name} must be in [0, 1], got {value}")
-    for name, value in (("train.lr", p.train.lr), ("train.beta", p.train.beta), ("train.free_bits", p.train.free_bits), ("train.weight_decay", p.train.weight_decay),
+    for name, value in (("train.lr", p.train.lr), ("train.beta", p.train.beta), ("train.free_bits", p.train.free_bits), ("train.consistency", p.train.consistency), ("train.weight_decay", p.train.weight_decay),
                         ("train.lr_gamma", p.train.lr_gamma), ("train.anchor_weight", p.train.anchor_weight), ("train.node_weight", p.train.node_weight)):
         if not math.isfinite(value) or value < 0 or (name == "train.lr" and value == 0):
             raise GGIKError(f"params: {name} must be a finite {'positive' if name == 'train.lr' else 'non-negative'} number, got {value}")

@@ -203,7 +203,7 @@ def run_epoch(net: torch.nn.Module, graphs, plan, tp: TrainParams, beta: float |
         b = make_batch(subset(graphs[dof], idx), cfg.directions, home_init=cfg.home_init)
         beta_now = beta(step / len(plan)) if callable(beta) else beta
         with torch.set_grad_enabled(training), autocast:
-            losses = net(b, beta_now, tp.anchor_weight, tp.node_weight, tp.free_bits)
+            losses = net(b, beta_now, tp.anchor_weight, tp.node_weight, tp.free_bits, consistency=tp.consistency if training else 0.0)
         if training:
             opt.zero_grad(set_to_none=True)
             losses["total"].backward()

@@ -19,6 +19,22 @@ Loss (negative ELBO): :math:`\sum_i w_i \lVert \hat x_i - x_i \rVert^2 / N +
 \beta \cdot \mathrm{KL}(q \Vert p) / N` per graph, the KL of the mixture prior estimated by
 Monte Carlo with the reparameterised posterior sample; ``w = anchor_weight`` on anchors and
 ``node_weight`` on the other nodes. The KL is reported in nats per node in both latent scopes.
+
+Prior consistency (``consistency`` :math:`\lambda > 0`, off by default): raw samples come from the
+prior, not the posterior, and a decoder trained only on posterior latents need not place the nodes
+of a prior latent consistently. The extra term decodes one prior sample per graph,
+:math:`\hat x = \mathrm{dec}(z, \tilde G)` with :math:`z \sim p(Z \mid \tilde G)` (no gradient
+to the prior), and penalises what needs no answer: the known distances of :math:`\tilde G` and the
+anchors,
+
+.. math::
+    \mathcal L_c = \frac1N \Big( w_n \sum_{i<j,\ (i,j)\ \mathrm{known}}
+    \big(\lVert \hat x_i - \hat x_j \rVert - d_{ij}\big)^2
+    + w_a \sum_{i\ \mathrm{anchor}} \lVert \hat x_i - x_i \rVert^2 \Big),
+
+added as :math:`\lambda \mathcal L_c`. Node positions that keep every known distance and the
+anchors are an exact IK solution (spec §4), so the term trains the decoder to map any prior latent
+to a valid configuration.
 """
 
 from __future__ import annotations
@@ -174,7 +190,7 @@ class GGIK(nn.Module):
         return Losses(total=out["total"], rec=out["rec"], kl=out["kl"])
 
     def forward(self, b: GraphBatch, beta: float, anchor_weight: float = 1.0, node_weight: float = 10.0,
-                free_bits: float = 0.0, sample: bool = True) -> dict[str, Tensor]:
+                free_bits: float = 0.0, sample: bool = True, consistency: float = 0.0) -> dict[str, Tensor]:
         r"""The negative ELBO of a batch: ``{"total", "rec", "kl"}`` (a dict, so that
         DistributedDataParallel finds the tensors).
 
@@ -183,7 +199,8 @@ class GGIK(nn.Module):
         the posterior is not pushed onto the prior below :math:`\lambda` (against posterior
         collapse); ``kl`` reports the unclamped value. ``sample=False`` decodes the posterior mean
         :math:`z = \mu` instead of a reparameterised sample (memorisation with :math:`\beta = 0`,
-        where the noise only slows the fit)."""
+        where the noise only slows the fit). ``consistency`` > 0 adds the prior-consistency term
+        (module docstring), reported as ``cons``."""
         h_p, x_p = self.encode_partial(b)
         mu_q, ls_q = self.posterior(b, h_p)
         z = mu_q + ls_q.exp() * torch.randn_like(mu_q) if sample else mu_q
@@ -196,19 +213,25 @@ class GGIK(nn.Module):
         kl = (log_q - log_p).reshape(b.num_graphs, -1).sum(-1) / N
         rec, kl = rec.mean(), kl.mean()
         kl_term = kl.clamp_min(free_bits) if free_bits > 0 else kl
-        return {"total": rec + beta * kl_term, "rec": rec, "kl": kl}
+        out = {"total": rec + beta * kl_term, "rec": rec, "kl": kl}
+        if consistency > 0:
+            out["cons"] = self.prior_consistency(b, h_p, x_p, anchor_weight, node_weight)
+            out["total"] = out["total"] + consistency * out["cons"]
+        return out
+
+    def prior_consistency(self, b: GraphBatch, h_p: Tensor, x_p: Tensor, anchor_weight: float, node_weight: float) -> Tensor:
+        """The batch mean of :math:`\mathcal L_c` (module docstring) for one prior sample per graph."""
+        with torch.no_grad():
+            z = prior_sample(*self.prior(self.pool(h_p, b)), 1)[:, 0]
+        return consistency_residual(self.decode(z, h_p, x_p, b), b, anchor_weight, node_weight).mean()
 
     # --- inference ---------------------------------------------------------------------------
     @torch.no_grad()
     def sample(self, b: GraphBatch, k: int, generator: torch.Generator | None = None) -> Tensor:
         """``k`` candidate point sets per problem: ``(B, k, N, 3)``, decoded in one batched pass."""
         h_p, x_p = self.encode_partial(b)
-        logits, mu, ls = self.prior(self.pool(h_p, b))  # (M, K), (M, K, D); M nodes or graphs
-        M, K, D = mu.shape
-        comp = torch.multinomial(torch.softmax(logits, -1), k, replacement=True, generator=generator)  # (M, k)
-        idx = comp[..., None].expand(M, k, D)
-        eps = torch.randn(M, k, D, dtype=mu.dtype, device=mu.device, generator=generator)
-        z = torch.gather(mu, 1, idx) + torch.gather(ls, 1, idx).exp() * eps  # (M, k, D)
+        z = prior_sample(*self.prior(self.pool(h_p, b)), k, generator)  # (M, k, D); M nodes or graphs
+        D = z.shape[-1]
         N, B = b.nodes_per_graph, b.num_graphs
         # graph-major layout (graph g, copy c) -> g * k + c, matching repeat_batch_partial; a
         # per-graph z stays one row per copy and decode() gives it to the copy's nodes
@@ -223,6 +246,29 @@ class GGIK(nn.Module):
 
         x = self.decode(z, rep(h_p), rep(x_p), rb)
         return x.reshape(B, k, N, 3)
+
+
+def consistency_residual(x: Tensor, b: GraphBatch, anchor_weight: float, node_weight: float) -> Tensor:
+    """:math:`\mathcal L_c` per graph ``(B,)`` for node positions ``x (B*N, 3)``: squared errors of
+    the known distances of the partial graph (each pair once) and of the anchor positions."""
+    B, N = b.num_graphs, b.nodes_per_graph
+    x = x.float().reshape(B, N, 3)
+    sq = (x[:, :, None, :] - x[:, None, :, :]).pow(2).sum(-1)  # [b, j, i]
+    dist = sq.clamp_min(1e-12).sqrt()  # no NaN gradient on the (masked) diagonal
+    known, d = b.e_partial[..., 1].float(), b.e_partial[..., 0].float()
+    dist_term = (known * (dist - d).pow(2)).sum((1, 2)) / 2
+    anchor = b.anchor.reshape(B, N).float()
+    anchor_term = (anchor * (x - b.x_partial.float().reshape(B, N, 3)).pow(2).sum(-1)).sum(-1)
+    return (node_weight * dist_term + anchor_weight * anchor_term) / N
+
+
+def prior_sample(logits: Tensor, mu: Tensor, log_sigma: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
+    """``k`` draws ``(M, k, D)`` from each row's mixture (logits ``(M, K)``, ``mu``, ``log_sigma`` ``(M, K, D)``)."""
+    M, K, D = mu.shape
+    comp = torch.multinomial(torch.softmax(logits, -1), k, replacement=True, generator=generator)  # (M, k)
+    idx = comp[..., None].expand(M, k, D)
+    eps = torch.randn(M, k, D, dtype=mu.dtype, device=mu.device, generator=generator)
+    return torch.gather(mu, 1, idx) + torch.gather(log_sigma, 1, idx).exp() * eps
 
 
 def _diag_normal_logpdf(z: Tensor, mu: Tensor, log_sigma: Tensor) -> Tensor:

@@ -74,3 +74,36 @@ def test_posterior_mean_decoding_is_deterministic_and_matches_the_decoder():
         w = torch.where(b.anchor, 1.0, 10.0)
         rec = (w * (model.decode(mu, h_p, x_p, b) - b.x).pow(2).sum(-1)).reshape(b.num_graphs, N).sum(-1).mean() / N
     torch.testing.assert_close(a["rec"].detach(), rec)
+
+
+def test_consistency_residual_is_zero_on_true_positions_and_grows_with_errors():
+    from ggik_core.model.cvae import consistency_residual
+
+    b = make_batch(build_problem_graphs(*_problems()), False, dtype=torch.float64)
+    exact = consistency_residual(b.x, b, 1.0, 10.0)
+    assert exact.shape == (b.num_graphs,) and float(exact.max()) < 1e-10
+    moved = b.x.clone()
+    unknown = torch.nonzero(~b.anchor)[0, 0]
+    moved[unknown, 0] += 0.01  # one unknown node 1 cm off
+    bad = consistency_residual(moved, b, 1.0, 10.0)
+    assert float(bad[0]) > 1e-5 and float(bad[1:].max()) < 1e-10  # only its graph pays
+    moved = b.x.clone()
+    moved[torch.nonzero(b.anchor)[0, 0], 2] += 0.01  # an anchor 1 cm off: the anchor term too
+    assert float(consistency_residual(moved, b, 1.0, 10.0)[0]) > float(consistency_residual(moved, b, 0.0, 10.0)[0]) > 0
+
+
+def test_prior_consistency_trains_the_decoder_and_not_the_prior():
+    b = _batch()
+    torch.manual_seed(0)
+    model = GGIK(ModelConfig(hidden=16, layers=2, latent=4, components=3))
+    torch.manual_seed(1)
+    plain = model(b, 1.0)
+    torch.manual_seed(1)
+    out = model(b, 1.0, consistency=2.0)
+    assert float(out["cons"]) > 0
+    torch.testing.assert_close(out["total"], plain["total"] + 2.0 * out["cons"])
+    model.zero_grad()
+    out["cons"].backward()
+    assert model.prior_head[-1].weight.grad is None or float(model.prior_head[-1].weight.grad.abs().max()) == 0.0
+    grads = [p.grad for p in model.decoder.parameters() if p.grad is not None]
+    assert grads and max(float(g.abs().max()) for g in grads) > 0
