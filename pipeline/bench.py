@@ -273,3 +273,43 @@ def bench_startup(runs: int, robot: str, goal: str) -> dict:
         result[name] = {"median_s": statistics.median(ts), "min_s": min(ts)}
         typer.echo(f"  {name:40s} median {statistics.median(ts):6.2f} s   best {min(ts):6.2f} s")
     return result
+
+
+def bench_gap(model_path: Path, robot_name: str, goals: int, samples: int, seed: int) -> dict:
+    """Where the raw samples' error comes from: the same goals decoded from the posterior mean (the
+    latent that encodes the true configuration) and from the prior (what ``ggik solve --raw``
+    does). End-effector errors go through joint recovery and FK, like every raw error we report."""
+    from ggik_core.data.batch import make_batch
+    from ggik_core.data.graph import build_problem_graphs, canonical_chain
+    from ggik_core.model.files import load_model
+    from ggik_core.robots.files import load_robot
+    from ggik_core.robots.transforms import invert
+    from ggik_core.solve.joints import recover_joints
+    from ggik_core.solve.solver import errors, sample_solutions
+
+    model = load_model(model_path, torch.device("cpu"))
+    model.eval()
+    robot = load_robot(robot_name)
+    q = robot.sample_q(goals, torch.Generator().manual_seed(seed))
+    T = robot.fk(q)
+    b = make_batch(build_problem_graphs(robot.chain.expand(goals, *robot.chain.shape), q, T), model.cfg.directions,
+                   home_init=model.cfg.home_init)
+    chain_c, base = canonical_chain(robot.chain)
+    with torch.no_grad():
+        h_p, x_p = model.encode_partial(b)
+        mu, _ = model.posterior(b, h_p)
+        x_hat = model.decode(mu, h_p, x_p, b).double()
+        node_mm = (x_hat - b.x.double()).norm(dim=-1)[~b.anchor] * 1000
+        q_post = recover_joints(chain_c, x_hat.reshape(goals, -1, 3), invert(base) @ T)
+        post_mm = errors(robot, q_post[:, None], T)[0][:, 0] * 1000
+        raw = sample_solutions(model, robot, T, samples, generator=torch.Generator().manual_seed(seed + 1))
+    raw_mm = raw.pos_err * 1000
+    res = {"posterior_mean_ee_median_mm": float(post_mm.median()), "posterior_mean_node_median_mm": float(node_mm.median()),
+           "posterior_mean_node_rms_mm": float(node_mm.pow(2).mean().sqrt()), "prior_raw_median_mm": float(raw_mm.median()),
+           "prior_best_of_k_median_mm": float(raw_mm.min(1).values.median())}
+    typer.echo(f"bench gap: {model_path}, {robot_name}, {goals} goals, {samples} prior samples each")
+    typer.echo(f"  posterior mean (true configuration encoded): end effector median {res['posterior_mean_ee_median_mm']:7.1f} mm; "
+               f"unknown nodes median {res['posterior_mean_node_median_mm']:.1f} mm, RMS {res['posterior_mean_node_rms_mm']:.1f} mm")
+    typer.echo(f"  prior samples (ggik solve --raw):            end effector median {res['prior_raw_median_mm']:7.1f} mm; "
+               f"best of {samples} median {res['prior_best_of_k_median_mm']:.1f} mm")
+    return res

@@ -305,6 +305,24 @@ def bench_learn(
     run(robot, problems, steps, batch, lr, beta, beta_start, warm, set_, every, consistency=consistency)
 
 
+@bench_app.command("gap")
+def bench_gap(
+    model: Path = typer.Option(..., help="Trained model file."),
+    robot: str = typer.Option("kuka", help="Catalog name, URDF or DH file."),
+    goals: int = typer.Option(200),
+    samples: int = typer.Option(32),
+    seed: int = typer.Option(7),
+) -> None:
+    """Raw error from the prior against the posterior mean: what limits the raw samples."""
+    from pipeline.bench import bench_gap as run
+
+    if not model.is_file():
+        raise GGIKError(f"model {model} not found")
+    if goals < 1 or samples < 1:
+        raise GGIKError("--goals and --samples must be at least 1")
+    run(model, robot, goals, samples, seed)
+
+
 @bench_app.command("startup")
 def bench_startup(
     runs: int = typer.Option(5, help="Interleaved rounds; medians are reported."),

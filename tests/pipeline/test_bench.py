@@ -65,3 +65,19 @@ def test_bench_startup_times_whole_processes():
     assert set(res) == {"python -c pass", "python -c 'import torch'", "ggik solve (1 goal x 4, random seeds)"}
     solve, torch_only = res["ggik solve (1 goal x 4, random seeds)"], res["python -c 'import torch'"]
     assert 0 < res["python -c pass"]["min_s"] < solve["min_s"] and torch_only["min_s"] < solve["min_s"]
+
+
+def test_bench_gap_reports_posterior_and_prior_errors(tmp_path):
+    import math
+
+    from ggik_core.model.config import ModelConfig
+    from ggik_core.model.cvae import GGIK
+    from ggik_core.model.files import save_model
+    from pipeline.bench import bench_gap
+
+    torch.manual_seed(0)
+    m = GGIK(ModelConfig(hidden=16, layers=2, latent=4, components=3))
+    save_model(m, m.cfg, [], tmp_path / "m.pt", dofs=[7])
+    res = bench_gap(tmp_path / "m.pt", "kuka", 4, 3, 0)
+    assert all(math.isfinite(v) and v > 0 for v in res.values())
+    assert res["prior_best_of_k_median_mm"] <= res["prior_raw_median_mm"]
