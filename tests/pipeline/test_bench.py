@@ -70,6 +70,8 @@ def test_bench_startup_times_whole_processes():
 def test_bench_gap_reports_posterior_and_prior_errors(tmp_path):
     import math
 
+    import torch
+
     from ggik_core.model.config import ModelConfig
     from ggik_core.model.cvae import GGIK
     from ggik_core.model.files import save_model
