@@ -29,10 +29,11 @@ anchors,
 
 .. math::
     \mathcal L_c = \frac1N \Big( w_n \sum_{i<j,\ (i,j)\ \mathrm{known}}
-    \big(\lVert \hat x_i - \hat x_j \rVert - d_{ij}\big)^2
+    \big(\lVert \bar x_i - \bar x_j \rVert - d_{ij}\big)^2
     + w_a \sum_{i\ \mathrm{anchor}} \lVert \hat x_i - x_i \rVert^2 \Big),
 
-added as :math:`\lambda \mathcal L_c`. Node positions that keep every known distance and the
+where :math:`\bar x` is :math:`\hat x` with the anchors put back at their known positions (so
+that keeping the distances means reaching the goal), added as :math:`\lambda \mathcal L_c`. Node positions that keep every known distance and the
 anchors are an exact IK solution (spec §4), so the term trains the decoder to map any prior latent
 to a valid configuration.
 """
@@ -253,12 +254,16 @@ def consistency_residual(x: Tensor, b: GraphBatch, anchor_weight: float, node_we
     the known distances of the partial graph (each pair once) and of the anchor positions."""
     B, N = b.num_graphs, b.nodes_per_graph
     x = x.float().reshape(B, N, 3)
-    sq = (x[:, :, None, :] - x[:, None, :, :]).pow(2).sum(-1)  # [b, j, i]
+    x_a = b.x_partial.float().reshape(B, N, 3)
+    anchor = b.anchor.reshape(B, N, 1)
+    # distances are measured with the anchors where they belong, so that keeping them means reaching
+    # the goal (a decoder that moved the end-effector anchors would otherwise satisfy them elsewhere)
+    pinned = torch.where(anchor, x_a, x)
+    sq = (pinned[:, :, None, :] - pinned[:, None, :, :]).pow(2).sum(-1)  # [b, j, i]
     dist = sq.clamp_min(1e-12).sqrt()  # no NaN gradient on the (masked) diagonal
     known, d = b.e_partial[..., 1].float(), b.e_partial[..., 0].float()
     dist_term = (known * (dist - d).pow(2)).sum((1, 2)) / 2
-    anchor = b.anchor.reshape(B, N).float()
-    anchor_term = (anchor * (x - b.x_partial.float().reshape(B, N, 3)).pow(2).sum(-1)).sum(-1)
+    anchor_term = (anchor[..., 0].float() * (x - x_a).pow(2).sum(-1)).sum(-1)
     return (node_weight * dist_term + anchor_weight * anchor_term) / N
 
 
