@@ -70,7 +70,7 @@ class TrainParams:
     num_threads: int = 0  # 0: automatic (ggik_core.runtime.pick_threads: free cores, or GGIK_THREADS)
     precision: str = "bf16"  # bf16 (autocast of the feature path; coordinates and losses stay fp32) | fp32
     log_every: int = 20  # steps between reads of the device-side loss sums (the only host syncs)
-    probes: int = 10  # accuracy probes (raw samples on the five arms, mm) evenly spaced over the run; 0: none
+    probes: int = 10  # accuracy probes (raw samples in mm on data.robots, else the five arms) evenly spaced over the run; 0: none
     probe_goals: int = 16  # goals per arm in each probe (32 samples each)
 
 

@@ -1,7 +1,8 @@
 """Accuracy probes during training: the raw samples' position error, in mm, against training time.
 
-A probe samples the model (no refinement) on fixed goals of the five catalog arms and records the
-median position error of the samples and the median best-of-``k``, per arm and pooled. The
+A probe samples the model (no refinement) on fixed goals of the training robots (``data.robots``)
+or, for random training robots, of the catalog arms of the trained DOFs, and records the median
+position error of the samples and the median best-of-``k``, per robot and pooled. The
 training stage runs ``train.probes`` of them at evenly spaced steps of the run and writes them to
 ``metrics/accuracy_time.csv``, the accuracy-versus-training-time curve (the report draws it). The
 goals come from their own seeded generator and the samples from another, so probing does not move
@@ -43,11 +44,17 @@ class Probe:
     goals: dict[str, tuple[Robot, torch.Tensor]]
 
     @classmethod
-    def on_arms(cls, n_goals: int, dofs: set[int] | None = None) -> "Probe":
-        """``n_goals`` seeded goals on each catalog arm (of the trained DOFs when ``dofs`` is given)."""
+    def on_robots(cls, n_goals: int, robots: list[str] | tuple[str, ...] = (), dofs: set[int] | None = None) -> "Probe":
+        """``n_goals`` seeded goals on each of ``robots`` (catalog names, URDF or DH files) or, when
+        there are none, on each catalog arm (of the trained DOFs when ``dofs`` is given)."""
+        from ggik_core.robots.files import load_robot
+
+        if robots:
+            named = [(Path(str(r)).stem if str(r).lower() not in ARM_NAMES else str(r).lower(), load_robot(str(r))) for r in robots]
+        else:
+            named = [(name, load_arm(name)) for name in ARM_NAMES]
         goals = {}
-        for name in ARM_NAMES:
-            robot = load_arm(name)
+        for name, robot in named:
             if dofs is None or robot.dof in dofs:
                 goals[name] = (robot, robot.fk(robot.sample_q(n_goals, torch.Generator().manual_seed(GOAL_SEED))))
         return cls(goals)

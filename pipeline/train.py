@@ -301,7 +301,7 @@ def _train(params: Params, graph_dir: Path, out_dir: Path, metrics_dir: Path, en
     if env.main:
         stderr.print(f"training {cfg.layer} on {device} x {env.world}: {n_train} train / {sum(i.numel() for i in val_idx.values())} val graphs, "
                      f"{sum(p.numel() for p in model.parameters())} parameters")
-    probe = Probe.on_arms(tp.probe_goals, set(graphs)) if env.main else None
+    probe = Probe.on_robots(tp.probe_goals, params.data.robots, set(graphs)) if env.main else None
     probe_at = probe_steps(tp.epochs * steps_per_epoch, tp.probes)
     probe_path = metrics_dir / "accuracy_time.csv"
     if probe is not None:  # the rows up to the checkpoint (none when starting afresh)

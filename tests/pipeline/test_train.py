@@ -217,12 +217,6 @@ def test_beta_rises_linearly_from_zero_or_geometrically_from_beta_start():
     assert [round(beta_at(geo, e), 12) for e in range(4)] == [0.01, 0.1, 1.0, 1.0]
 
 
-def test_probe_steps_are_evenly_spaced_and_end_at_the_last_step():
-    assert probe_steps(100, 4) == {25, 50, 75, 100}
-    assert probe_steps(3, 10) == {1, 2, 3}
-    assert probe_steps(100, 0) == set() and probe_steps(0, 3) == set()
-
-
 def test_accuracy_probes_record_raw_error_in_mm_and_do_not_change_training(graphs, tmp_path):
     """Probing samples the model on the catalog arms of the trained DOFs (UR10 and LWA4P for 5/6
     DOF) without moving training's random stream; a run stopped after its first epoch and resumed
