@@ -171,12 +171,12 @@ def parse_urdf_spec(spec: str) -> UrdfChain:
 
 def bench_robots(arms: list[str], urdfs: list[UrdfChain]) -> list[tuple[str, Robot, UrdfChain]]:
     """(label, robot, URDF chain) for the catalog arms, then the user's URDF chains (labelled by
-    file stem, made unique)."""
+    file stem, with a ``_urdf`` suffix where that is a catalog name or taken)."""
     from ggik_core.robots.files import load_robot
 
     out = [(a, load_arm(a), catalog_chain(a)) for a in arms]
     for u in urdfs:
-        taken = {o[0] for o in out}
+        taken = {o[0] for o in out} | set(ARM_NAMES)  # a URDF is never mistaken for a catalog arm
         label = u.path.stem if u.path.stem not in taken else f"{u.path.stem}_urdf"
         label = next(f"{label}{i or ''}" for i in range(len(out) + 1) if f"{label}{i or ''}" not in taken)
         out.append((label, load_robot(str(u.path), u.base, u.ee), u))

@@ -138,11 +138,15 @@ def test_a_urdf_chain_with_a_continuous_joint_is_benched_beside_the_arms(tmp_pat
     text = src.read_text()
     head, tail = text.split('<joint name="wrist_3_joint" type="revolute">', 1)
     path = tmp_path / "ur10_cont.urdf"
+    (tmp_path / "ur10.urdf").write_text(text)
     path.write_text(head + '<joint name="wrist_3_joint" type="continuous">' + tail)
     base, ee = urdf_links("ur10")
     rep = bench_ik(None, GOALS, SAMPLES, 0, tmp_path / "metrics", MAX_ITER, ["ur10"], "cpu", [f"{path}:{base}:{ee}"])
     assert rep["config"]["arms"] == ["ur10", "ur10_cont"]
     assert rep["config"]["urdfs"] == {"ur10_cont": f"{path}:{base}:{ee}"}
+    # a URDF named like a catalog arm is labelled apart from it, even when the arm is not benched
+    same = bench_ik(None, 1, 2, 0, tmp_path / "m2", 5, [], "cpu", [f"{tmp_path / 'ur10.urdf'}:{base}:{ee}"])
+    assert same["config"]["arms"] == ["ur10_urdf"] and same["pools"] == {} and same["branch_coverage"] == {}
     e = rep["results"]["ur10_cont"]["random_refined"]
     assert ok(e) and e["1mm_1deg"]["success_goals"] == 1.0
     tk = rep["results"]["ur10_cont"]["trac_ik"]
