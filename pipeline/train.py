@@ -4,8 +4,9 @@ One loop, nanoGPT style: batches of one DOF each (bucketed, shuffled by a seeded
 AdamW with a step-decay schedule, β warm-up, a validation split, a checkpoint after every epoch
 (model, optimiser, scheduler, RNG states, history, typed config) and resumption from it.
 Per-epoch losses go to ``metrics/train_loss.csv`` (DVC plots); the minima to
-``metrics/train.json`` (DVC metrics); ``train.probes`` accuracy probes (raw samples on the five
-arms, in mm, against training minutes) to ``metrics/accuracy_time.csv``.
+``metrics/train.json`` (DVC metrics); ``train.probes`` accuracy probes (raw samples on the
+training robots, or on the five arms for random ones, in mm, against training minutes) to
+``metrics/accuracy_time.csv`` (:mod:`pipeline.probe`).
 """
 
 from __future__ import annotations
