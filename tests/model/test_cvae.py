@@ -17,12 +17,18 @@ def _batch():
     return make_batch(build_problem_graphs(pb.chain, pb.q, pb.goal), False)
 
 
-def test_free_bits_clamp_the_kl_term_only_below_the_floor():
+def _plain_loss() -> tuple:
+    """A batch, a tiny model and its plain loss (β = 1), the sampling noise seeded: call
+    ``torch.manual_seed(1)`` before a second call to draw the same noise."""
     b = _batch()
     torch.manual_seed(0)
     model = GGIK(ModelConfig(hidden=16, layers=2, latent=4, components=3))
     torch.manual_seed(1)
-    plain = model(b, 1.0)
+    return b, model, model(b, 1.0)
+
+
+def test_free_bits_clamp_the_kl_term_only_below_the_floor():
+    b, model, plain = _plain_loss()
     torch.manual_seed(1)
     high = model(b, 1.0, free_bits=float(plain["kl"]) + 5.0)
     assert torch.equal(high["kl"], plain["kl"]) and torch.equal(high["rec"], plain["rec"])
@@ -93,11 +99,7 @@ def test_consistency_residual_is_zero_on_true_positions_and_grows_with_errors():
 
 
 def test_prior_consistency_trains_the_decoder_and_not_the_prior():
-    b = _batch()
-    torch.manual_seed(0)
-    model = GGIK(ModelConfig(hidden=16, layers=2, latent=4, components=3))
-    torch.manual_seed(1)
-    plain = model(b, 1.0)
+    b, model, plain = _plain_loss()
     torch.manual_seed(1)
     out = model(b, 1.0, consistency=2.0)
     assert float(out["cons"]) > 0
