@@ -34,6 +34,7 @@ from ggik_core.errors import GGIKError
 from ggik_core.data.io import write_json, write_text
 from ggik_core.solve.refine import RefineConfig
 from ggik_core.robots.robot import Robot
+from ggik_core.robots.transforms import wrap_angle
 from ggik_core.solve.solver import Solutions, distinct_count, refine_solutions, sample_solutions
 from pipeline.baselines import (
     TRAC_IK_EPSILON, TRAC_IK_TIMEOUT_S, UrdfChain, availability, catalog_chain, import_pytorch_kinematics, import_trac_ik,
@@ -186,8 +187,7 @@ def bench_robots(arms: list[str], urdfs: list[UrdfChain]) -> list[tuple[str, Rob
 def wrap_continuous(robot: Robot, sol: Solutions) -> Solutions:
     """Continuous joints folded into [-π, π), so that one solution is not counted twice as distinct."""
     if robot.continuous.any():
-        cont = robot.continuous.to(sol.q.device)
-        sol.q = torch.where(cont, torch.remainder(sol.q + math.pi, 2 * math.pi) - math.pi, sol.q)
+        sol.q = torch.where(robot.continuous.to(sol.q.device), wrap_angle(sol.q), sol.q)
     return sol
 
 
@@ -224,8 +224,7 @@ def warm_latency_ms(robot: Robot, goal: Tensor, q_seed: Tensor, cfg: RefineConfi
         sol = run_random_refined(robot, goal, q_seed, cfg, device)
         times.append(sol.seconds * 1000.0)
     times.sort()
-    pos_tol, rot_tol = THRESHOLDS["1mm_1deg"]
-    ok = (sol.pos_err < pos_tol) & (sol.rot_err < rot_tol) & sol.within_limits
+    ok = success_mask(sol, "1mm_1deg")
     return {"candidates": q_seed.shape[1], "median_ms": times[len(times) // 2], "min_ms": times[0],
             "successes": int(ok.sum()), "distinct": int(distinct_count(sol.q, ok, DISTINCT_TOL).sum())}
 

@@ -11,14 +11,12 @@ training's random stream.
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ggik_core.data.io import write_text
+from ggik_core.data.io import write_csv_rows
 from ggik_core.model.cvae import GGIK
 from ggik_core.robots.catalog import ARM_NAMES, load_arm
 from ggik_core.robots.robot import Robot
@@ -86,9 +84,4 @@ class Probe:
 
 def write_probes(rows: list[dict], columns: list[str], path: Path) -> None:
     """``accuracy_time.csv``, atomically (an empty table with its header when no probe ran)."""
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
-    w.writeheader()
-    for row in rows:
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    write_text(path, buf.getvalue())
+    write_csv_rows(path, rows, columns)

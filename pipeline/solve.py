@@ -8,10 +8,13 @@ line on stderr and writes the solutions (and optionally a figure).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:  # pandas is imported where goal files are read: ggik solve's default path never needs it
+    import pandas as pd
 
 from ggik_core.api import Result, Solver, distance_from_first_axis, poses_from_rows
 from ggik_core.data.io import atomic_path, write_text

@@ -12,8 +12,6 @@ training robots, or on the five arms for random ones, in mm, against training mi
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import math
 import os
 import random
@@ -30,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ggik_core.data.batch import make_batch
 from ggik_core.errors import TrainingError
 from ggik_core.data.graph import ProblemGraphs
-from ggik_core.data.io import sha256_file, torch_save, write_json, write_text
+from ggik_core.data.io import sha256_file, torch_save, write_csv_rows, write_json
 from ggik_core.model.cvae import GGIK
 from ggik_core.model.files import load_model, pick_device, save_model  # noqa: F401 - re-exported
 from ggik_core.runtime import set_threads
@@ -240,12 +238,8 @@ def precision_context(precision: str, device: torch.device):
 
 
 def write_metrics(history: list[dict], metrics_dir: Path, complete: bool, extra: dict) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=LOSS_COLUMNS, lineterminator="\n")
-    w.writeheader()
-    for row in history:
-        w.writerow({k: (f"{row.get(k, 0.0):.6g}" if isinstance(row.get(k, 0.0), float) else row[k]) for k in LOSS_COLUMNS})
-    write_text(metrics_dir / "train_loss.csv", buf.getvalue())
+    # histories from before the timing column lack "minutes": written as 0
+    write_csv_rows(metrics_dir / "train_loss.csv", history, LOSS_COLUMNS, missing=0.0)
     best = {}
     for split_name in ("train", "val"):
         best[split_name] = {f"{k}_min": min(r[f"{split_name}_{k}"] for r in history) for k in ("rec", "kl", "total")} if history else {}

@@ -7,6 +7,7 @@ checksum in their manifest; loading verifies it and the tensors' shapes.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
@@ -14,7 +15,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
@@ -58,6 +59,17 @@ def _finite(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_finite(v) for v in obj]
     return obj
+
+
+def write_csv_rows(path: str | Path, rows: Iterable[dict], columns: Sequence[str], missing: Any = "") -> None:
+    """A CSV table with a header, atomically: one line per row dict (keys outside ``columns``
+    ignored, absent ones written as ``missing``), floats to six significant digits."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    for row in rows:
+        w.writerow([f"{v:.6g}" if isinstance(v, float) else v for v in (row.get(k, missing) for k in columns)])
+    write_text(path, buf.getvalue())
 
 
 def write_json(path: str | Path, obj: Any) -> None:

@@ -33,9 +33,9 @@ anchors,
     + w_a \sum_{i\ \mathrm{anchor}} \lVert \hat x_i - x_i \rVert^2 \Big),
 
 where :math:`\bar x` is :math:`\hat x` with the anchors put back at their known positions (so
-that keeping the distances means reaching the goal), added as :math:`\lambda \mathcal L_c`. Node positions that keep every known distance and the
-anchors are an exact IK solution (spec §4), so the term trains the decoder to map any prior latent
-to a valid configuration.
+that keeping the distances means reaching the goal), added as :math:`\lambda \mathcal L_c`. Node
+positions that keep every known distance and the anchors are an exact IK solution (spec §4), so
+the term trains the decoder to map any prior latent to a valid configuration.
 """
 
 from __future__ import annotations
