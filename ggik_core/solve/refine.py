@@ -87,6 +87,10 @@ class RefineConfig:
             seeds are almost free and the ``k`` fastest of ``2k`` converge sooner.
         distinct_tol: from a pool, converged candidates that differ from the ones already picked
             by at least this much (radians, some joint) are picked first.
+        threads: CPU threads while refining (None: torch's current setting). One by default: the
+            operations act on a few thousand rows, where splitting them across threads costs more
+            than it gains (``ggik bench ik`` ran 1.35x faster with one thread than with two on the
+            project's 2-core machine), and it leaves the other cores free.
     """
 
     max_iter: int = 200
@@ -103,6 +107,7 @@ class RefineConfig:
     extra_seeds: float = 0.25
     min_pool_rows: int = 256
     distinct_tol: float = 0.1
+    threads: int | None = 1
 
 
 def so3_log(R: Tensor) -> Tensor:
@@ -127,95 +132,103 @@ def so3_log(R: Tensor) -> Tensor:
     return vec
 
 
-def _rotation_error(Rg: Tensor, R: Tensor) -> Tensor:
-    r""":math:`\log(R_g R^\top)^\vee` ``(3, B)`` for rotations stored ``(3, 3, B)``, without host
-    synchronisation.
+def _rotation_error(Rg: Tensor, x: Tensor, y: Tensor, z: Tensor) -> Tensor:
+    r""":math:`\log(R_g R^\top)^\vee` ``(3, B)`` for goal rotations ``Rg (3, 3, 1, B)`` (a unit
+    axis before the batch, see :func:`goal_rotations`) and the columns ``x, y, z (3, B)`` of
+    :math:`R`, without host synchronisation.
 
-    :math:`M = R_g R^\top` has :math:`M_{ij} = \sum_k (R_g)_{ik} R_{jk}`. With
+    :math:`M = R_g R^\top = \sum_k (R_g)_{:,k}\, (R_{:,k})^\top`. With
     :math:`\theta = \operatorname{atan2}(\lVert s\rVert, \operatorname{tr} M - 1)` and
     :math:`s = (M_{32} - M_{23}, M_{13} - M_{31}, M_{21} - M_{12})`, the rotation vector is
     :math:`\theta s / \lVert s\rVert` (series :math:`s(1/2 + \theta^2/12)` near 0). Near
     :math:`\pi` the axis from :math:`s` loses digits but keeps the right magnitude, which is all
     a descent step needs; reported errors are always recomputed by FK.
     """
-    M = (Rg[:, None, :, :] * R[None, :, :, :]).sum(2)
-    s = torch.stack([M[2, 1] - M[1, 2], M[0, 2] - M[2, 0], M[1, 0] - M[0, 1]], 0)
-    sn = s.norm(dim=0, keepdim=True)
-    c = (M[0, 0] + M[1, 1] + M[2, 2] - 1)[None]
+    g0, g1, g2 = Rg.unbind(1)  # the goal's columns, (3, 1, B) each
+    M = g0 * x
+    M.addcmul_(g1, y).addcmul_(g2, z)  # (3, 3, B)
+    A = M - M.transpose(0, 1)
+    s = torch.stack([A[2, 1], A[0, 2], A[1, 0]], 0)
+    # the norm as a sum of squares: a reduction over the leading axis of a batch-last tensor
+    # (``norm(dim=0)``) takes a slow strided path, about 20x slower at B = 2000
+    sn = (s * s).sum(0, keepdim=True).sqrt()
+    c = M.diagonal(dim1=0, dim2=1).sum(-1)[None] - 1
     theta = torch.atan2(sn, c)
     small = (sn < 1e-8) & (c > 0)
     scale = torch.where(small, 0.5 + theta * theta / 12, theta / sn.clamp(min=1e-300))
     return s * scale
 
 
-def link_operators(links: Tensor) -> Tensor:
-    r"""The forward-kinematics operators of :func:`residual_jacobian`: link transforms
-    ``(..., n+1, 4, 4)`` -> ``(..., n, 36, 12)``.
-
-    A ``3 x 4`` frame is stored as its 12 entries (row-major). Right-multiplying it by a constant
-    ``4 x 4`` matrix :math:`X` is the linear map :math:`I_3 \otimes X^\top` on those entries. For
-    joint ``i`` with link :math:`L` (rows :math:`\ell_0..\ell_3`) the operator stacks the maps of
-    :math:`P = [\ell_0; \ell_1; 0; 0]`, :math:`Q = [-\ell_1; \ell_0; 0; 0]` and
-    :math:`S = [0; 0; \ell_2; \ell_3]`.
-    """
-    L = links[..., 1:, :, :]
-    zero = torch.zeros_like(L[..., 0, :])
-    P = torch.stack([L[..., 0, :], L[..., 1, :], zero, zero], -2)
-    Q = torch.stack([-L[..., 1, :], L[..., 0, :], zero, zero], -2)
-    S = torch.stack([zero, zero, L[..., 2, :], L[..., 3, :]], -2)
-    ops = []
-    for X in (P, Q, S):
-        op = torch.zeros(*X.shape[:-2], 12, 12, dtype=links.dtype, device=links.device)
-        for r in range(3):  # I_3 (x) X^T: each row of the frame is multiplied by X
-            op[..., 4 * r:4 * r + 4, 4 * r:4 * r + 4] = X.transpose(-1, -2)
-        ops.append(op)
-    return torch.cat(ops, -2)
+def goal_rotations(R: Tensor) -> Tensor:
+    """Goal rotations ``(B, 3, 3)`` in the layout of :func:`residual_jacobian`: ``(3, 3, 1, B)``."""
+    return R.permute(1, 2, 0)[:, :, None].contiguous()
 
 
-def residual_jacobian(K: Tensor, M0: Tensor, q: Tensor, Rg: Tensor, pg: Tensor, rot_weight: float) -> tuple[Tensor, Tensor]:
+def _batch_last_chain(links: Tensor) -> tuple[Tensor | list[tuple[Tensor, Tensor]], Tensor]:
+    r"""The chain as :func:`residual_jacobian` uses it, from link transforms ``(n+1, 4, 4)``
+    (shared by every row) or ``(B, n+1, 4, 4)``: the transposed links of the joints
+    :math:`L_i^\top`, and the base frame ``F0`` ``(4, 3, 1)`` or ``(4, 3, B)`` (see
+    :func:`residual_jacobian` for the frame layout). Shared links come as one pair per joint
+    (the columns of :math:`L_i^\top` that act on z and p, and on x and y), per-row links as one
+    tensor ``(n, 4, 4, B)``."""
+    Lt = links[..., 1:, :, :].transpose(-1, -2)
+    F0 = links[..., 0, :3, :].transpose(-1, -2)  # (..., 4, 3): F0[k] = column k of the top rows
+    if links.dim() == 3:
+        return [(L[:, 2:].contiguous(), L[:, :2].contiguous()) for L in Lt], F0[..., None].contiguous()
+    return Lt.permute(1, 2, 3, 0).contiguous(), F0.permute(1, 2, 0).contiguous()
+
+
+def residual_jacobian(Lt: Tensor | list[tuple[Tensor, Tensor]], F0: Tensor, q: Tensor, Rg: Tensor, pg: Tensor,
+                      rot_weight: float) -> tuple[Tensor, Tensor]:
     r"""Weighted error ``(6, B)`` and Jacobian ``(6, n, B)`` of a batch stored batch-last.
 
-    Batch-last ("structure of arrays") keeps every elementwise operation on contiguous rows.
-    Forward kinematics on ``3 x 4`` frames :math:`M = [x\ y\ z\ p]` stored as 12 rows of ``B``:
-    turning by :math:`R_z(q)` and applying the constant link :math:`L` gives
+    Batch-last ("structure of arrays") keeps every elementwise operation on contiguous rows. A
+    frame's top ``3 x 4`` block :math:`[x\ y\ z\ p]` is stored by columns as ``F (4, 3, B)``
+    (``F[0]`` the x axis, ..., ``F[3]`` the origin, each 3 rows of ``B``). Turning by
+    :math:`R_z(q)` and applying the constant link :math:`L` gives
 
     .. math::
-        M' = [x c + y s,\ y c - x s,\ z,\ p]\,L = c\,(M P) + s\,(M Q) + M S,
+        F' = L^\top \begin{bmatrix} c\,x + s\,y \\ c\,y - s\,x \\ z \\ p \end{bmatrix}
 
-    one ``(36 x 12) @ (12 x B)`` product (:func:`link_operators`) and two fused multiply-adds per
-    joint for the whole batch.
+    (rows :math:`\ell_0..\ell_3` of :math:`L` mix the columns), so one joint costs two fused
+    multiply-adds on the x and y columns and a ``(4 x 4) @ (4 x 3B)`` product for the whole batch:
+    48 multiply-adds per row, in few enough operations that small batches stay cheap too.
 
     Args:
-        K: :func:`link_operators` ``(n, 36, 12)`` shared by every row, or ``(n, 36, 12, B)``.
-        M0: the first link's top rows as 12 entries ``(12, 1)`` or ``(12, B)``.
+        Lt: transposed joint links from :func:`_batch_last_chain` (pairs per joint when shared by
+            every row, or ``(n, 4, 4, B)``).
+        F0: the base frame ``(4, 3, 1)`` or ``(4, 3, B)``.
         q: joint angles ``(n, B)``.
-        Rg, pg: goal rotations ``(3, 3, B)`` and positions ``(3, B)``.
+        Rg, pg: goal rotations ``(3, 3, 1, B)`` (:func:`goal_rotations`) and positions ``(3, B)``.
     """
     n, B = q.shape
     c, s = q.cos(), q.sin()
-    M = M0.expand(12, B)
+    # per joint, the factors of x and of y in the turned (x, y): [c, -s] and [s, c], (2, 1, B) each
+    fx = torch.stack([c, -s], 1)[:, :, None].unbind(0)
+    fy = torch.stack([s, c], 1)[:, :, None].unbind(0)
+    F = F0.expand(4, 3, B).reshape(4, 3 * B)
+    shared = isinstance(Lt, list)
     zs, os = [], []
     for i in range(n):
-        Mv = M.reshape(3, 4, B)
-        zs.append(Mv[:, 2])
-        os.append(Mv[:, 3])
-        A = K[i] @ M if K.dim() == 3 else (K[i] * M[None]).sum(1)  # (36, B)
-        M = torch.addcmul(A[24:36], c[i], A[0:12]).addcmul_(s[i], A[12:24])
-    Mv = M.reshape(3, 4, B)
-    R, p = Mv[:, :3], Mv[:, 3]
+        x, y, z, p = F.view(4, 3, B).unbind(0)
+        zs.append(z)
+        os.append(p)
+        xy = fx[i] * x
+        xy.addcmul_(fy[i], y)  # (2, 3, B): the turned x and y axes
+        if shared:
+            L_zp, L_xy = Lt[i]
+            F = torch.mm(L_zp, F[2:]).addmm_(L_xy, xy.view(2, 3 * B))
+        else:
+            F = torch.einsum("kjb,jrb->krb", Lt[i], torch.cat([xy, F[2:].view(2, 3, B)], 0)).reshape(4, 3 * B)
+    x, y, z, p = F.view(4, 3, B).unbind(0)
     Z = torch.stack(zs, 1)  # (3, n, B): joint axes
     d = p[:, None] - torch.stack(os, 1)  # (3, n, B): from each axis origin to the end effector
-    Jv = torch.stack([Z[1] * d[2] - Z[2] * d[1], Z[2] * d[0] - Z[0] * d[2], Z[0] * d[1] - Z[1] * d[0]], 0)
+    Z0, Z1, Z2 = Z.unbind(0)
+    d0, d1, d2 = d.unbind(0)
+    Jv = torch.stack([Z1 * d2 - Z2 * d1, Z2 * d0 - Z0 * d2, Z0 * d1 - Z1 * d0], 0)
     J = torch.cat([Jv, rot_weight * Z], 0)
-    e = torch.cat([pg - p, rot_weight * _rotation_error(Rg, R)], 0)
+    e = torch.cat([pg - p, rot_weight * _rotation_error(Rg, x, y, z)], 0)
     return e, J
-
-
-def _batch_last_chain(links: Tensor) -> tuple[Tensor, Tensor]:
-    """(K, M0) of :func:`residual_jacobian` for links ``(n+1, 4, 4)`` or ``(B, n+1, 4, 4)``."""
-    if links.dim() == 3:
-        return link_operators(links), links[0, :3, :].reshape(12, 1)
-    return link_operators(links).permute(1, 2, 3, 0).contiguous(), links[:, 0, :3, :].reshape(-1, 12).T.contiguous()
 
 
 def pose_residual(chain: Tensor, q: Tensor, goal: Tensor, rot_weight: float) -> tuple[Tensor, Tensor]:
@@ -225,9 +238,14 @@ def pose_residual(chain: Tensor, q: Tensor, goal: Tensor, rot_weight: float) -> 
     qf = q.to(chain.dtype).expand(*batch, n).reshape(-1, n)
     g = goal.to(chain.dtype).expand(*batch, 4, 4).reshape(-1, 4, 4)
     links = chain if chain.dim() == 3 else chain.expand(*batch, n + 1, 4, 4).reshape(-1, n + 1, 4, 4)
-    K, M0 = _batch_last_chain(links)
-    e, J = residual_jacobian(K, M0, qf.T.contiguous(), g[:, :3, :3].permute(1, 2, 0).contiguous(), g[:, :3, 3].T.contiguous(), rot_weight)
+    Lt, F0 = _batch_last_chain(links)
+    e, J = residual_jacobian(Lt, F0, qf.T.contiguous(), goal_rotations(g[:, :3, :3]), g[:, :3, 3].T.contiguous(), rot_weight)
     return e.T.reshape(*batch, 6), J.permute(2, 0, 1).reshape(*batch, 6, n)
+
+
+#: from this many rows on, :func:`lm_step` solves by elimination on the batch-last tensors; below,
+#: with LAPACK per row (which needs a transposed copy, and costs per matrix rather than per op)
+ELIMINATION_MIN_ROWS = 256
 
 
 def lm_step(J: Tensor, e: Tensor, q: Tensor, lam: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
@@ -237,19 +255,45 @@ def lm_step(J: Tensor, e: Tensor, q: Tensor, lam: Tensor, lo: Tensor, hi: Tensor
     :math:`g_i > 0`, where :math:`g = J^\top e`. Their rows and columns of the normal matrix are
     zero apart from :math:`\lambda` on the diagonal, so their step is exactly zero. The normal
     matrix :math:`J_f^\top J_f` is built as a sum of six outer products (contiguous rows), then
-    solved per row with LAPACK.
+    solved (:func:`solve_normal`).
     """
+    n, B = q.shape
     g = (J * e[:, None, :]).sum(0)  # J^T e, (n, B)
     blocked = ((q <= lo) & (g < 0)) | ((q >= hi) & (g > 0))
     free = (~blocked).to(J.dtype)
     Jf = J * free[None]
-    H = Jf[0, :, None, :] * Jf[0, None, :, :]
+    A = torch.empty(n, n + 1, B, dtype=J.dtype, device=J.device)  # [H | J_f^T e], batch-last
+    H = A[:, :n]
+    cols, rows = Jf[:, :, None].unbind(0), Jf[:, None].unbind(0)  # (n, 1, B) and (1, n, B) per task row
+    torch.mul(cols[0], rows[0], out=H)
     for r in range(1, J.shape[0]):
-        H.addcmul_(Jf[r, :, None, :], Jf[r, None, :, :])
-    Hb = H.permute(2, 0, 1)
-    Hb.diagonal(dim1=1, dim2=2).add_(lam[:, None])
-    dq = torch.linalg.solve_ex(Hb, (g * free).T[..., None])[0][..., 0].T
-    return torch.minimum(torch.maximum(q + dq, lo), hi)
+        H.addcmul_(cols[r], rows[r])
+    H.diagonal(dim1=0, dim2=1).add_(lam[:, None])
+    torch.mul(g, free, out=A[:, n])
+    return torch.minimum(torch.maximum(q + solve_normal(A), lo), hi)
+
+
+def solve_normal(A: Tensor) -> Tensor:
+    r"""Solutions ``x (n, B)`` of the symmetric positive definite systems :math:`H x = b` stored
+    batch-last as ``A = [H | b]`` ``(n, n + 1, B)`` (overwritten).
+
+    On the CPU with at least :data:`ELIMINATION_MIN_ROWS` rows: Gaussian elimination without
+    pivoting (stable for positive definite :math:`H`; :math:`\lambda > 0` makes it so) as about
+    :math:`4n` whole-batch operations on contiguous rows, then back substitution. Otherwise LAPACK
+    per row.
+    """
+    n, _, B = A.shape
+    if B < ELIMINATION_MIN_ROWS or A.device.type != "cpu":
+        return torch.linalg.solve_ex(A[:, :n].permute(2, 0, 1), A[:, n].T[..., None])[0][..., 0].T
+    for k in range(n - 1):
+        f = A[k + 1:, k] / A[k, k]  # (n-k-1, B)
+        A[k + 1:, k + 1:].addcmul_(f[:, None], A[k, None, k + 1:], value=-1.0)
+    x = torch.empty(n, B, dtype=A.dtype, device=A.device)
+    for k in range(n - 1, -1, -1):
+        torch.div(A[k, n], A[k, k], out=x[k])
+        if k:
+            A[:k, n].addcmul_(A[:k, k], x[k], value=-1.0)
+    return x
 
 
 def refine(
@@ -274,6 +318,21 @@ def refine(
     seeds have converged (its slowest seeds are dropped), and the returned candidates are its
     converged ones (distinct ones first, in seed order), then the best of the others.
     """
+    threads = torch.get_num_threads()
+    single = cfg.threads is not None and chain.device.type == "cpu" and threads != cfg.threads
+    if single:
+        torch.set_num_threads(cfg.threads)
+    try:
+        with torch.inference_mode():
+            out = _refine(chain, q, goal, lower, upper, cfg, keep)
+    finally:
+        if single:
+            torch.set_num_threads(threads)
+    return out.clone()  # a normal tensor for the caller (inference tensors refuse in-place autograd use)
+
+
+def _refine(chain: Tensor, q: Tensor, goal: Tensor, lower: Tensor, upper: Tensor, cfg: RefineConfig,
+            keep: int | None) -> Tensor:
     n = q.shape[-1]
     dtype, device = chain.dtype, chain.device
     batch = broadcast_shape(chain.shape[:-3], q.shape[:-1], goal.shape[:-2])
@@ -287,11 +346,11 @@ def refine(
     q0 = fit_to_limits(q.to(dtype).expand(*batch, n), lower, upper)
     q0 = torch.maximum(torch.minimum(q0, upper), lower).reshape(-1, n)
     B = q0.shape[0]
-    # the working state is batch-last: q (n, B), e (6, B), J (6, n, B), goals (3, 3, B) / (3, B)
+    # the working state is batch-last: q (n, B), e (6, B), J (6, n, B), goals (3, 3, 1, B) / (3, B)
     g = goal.to(dtype).expand(*batch, 4, 4).reshape(B, 4, 4)
-    Rg, pg = g[:, :3, :3].permute(1, 2, 0).contiguous(), g[:, :3, 3].T.contiguous()
+    Rg, pg = goal_rotations(g[:, :3, :3]), g[:, :3, 3].T.contiguous()
     shared_links = chain.dim() == 3
-    K, M0 = _batch_last_chain(chain if shared_links else chain.expand(*batch, n + 1, 4, 4).reshape(B, n + 1, 4, 4))
+    Lt, F0 = _batch_last_chain(chain if shared_links else chain.expand(*batch, n + 1, 4, 4).reshape(B, n + 1, 4, 4))
     shared_bounds = lower.dim() <= 1 and upper.dim() <= 1
     lo = lower.reshape(n, 1) if shared_bounds else lower.expand(*batch, n).reshape(B, n).T.contiguous()
     hi = upper.reshape(n, 1) if shared_bounds else upper.expand(*batch, n).reshape(B, n).T.contiguous()
@@ -306,7 +365,7 @@ def refine(
     out = q.clone()  # (n, B), written back as rows converge or leave
     out_done = torch.zeros(B, dtype=torch.bool, device=device)
     idx = torch.arange(B, device=device)
-    e, J = residual_jacobian(K, M0, q, Rg, pg, w)
+    e, J = residual_jacobian(Lt, F0, q, Rg, pg, w)
     err = e.pow(2).sum(0)
     out_err = err.clone()
     lam = torch.full_like(err, cfg.damping)
@@ -336,7 +395,7 @@ def refine(
                 idx, err, lam, age, best_err, err_check = (t[stay] for t in (idx, err, lam, age, best_err, err_check))
                 q, e, J, best_q, Rg, pg = (t[..., stay] for t in (q, e, J, best_q, Rg, pg))
                 if not shared_links:
-                    K, M0 = K[..., stay], M0[:, stay]
+                    Lt, F0 = Lt[..., stay], F0[..., stay]
                 if not shared_bounds:
                     lo, hi, lo_s, hi_s = lo[:, stay], hi[:, stay], lo_s[:, stay], hi_s[:, stay]
             if idx.numel() == 0:
@@ -352,7 +411,7 @@ def refine(
             err_check = torch.where(stale, torch.full_like(err, math.inf), err_check)
             u = torch.rand(q.shape, dtype=dtype, device=device, generator=gen)
             q_new = torch.where(stale, lo_s + u * (hi_s - lo_s), q_new)
-        e_new, J_new = residual_jacobian(K, M0, q_new, Rg, pg, w)
+        e_new, J_new = residual_jacobian(Lt, F0, q_new, Rg, pg, w)
         err_new = e_new.pow(2).sum(0)
         better = err_new < err
         accept = better if stale is None else better | stale
