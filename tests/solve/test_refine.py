@@ -313,3 +313,51 @@ def test_jacobian_matches_finite_differences(arm):
         dq[i] = h
         fd = (pose_residual(robot.chain, q + dq, goal, 0.5)[0] - pose_residual(robot.chain, q - dq, goal, 0.5)[0]) / (2 * h)
         torch.testing.assert_close(fd, -J[:, :, i], rtol=0, atol=1e-7)
+
+
+def test_per_row_links_give_the_shared_links_residual():
+    """The per-row chain path (``(B, n+1, 4, 4)``, e.g. a batch of different robots) computes the
+    same error and Jacobian as the shared-links path, and the rotation error is the goal's
+    rotation vector relative to the reached frame (checked against ``so3_log``)."""
+    from ggik_core.solve.refine import pose_residual
+
+    robot = load_arm("kuka")
+    gen = torch.Generator().manual_seed(4)
+    q = robot.sample_q(7, gen)
+    goal = robot.fk(robot.sample_q(7, gen))
+    e, J = pose_residual(robot.chain, q, goal, 0.5)
+    e_rows, J_rows = pose_residual(robot.chain.expand(7, *robot.chain.shape), q, goal, 0.5)
+    torch.testing.assert_close(e_rows, e, rtol=0, atol=1e-12)
+    torch.testing.assert_close(J_rows, J, rtol=0, atol=1e-12)
+    R = robot.fk(q)[:, :3, :3]
+    torch.testing.assert_close(e[:, 3:], 0.5 * so3_log(goal[:, :3, :3] @ R.transpose(-1, -2)), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("n", [6, 7])
+def test_batch_last_elimination_solves_like_lapack(n):
+    """``solve_normal`` switches from LAPACK to elimination on the batch-last tensors at
+    ``ELIMINATION_MIN_ROWS``; both give the damped normal equations' solution."""
+    from ggik_core.solve.refine import ELIMINATION_MIN_ROWS, solve_normal
+
+    gen = torch.Generator().manual_seed(n)
+    for B in (ELIMINATION_MIN_ROWS - 1, ELIMINATION_MIN_ROWS + 5):
+        J = torch.randn(6, n, B, generator=gen, dtype=torch.float64)
+        H = (J[:, :, None] * J[:, None]).sum(0) + 1e-3 * torch.eye(n, dtype=torch.float64)[..., None]
+        b = torch.randn(n, B, generator=gen, dtype=torch.float64)
+        expected = torch.linalg.solve(H.permute(2, 0, 1), b.T[..., None])[..., 0].T
+        x = solve_normal(torch.cat([H, b[:, None]], 1))
+        torch.testing.assert_close(x, expected, rtol=1e-8, atol=1e-8)
+
+
+def test_refine_runs_on_its_own_thread_count_and_restores_the_callers():
+    robot = load_arm("ur10")
+    gen = torch.Generator().manual_seed(5)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        q = refine(robot.chain, robot.sample_q(4, gen), robot.fk(robot.sample_q(4, gen)), robot.lower, robot.upper,
+                   RefineConfig(max_iter=5, threads=1))
+        assert torch.get_num_threads() == 2
+        assert not q.is_inference()  # callers may use the result in autograd or in place
+    finally:
+        torch.set_num_threads(before)
