@@ -63,8 +63,10 @@ def test_bench_startup_times_whole_processes():
 
     res = bench_startup(1, "kuka", "0.4 0.1 0.5 0 1 0 0")
     assert set(res) == {"python -c pass", "python -c 'import torch'", "ggik solve (1 goal x 4, random seeds)"}
-    solve, torch_only = res["ggik solve (1 goal x 4, random seeds)"], res["python -c 'import torch'"]
-    assert 0 < res["python -c pass"]["min_s"] < solve["min_s"] and torch_only["min_s"] < solve["min_s"]
+    # every command ran (bench_startup raises on a failed process) and was timed; no ordering of
+    # the times is asserted: under load (CI runs two workers) a bare `import torch` has taken
+    # longer than a whole solve
+    assert all(r["min_s"] > 0 and r["median_s"] >= r["min_s"] for r in res.values())
 
 
 def test_bench_gap_reports_posterior_and_prior_errors(tmp_path):
