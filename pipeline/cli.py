@@ -257,12 +257,13 @@ def bench_ik(
     arm: Optional[list[str]] = typer.Option(None, "--arm", help="Repeat to choose arms (default: all five; 'none' for none)."),
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present)."),
     urdf: list[str] = typer.Option([], "--urdf", help="Also bench a URDF chain: PATH:BASE_LINK:EE_LINK (repeat for more)."),
+    rounds: int = typer.Option(1, help="Time the seeded methods (LM, pytorch-kinematics, TRAC-IK) this many times per robot and keep the median run."),
 ) -> None:
     """GGIK raw / + LM vs random-seed LM, pytorch-kinematics and TRAC-IK on the five arms (and URDF chains)."""
     from pipeline.bench_ik import bench_ik as run
 
     arms = [] if arm and [a.lower() for a in arm] == ["none"] else arm
-    run(model if model is not None and model.exists() else None, goals, samples, seed, out, max_iter, arms, device, urdf)
+    run(model if model is not None and model.exists() else None, goals, samples, seed, out, max_iter, arms, device, urdf, rounds)
 
 
 @bench_app.command("overfit")

@@ -164,3 +164,18 @@ def test_bad_urdf_specs_are_one_line_errors(tmp_path, spec, message):
         bench_ik(None, GOALS, SAMPLES, 0, tmp_path, MAX_ITER, [], "cpu", [spec])
     with pytest.raises(GGIKError, match="no robots"):
         bench_ik(None, GOALS, SAMPLES, 0, tmp_path, MAX_ITER, [], "cpu", [])
+
+
+def test_rounds_keep_the_median_run_of_the_seeded_methods(tmp_path):
+    """``rounds`` times every seeded method several times and keeps the run of median wall time:
+    our LM is deterministic, so its results are those of a single round; the count is recorded."""
+    from ggik_core.errors import GGIKError
+
+    one = bench_ik(None, GOALS, SAMPLES, 0, tmp_path / "one", MAX_ITER, ["ur10"], "cpu")
+    three = bench_ik(None, GOALS, SAMPLES, 0, tmp_path / "three", MAX_ITER, ["ur10"], "cpu", rounds=3)
+    assert one["config"]["rounds"] == 1 and three["config"]["rounds"] == 3
+    a, b = one["results"]["ur10"]["random_refined"], three["results"]["ur10"]["random_refined"]
+    assert a["1mm_1deg"]["success_candidates"] == b["1mm_1deg"]["success_candidates"] > 0
+    assert a["1mm_1deg"]["distinct_per_goal"] == b["1mm_1deg"]["distinct_per_goal"]
+    with pytest.raises(GGIKError, match="rounds"):
+        bench_ik(None, GOALS, SAMPLES, 0, tmp_path / "zero", MAX_ITER, ["ur10"], "cpu", rounds=0)
