@@ -246,14 +246,16 @@ def pose_residual(chain: Tensor, q: Tensor, goal: Tensor, rot_weight: float) -> 
 ELIMINATION_MIN_ROWS = 256
 
 
-def lm_step(J: Tensor, e: Tensor, q: Tensor, lam: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
+def lm_step(J: Tensor, e: Tensor, q: Tensor, lam: Tensor, lo: Tensor, hi: Tensor, turn: Tensor | None = None) -> Tensor:
     r"""One limit-aware damped step ``q' (n, B)`` (batch-last; see the module docstring).
 
     Blocked joints: :math:`q_i \le l_i` with :math:`g_i < 0`, or :math:`q_i \ge u_i` with
     :math:`g_i > 0`, where :math:`g = J^\top e`. Their rows and columns of the normal matrix are
     zero apart from :math:`\lambda` on the diagonal, so their step is exactly zero. The normal
     matrix :math:`J_f^\top J_f` is built as a sum of six outer products (contiguous rows), then
-    solved (:func:`solve_normal`).
+    solved (:func:`solve_normal`). ``turn`` (:math:`2\pi` for joints whose range spans a full turn
+    or more, else 0): such a joint stepping past a bound continues a turn back, at the same angle
+    inside the range, instead of stopping on the bound.
     """
     n, B = q.shape
     g = (J * e[:, None, :]).sum(0)  # J^T e, (n, B)
@@ -268,7 +270,10 @@ def lm_step(J: Tensor, e: Tensor, q: Tensor, lam: Tensor, lo: Tensor, hi: Tensor
         H.addcmul_(cols[r], rows[r])
     H.diagonal(dim1=0, dim2=1).add_(lam[:, None])
     torch.mul(g, free, out=A[:, n])
-    return torch.minimum(torch.maximum(q + solve_normal(A), lo), hi)
+    q_new = q + solve_normal(A)
+    if turn is not None:
+        q_new = torch.where(q_new > hi, q_new - turn, torch.where(q_new < lo, q_new + turn, q_new))
+    return torch.minimum(torch.maximum(q_new, lo), hi)
 
 
 def solve_normal(A: Tensor) -> Tensor:
@@ -356,6 +361,9 @@ def _refine(chain: Tensor, q: Tensor, goal: Tensor, lower: Tensor, upper: Tensor
     lo_s = torch.where(torch.isfinite(lo), lo, torch.full_like(lo, -math.pi))
     hi_s = torch.where(torch.isfinite(hi), hi, torch.full_like(hi, math.pi))
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    # joints whose range spans a full turn (UR arms: +-2 pi) wrap at their bounds (see lm_step)
+    full_turn = torch.isfinite(lo) & torch.isfinite(hi) & (hi - lo >= 2 * math.pi)
+    turn = torch.where(full_turn, 2 * math.pi, 0.0).to(dtype) if bool(full_turn.any()) else None
 
     w = cfg.rot_weight
     pos_tol2, rot_tol2 = cfg.pos_tol ** 2, (cfg.rot_tol * w) ** 2
@@ -396,6 +404,7 @@ def _refine(chain: Tensor, q: Tensor, goal: Tensor, lower: Tensor, upper: Tensor
                     Lt, F0 = Lt[..., stay], F0[..., stay]
                 if not shared_bounds:
                     lo, hi, lo_s, hi_s = lo[:, stay], hi[:, stay], lo_s[:, stay], hi_s[:, stay]
+                    turn = None if turn is None else turn[:, stay]
             if idx.numel() == 0:
                 break
             if cfg.time_budget_s is not None and time.perf_counter() - t0 > cfg.time_budget_s:
@@ -404,7 +413,7 @@ def _refine(chain: Tensor, q: Tensor, goal: Tensor, lower: Tensor, upper: Tensor
                 slow = (age >= cfg.stall_age) & (err > cfg.stall_ratio * err_check) & (err > STALL_MIN_ERR)
                 stale = (age >= cfg.restart_after) | (lam >= LAMBDA_MAX) | slow
             err_check = err
-        q_new = lm_step(J, e, q, lam, lo, hi)
+        q_new = lm_step(J, e, q, lam, lo, hi, turn)
         if stale is not None:
             err_check = torch.where(stale, torch.full_like(err, math.inf), err_check)
             u = torch.rand(q.shape, dtype=dtype, device=device, generator=gen)

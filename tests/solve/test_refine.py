@@ -224,7 +224,7 @@ def test_reseeding_makes_failing_seeds_succeed():
     robot = load_arm("ur10")
     gen = torch.Generator().manual_seed(5)
     goal = robot.fk(robot.sample_q(4, gen))
-    seeds = robot.sample_q(4 * 8, gen).reshape(4, 8, robot.dof)
+    seeds = robot.sample_q(4 * 16, gen).reshape(4, 16, robot.dof)
     once = refine(robot.chain, seeds, goal[:, None], robot.lower, robot.upper, RefineConfig(restart_after=0))
     retried = refine(robot.chain, seeds, goal[:, None], robot.lower, robot.upper, RefineConfig())
     pos0, rot0 = errors_here(robot, once, goal[:, None])
@@ -262,9 +262,10 @@ def test_unbounded_joint_is_never_clamped_and_comes_back_wrapped():
     assert pos.max() < 1e-5 and rot.max() < 1e-4
     assert bool(((q[..., 6] > -math.pi) & (q[..., 6] <= math.pi)).all())
     assert bool(((q[..., 6] + 3.0).abs() < 0.2).all())  # it went across pi, to the goal's side (7 DOF: not exactly -3)
-    # the same seeds with the joint clamped to [-pi, pi] stall on the limit
-    clamped = refine(robot.chain, seeds, goal[:, None], robot.lower.clone().index_fill_(0, torch.tensor([6]), -math.pi),
-                     robot.upper.clone().index_fill_(0, torch.tensor([6]), math.pi), cfg)
+    # the same seeds with the joint bounded short of a full turn stall on the bound (a range of a
+    # full turn or more wraps at its bounds instead: test_full_turn_joint_wraps_at_its_bounds)
+    clamped = refine(robot.chain, seeds, goal[:, None], robot.lower.clone().index_fill_(0, torch.tensor([6]), -3.1),
+                     robot.upper.clone().index_fill_(0, torch.tensor([6]), 3.1), cfg)
     pos_c, _ = errors_here(robot, clamped, goal[:, None])
     assert (pos_c > 1e-3).any()
 
@@ -390,3 +391,29 @@ def test_first_distinct_matches_a_greedy_reference_on_the_circle():
     got = first_distinct(q, valid, tol)
     assert torch.equal(got, expected)
     assert 5 <= int(got.sum()) < int(valid.sum())  # clusters merge, distinct clusters stay
+
+
+def test_full_turn_joint_wraps_at_its_bounds():
+    """A joint whose range spans a full turn or more (UR arms: +-2 pi) that steps past a bound
+    continues a turn back, at the same angle, instead of stopping on the bound: seeds whose
+    way to the goal crosses +2 pi converge, and stay inside the range."""
+    robot = load_arm("ur10")
+    assert float(robot.upper[0] - robot.lower[0]) >= 2 * math.pi
+    gen = torch.Generator().manual_seed(13)
+    q_true = interior_q(robot, 5, gen, margin=0.5)
+    q_true[:, 0] = -2 * math.pi + 0.2  # the same angle as 0.2 rad past +2 pi
+    goal = robot.fk(q_true)
+    seeds = q_true[:, None].repeat(1, 3, 1) + 0.05 * torch.randn(5, 3, robot.dof, generator=gen, dtype=torch.float64)
+    seeds[..., 0] = 2 * math.pi - 0.15  # 0.35 rad from the goal's angle across the bound
+    cfg = RefineConfig(max_iter=30, restart_after=0)
+    q = refine(robot.chain, seeds, goal[:, None], robot.lower, robot.upper, cfg)
+    pos, rot = errors_here(robot, q, goal[:, None])
+    assert pos.max() < 1e-5 and rot.max() < 1e-4
+    assert bool(robot.within_limits(q, tol=0.0).all())
+    # the same seeds with the range cut just short of a full turn (to [1e-3, 2 pi]: the goal's
+    # angle is still inside, at 0.2) stop on the upper bound
+    lower = robot.lower.clone()
+    lower[0] = robot.upper[0] - 2 * math.pi + 1e-3
+    cut = refine(robot.chain, seeds, goal[:, None], lower, robot.upper, cfg)
+    pos_c, _ = errors_here(robot, cut, goal[:, None])
+    assert (pos_c > 1e-3).all()
