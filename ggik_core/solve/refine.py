@@ -89,8 +89,9 @@ class RefineConfig:
             by at least this much (radians, some joint) are picked first.
         threads: CPU threads while refining (None: torch's current setting). One by default: the
             operations act on a few thousand rows, where splitting them across threads costs more
-            than it gains (``ggik bench ik`` ran 1.35x faster with one thread than with two on the
-            project's 2-core machine), and it leaves the other cores free.
+            than it gains (refining the five arms' ``bench ik`` problems took about 1.3x longer with
+            two threads than with one on the project's 2-core machine), and it leaves the other
+            cores free.
     """
 
     max_iter: int = 200
