@@ -33,7 +33,11 @@ uniformly inside the limits and refined again, until it converges or the iterati
 configuration, or else the best configuration it reached over all its seeds — so an unreachable
 goal still gets its best candidates.
 
-**Bookkeeping.** Every ``check_every`` iterations converged rows leave the batch (it is
+**Two backends.** On the CPU the loop runs as one compiled kernel (:mod:`ggik_core.solve.lm_kernel`,
+numba), row by row with no per-operation cost; elsewhere (CUDA, per-row chains or bounds, or
+without numba) as the batched torch loop below.
+
+**Bookkeeping** (torch loop). Every ``check_every`` iterations converged rows leave the batch (it is
 compacted, so later iterations only pay for the rows still working) and stale rows are re-seeded;
 between checks nothing is read back to the host.
 """
@@ -44,6 +48,7 @@ import math
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -91,7 +96,13 @@ class RefineConfig:
             operations act on a few thousand rows, where splitting them across threads costs more
             than it gains (refining the five arms' ``bench ik`` problems took about 1.3x longer with
             two threads than with one on the project's 2-core machine), and it leaves the other
-            cores free.
+            cores free. The compiled kernel splits the goals over this many threads.
+        backend: "auto" (the compiled kernel of :mod:`ggik_core.solve.lm_kernel` on the CPU, in
+            float64, with one chain and one set of bounds for all rows, when numba imports; else
+            the batched torch loop), "kernel" or "torch" (forced). Both run the same step, stall
+            test and damping schedule; the kernel refines a goal's seeds one after the other
+            instead of in lockstep and draws its re-seeds from its own generator, so the two agree
+            in what they find, not bit for bit.
     """
 
     max_iter: int = 200
@@ -109,6 +120,13 @@ class RefineConfig:
     min_pool_rows: int = 256
     distinct_tol: float = 0.1
     threads: int | None = 1
+    backend: str = "auto"
+
+
+#: :attr:`RefineConfig.backend` values
+BACKENDS = ("auto", "kernel", "torch")
+#: goals per kernel call when a time budget is checked between calls
+KERNEL_CHUNK_GOALS = 4
 
 
 def so3_log(R: Tensor) -> Tensor:
@@ -256,11 +274,14 @@ def lm_step(J: Tensor, e: Tensor, q: Tensor, lam: Tensor, lo: Tensor, hi: Tensor
     matrix :math:`J_f^\top J_f` is built as a sum of six outer products (contiguous rows), then
     solved (:func:`solve_normal`). ``turn`` (:math:`2\pi` for joints whose range spans a full turn
     or more, else 0): such a joint stepping past a bound continues a turn back, at the same angle
-    inside the range, instead of stopping on the bound.
+    inside the range, instead of stopping on the bound (so it is never blocked, even when it sits
+    exactly on the bound).
     """
     n, B = q.shape
     g = (J * e[:, None, :]).sum(0)  # J^T e, (n, B)
     blocked = ((q <= lo) & (g < 0)) | ((q >= hi) & (g > 0))
+    if turn is not None:  # a full-turn joint on a bound is never blocked: its step wraps
+        blocked &= turn == 0
     free = (~blocked).to(J.dtype)
     Jf = J * free[None]
     A = torch.empty(n, n + 1, B, dtype=J.dtype, device=J.device)  # [H | J_f^T e], batch-last
@@ -350,8 +371,110 @@ def _refine(chain: Tensor, q: Tensor, goal: Tensor, lower: Tensor, upper: Tensor
     q0 = fit_to_limits(q.to(dtype).expand(*batch, n), lower, upper)
     q0 = torch.maximum(torch.minimum(q0, upper), lower).reshape(-1, n)
     B = q0.shape[0]
-    # the working state is batch-last: q (n, B), e (6, B), J (6, n, B), goals (3, 3, 1, B) / (3, B)
     g = goal.to(dtype).expand(*batch, 4, 4).reshape(B, 4, 4)
+    if _use_kernel(chain, lower, upper, cfg):
+        out, out_done, out_err = _refine_kernel(chain, q0, g, lower, upper, m, keep or 1, cfg)
+    else:
+        out, out_done, out_err = _refine_batched(chain, q0, g, lower, upper, batch, m, keep, cfg)
+    out = out.T  # (B, n)
+    continuous = torch.isinf(lower) & torch.isinf(upper)
+    out = torch.where(continuous, wrap_angle(out), out)
+    if keep is None:
+        return out.reshape(*batch, n)
+    # per goal: converged candidates unlike every earlier one first, then converged repeats (each
+    # in seed order; a stable sort), then the best of the rest
+    fresh = first_distinct(out.reshape(-1, m, n), out_done.view(-1, m), cfg.distinct_tol).view(-1)
+    rank = torch.where(fresh, -2.0, -1.0).to(out_err.dtype)
+    key = torch.where(out_done, rank, out_err).view(-1, m)
+    order = torch.sort(key, dim=1, stable=True).indices[:, :keep]
+    picked = torch.gather(out.reshape(-1, m, n), 1, order[..., None].expand(-1, keep, n))
+    return picked.reshape(*batch[:-1], keep, n)
+
+
+def _use_kernel(chain: Tensor, lower: Tensor, upper: Tensor, cfg: RefineConfig) -> bool:
+    """Whether :func:`_refine_kernel` runs: ``backend`` "kernel", or "auto" on the CPU in float64
+    with one chain and one set of bounds for every row, when numba imports."""
+    if cfg.backend not in BACKENDS:
+        raise ValueError(f"unknown refine backend {cfg.backend!r} (one of {', '.join(BACKENDS)})")
+    if cfg.backend == "torch":
+        return False
+    fits = chain.device.type == "cpu" and chain.dtype == torch.float64 and chain.dim() == 3 and lower.dim() <= 1 and upper.dim() <= 1
+    if cfg.backend == "kernel":
+        if not fits:
+            raise ValueError("the refine kernel needs a float64 CPU chain (n+1, 4, 4) shared by every row, and (n,) bounds")
+        _kernel()  # raises ImportError without numba
+        return True
+    if not fits:
+        return False
+    try:
+        _kernel()
+    except ImportError:
+        return False
+    return True
+
+
+def _kernel():
+    """The compiled kernel module (imports numba)."""
+    from ggik_core.solve import lm_kernel
+
+    return lm_kernel
+
+
+def _refine_kernel(chain: Tensor, q0: Tensor, g: Tensor, lower: Tensor, upper: Tensor, m: int, keep: int,
+                   cfg: RefineConfig) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`ggik_core.solve.lm_kernel.refine_pools` on rows ``q0 (B, n)`` in pools of ``m`` per goal
+    (goals ``g (B, 4, 4)``, one per row); returns the rows ``(n, B)``, converged flags and squared errors
+    ``(B,)``. With a time budget, goals go in chunks and those left when it runs out are not refined;
+    with ``threads`` > 1, chunks run on that many threads (the kernel releases the GIL). The re-seeds
+    of a goal do not depend on the chunking."""
+    kernel = _kernel()
+    B, n = q0.shape
+    G = B // m
+    seeds = q0.numpy().reshape(G, m, n)
+    gg = g.numpy().reshape(G, m, 4, 4)[:, 0]
+    Rg, pg = np.ascontiguousarray(gg[:, :3, :3]), np.ascontiguousarray(gg[:, :3, 3])
+    lo, hi = lower.expand(n).numpy(), upper.expand(n).numpy()
+    lo_s = np.where(np.isfinite(lo), lo, -math.pi)
+    hi_s = np.where(np.isfinite(hi), hi, math.pi)
+    turn = np.where(np.isfinite(lo) & np.isfinite(hi) & (hi - lo >= 2 * math.pi), 2 * math.pi, 0.0)
+    L = np.ascontiguousarray(chain.numpy())
+    out = np.empty((G, m, n))
+    out_err = np.empty((G, m))
+    out_done = np.zeros((G, m), dtype=bool)
+    w = cfg.rot_weight
+    args = (cfg.max_iter, cfg.pos_tol ** 2, (cfg.rot_tol * w) ** 2, w, cfg.damping, cfg.restart_after, cfg.stall_ratio,
+            cfg.stall_age, max(1, cfg.check_every), cfg.seed)
+
+    def run(a: int, b: int, max_iter: int | None = None) -> None:
+        it = args if max_iter is None else (max_iter, *args[1:])
+        kernel.refine_pools(L, seeds[a:b], Rg[a:b], pg[a:b], lo, hi, lo_s, hi_s, turn, keep, *it, a,
+                            out[a:b], out_err[a:b], out_done[a:b])
+
+    threads = max(1, cfg.threads or 1)
+    if cfg.time_budget_s is not None:
+        t0, chunk = time.perf_counter(), max(1, min(KERNEL_CHUNK_GOALS, G))
+        for a in range(0, G, chunk):
+            late = time.perf_counter() - t0 > cfg.time_budget_s
+            run(a, min(G, a + chunk), 0 if late else None)
+    elif threads > 1 and G > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        bounds = np.linspace(0, G, min(threads, G) + 1).astype(int)
+        with ThreadPoolExecutor(len(bounds) - 1) as pool:
+            list(pool.map(lambda ab: run(*ab), zip(bounds[:-1], bounds[1:])))
+    else:
+        run(0, G)
+    return (torch.from_numpy(out.reshape(B, n)).T, torch.from_numpy(out_done.reshape(B)),
+            torch.from_numpy(out_err.reshape(B)))
+
+
+def _refine_batched(chain: Tensor, q0: Tensor, g: Tensor, lower: Tensor, upper: Tensor, batch: tuple[int, ...], m: int,
+                    keep: int | None, cfg: RefineConfig) -> tuple[Tensor, Tensor, Tensor]:
+    """The batched torch loop: rows ``q0 (B, n)``, goals ``g (B, 4, 4)``; returns every row's
+    configuration ``(n, B)``, whether it converged ``(B,)`` and its squared error ``(B,)``."""
+    B, n = q0.shape
+    dtype, device = chain.dtype, chain.device
+    # the working state is batch-last: q (n, B), e (6, B), J (6, n, B), goals (3, 3, 1, B) / (3, B)
     Rg, pg = goal_rotations(g[:, :3, :3]), g[:, :3, 3].T.contiguous()
     shared_links = chain.dim() == 3
     Lt, F0 = _batch_last_chain(chain if shared_links else chain.expand(*batch, n + 1, 4, 4).reshape(B, n + 1, 4, 4))
@@ -441,19 +564,7 @@ def _refine(chain: Tensor, q: Tensor, goal: Tensor, lower: Tensor, upper: Tensor
         out[:, idx] = torch.where(done, q, best_q)
         out_done[idx] = done
         out_err[idx] = torch.where(done, err, best_err)
-    out = out.T
-    continuous = torch.isinf(lower) & torch.isinf(upper)
-    out = torch.where(continuous, wrap_angle(out), out)
-    if keep is None:
-        return out.reshape(*batch, n)
-    # per goal: converged candidates unlike every earlier one first, then converged repeats (each
-    # in seed order; a stable sort), then the best of the rest
-    fresh = first_distinct(out.reshape(-1, m, n), out_done.view(-1, m), cfg.distinct_tol).view(-1)
-    rank = torch.where(fresh, -2.0, -1.0).to(out_err.dtype)
-    key = torch.where(out_done, rank, out_err).view(-1, m)
-    order = torch.sort(key, dim=1, stable=True).indices[:, :keep]
-    picked = torch.gather(out.reshape(-1, m, n), 1, order[..., None].expand(-1, keep, n))
-    return picked.reshape(*batch[:-1], keep, n)
+    return out, out_done, out_err
 
 
 def first_distinct(q: Tensor, valid: Tensor, tol: float) -> Tensor:

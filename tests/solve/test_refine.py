@@ -93,14 +93,15 @@ def test_refine_improves_random_seeds():
     assert np.median(after) < 0.1 * np.median(before)
 
 
-def test_broadcasts_over_candidates_and_matches_one_by_one():
+@pytest.mark.parametrize("backend", ["torch", "kernel"])
+def test_broadcasts_over_candidates_and_matches_one_by_one(backend):
     robot = load_arm("panda")
     gen = torch.Generator().manual_seed(9)
     G, k = 3, 4
     q_true = interior_q(robot, G, gen)
     goal = robot.fk(q_true)  # (G, 4, 4)
     seeds = q_true[:, None] + 0.2 * torch.randn(G, k, robot.dof, generator=gen, dtype=torch.float64)
-    cfg = RefineConfig(max_iter=8)
+    cfg = RefineConfig(max_iter=8, backend=backend)
     q = refine(robot.chain, seeds, goal[:, None], robot.lower, robot.upper, cfg)
     assert q.shape == (G, k, robot.dof)
     for g in range(G):
@@ -108,7 +109,10 @@ def test_broadcasts_over_candidates_and_matches_one_by_one():
             one = refine(robot.chain, seeds[g, s], goal[g], robot.lower, robot.upper, cfg)
             assert one.shape == (robot.dof,)
             assert torch.allclose(one, q[g, s], rtol=0, atol=1e-10)
-    # a chain with batch dimensions (G, 1, n+1, 4, 4) broadcasts the same way
+    if backend == "kernel":
+        return
+    # a chain with batch dimensions (G, 1, n+1, 4, 4) broadcasts the same way (per-row chains
+    # always take the torch loop)
     chain_b = robot.chain.expand(G, 1, *robot.chain.shape)
     q_b = refine(chain_b, seeds, goal[:, None], robot.lower, robot.upper, cfg)
     assert torch.allclose(q_b, q, rtol=0, atol=1e-10)
@@ -393,10 +397,13 @@ def test_first_distinct_matches_a_greedy_reference_on_the_circle():
     assert 5 <= int(got.sum()) < int(valid.sum())  # clusters merge, distinct clusters stay
 
 
-def test_full_turn_joint_wraps_at_its_bounds():
+@pytest.mark.parametrize("backend", ["torch", "kernel"])
+@pytest.mark.parametrize("on_bound", [False, True])
+def test_full_turn_joint_wraps_at_its_bounds(backend, on_bound):
     """A joint whose range spans a full turn or more (UR arms: +-2 pi) that steps past a bound
     continues a turn back, at the same angle, instead of stopping on the bound: seeds whose
-    way to the goal crosses +2 pi converge, and stay inside the range."""
+    way to the goal crosses +2 pi converge, and stay inside the range. A seed exactly on the
+    bound, its descent pointing out, is not blocked there either."""
     robot = load_arm("ur10")
     assert float(robot.upper[0] - robot.lower[0]) >= 2 * math.pi
     gen = torch.Generator().manual_seed(13)
@@ -404,8 +411,9 @@ def test_full_turn_joint_wraps_at_its_bounds():
     q_true[:, 0] = -2 * math.pi + 0.2  # the same angle as 0.2 rad past +2 pi
     goal = robot.fk(q_true)
     seeds = q_true[:, None].repeat(1, 3, 1) + 0.05 * torch.randn(5, 3, robot.dof, generator=gen, dtype=torch.float64)
-    seeds[..., 0] = 2 * math.pi - 0.15  # 0.35 rad from the goal's angle across the bound
-    cfg = RefineConfig(max_iter=30, restart_after=0)
+    # 0.35 rad from the goal's angle across the bound, or exactly on it (0.2 rad)
+    seeds[..., 0] = float(robot.upper[0]) if on_bound else 2 * math.pi - 0.15
+    cfg = RefineConfig(max_iter=30, restart_after=0, backend=backend)
     q = refine(robot.chain, seeds, goal[:, None], robot.lower, robot.upper, cfg)
     pos, rot = errors_here(robot, q, goal[:, None])
     assert pos.max() < 1e-5 and rot.max() < 1e-4
