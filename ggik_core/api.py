@@ -31,19 +31,21 @@ for which no candidate is solved is reported as *not solved* (``Result.failed``)
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from ggik_core.errors import GGIKError
 from ggik_core.robots.robot import Robot
-from ggik_core.robots.transforms import pose_from_xyz_quat, wrap_angle
-from ggik_core.solve.refine import RefineConfig
+from ggik_core.solve.config import RefineConfig
+from ggik_core.solve.multistart import home_frames, wrap_angle
+
+if TYPE_CHECKING:  # torch loads only with a model: the default solver (random seeds) runs without it
+    import torch
 
 #: Largest accepted deviation of a goal quaternion's norm from 1 (it is then normalised).
 QUAT_TOL = 1e-3
@@ -153,8 +155,9 @@ class Solver:
             the best so far (``None``: the iteration budget only).
         solved_mm, solved_deg: the errors under which a candidate counts as solved.
         distinct_tol: radians; solved candidates closer than this count once.
-        threads: torch intra-op threads (0: :func:`ggik_core.runtime.pick_threads` decides; ``None``:
-            leave torch's setting alone).
+        threads: with a model, torch intra-op threads (0: :func:`ggik_core.runtime.pick_threads`
+            decides; ``None``: leave torch's setting alone). Without one, threads of the compiled LM
+            kernel when positive (else one, :class:`RefineConfig`), and torch is never imported.
         device: where the model samples (default: CUDA when present).
     """
 
@@ -174,7 +177,7 @@ class Solver:
         device: str | torch.device | None = None,
         time_budget_s: float | None = None,
     ) -> None:
-        if threads is not None:
+        if threads is not None and model is not None:
             from ggik_core.runtime import set_threads
 
             set_threads(threads)
@@ -185,6 +188,8 @@ class Solver:
             model = shipped_path(model_name_for(self.robot.name if isinstance(robot, Robot) else str(robot)))
         self.model = _load_model(model, device)
         self.refine_cfg = refine_config(max_iter, pos_tol_mm, rot_tol_deg, time_budget_s)
+        if self.model is None and threads is not None and threads > 0:
+            self.refine_cfg = dataclasses.replace(self.refine_cfg, threads=int(threads))
         if solved_mm <= 0 or solved_deg <= 0:
             raise GGIKError("the solved thresholds (mm, degrees) must be positive")
         if distinct_tol < 0:
@@ -224,29 +229,47 @@ class Solver:
         sols = self._candidates(goals, k, refine, seed)
         return self._result(goals, sols, refine, time.perf_counter() - t0)
 
-    def _candidates(self, goals: Tensor, k: int, refine: bool, seed: int):
-        from ggik_core.solve.solver import refine_solutions, sample_solutions
+    def _candidates(self, goals: np.ndarray, k: int, refine: bool, seed: int) -> tuple[np.ndarray, ...]:
+        """Candidates ``q (G, k, n)`` and their FK-checked position (m), rotation (rad) errors and
+        limit flags."""
+        if self.model is None:
+            return random_candidates(self.robot, goals, k, self.refine_cfg, seed)
+        import torch
+
+        from ggik_core.solve.solver import sample_solutions
 
         cfg = self.refine_cfg if refine else None
-        if self.model is None:
-            gen = torch.Generator().manual_seed(seed)
-            q0 = self.robot.sample_q(goals.shape[0] * k, gen).reshape(goals.shape[0], k, self.robot.dof)
-            return refine_solutions(self.robot, q0, goals, cfg)
         device = next(self.model.parameters()).device
         gen = torch.Generator(device=device).manual_seed(seed)
-        return sample_solutions(self.model, self.robot, goals, k, generator=gen, refine_cfg=cfg)
+        sols = sample_solutions(self.model, self.robot, torch.from_numpy(goals), k, generator=gen, refine_cfg=cfg)
+        return sols.q.numpy(), sols.pos_err.numpy(), sols.rot_err.numpy(), sols.within_limits.numpy().astype(bool)
 
-    def _result(self, goals: Tensor, sols: Any, refined: bool, seconds: float) -> Result:
-        q = sols.q.numpy()
-        pos_mm = sols.pos_err.numpy() * 1000.0
-        rot_deg = np.degrees(sols.rot_err.numpy())
-        within = sols.within_limits.numpy().astype(bool)
+    def _result(self, goals: np.ndarray, sols: tuple[np.ndarray, ...], refined: bool, seconds: float) -> Result:
+        q, pos, rot, within = sols
+        pos_mm = pos * 1000.0
+        rot_deg = np.degrees(rot)
         solved, distinct = solved_and_distinct(q, pos_mm, rot_deg, within, self.solved_mm, self.solved_deg, self.distinct_tol)
         dist = distance_from_first_axis(self.robot, goals)
         note = self.dof_note()
-        return Result(robot=self.robot.name, goals=goals.numpy(), q=q, pos_err_mm=pos_mm, rot_err_deg=rot_deg, within_limits=within,
+        return Result(robot=self.robot.name, goals=goals, q=q, pos_err_mm=pos_mm, rot_err_deg=rot_deg, within_limits=within,
                       solved=solved, distinct=distinct, out_of_reach=dist > self.reach + REACH_SLACK, refined=refined, seeds=self.seeds,
                       seconds=seconds, notes=[note] if note else [])
+
+
+def random_candidates(robot: Robot, goals: np.ndarray, k: int, cfg: RefineConfig, seed: int) -> tuple[np.ndarray, ...]:
+    """Multi-start IK without torch (:mod:`ggik_core.solve.multistart`): ``k`` refined candidates per
+    goal from pools of configurations drawn uniformly inside the limits (``k`` plus
+    :func:`~ggik_core.solve.multistart.extra_count` per goal), with their FK-checked errors and
+    limit flags."""
+    from ggik_core.solve.multistart import extra_count, forward_kinematics, pose_errors, random_configurations, refine_pools
+
+    G, n = goals.shape[0], robot.dof
+    m = k + extra_count(k, G, cfg)
+    q0 = random_configurations(robot.lower_np, robot.upper_np, G * m, np.random.default_rng(seed)).reshape(G, m, n)
+    lower, upper = robot.bounds_np()
+    q = refine_pools(robot.chain_np, q0, goals, lower, upper, cfg, keep=k)
+    pos, rot = pose_errors(forward_kinematics(robot.chain_np, q), goals[:, None])
+    return q, pos, rot, robot.within_limits_np(q)
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -285,14 +308,13 @@ def reach(robot: Robot) -> float:
     depend on the configuration, and by the triangle inequality their sum bounds
     :math:`|p_{ee} - o_1|` for every q, whatever the joint limits.
     """
-    origins = robot.frames()[:, :3, 3]  # (n + 1, 3): axis origins, then the EE
-    return float((origins[1:] - origins[:-1]).norm(dim=-1).sum())
+    origins = home_frames(robot.chain_np)[:, :3, 3]  # (n + 1, 3): axis origins, then the EE
+    return float(np.linalg.norm(origins[1:] - origins[:-1], axis=-1).sum())
 
 
-def distance_from_first_axis(robot: Robot, goals: Tensor) -> np.ndarray:
-    """``(G,)`` distances (metres) from the first joint's axis origin to the goal positions."""
-    o1 = robot.chain[0, :3, 3]
-    return (goals[:, :3, 3] - o1).norm(dim=-1).numpy()
+def distance_from_first_axis(robot: Robot, goals: np.ndarray) -> np.ndarray:
+    """``(G,)`` distances (metres) from the first joint's axis origin to the goal positions ``(G, 4, 4)``."""
+    return np.linalg.norm(np.asarray(goals)[:, :3, 3] - robot.chain_np[0, :3, 3], axis=-1)
 
 
 def solved_and_distinct(q: np.ndarray, pos_mm: np.ndarray, rot_deg: np.ndarray, within: np.ndarray, solved_mm: float,
@@ -314,8 +336,8 @@ def distinct_mask(q: np.ndarray, valid: np.ndarray, order: np.ndarray, tol: floa
     counted = np.zeros((G, k), dtype=bool)
     step = max(1, max_elements // max(1, k * k * n))
     for s in range(0, G, step):
-        qt = torch.from_numpy(np.ascontiguousarray(qs[s:s + step]))
-        close = (wrap_angle(qt[:, :, None, :] - qt[:, None, :, :]).abs().amax(-1) < tol).numpy()  # (chunk, k, k)
+        qt = qs[s:s + step]
+        close = np.abs(wrap_angle(qt[:, :, None, :] - qt[:, None, :, :])).max(-1) < tol  # (chunk, k, k)
         part = counted[s:s + step]
         for j in range(k):  # greedy over candidate slots, every goal of the chunk at once
             part[:, j] = vs[s:s + step, j] & ~(close[:, j, :] & part).any(-1)
@@ -324,9 +346,10 @@ def distinct_mask(q: np.ndarray, valid: np.ndarray, order: np.ndarray, tol: floa
     return out
 
 
-def as_poses(poses: Any) -> Tensor:
-    """Goal poses ``(G, 4, 4)`` float64 from matrices or ``x y z qw qx qy qz`` rows (checked)."""
-    arr = np.asarray(poses.detach().cpu() if isinstance(poses, Tensor) else poses, dtype=np.float64)
+def as_poses(poses: Any) -> np.ndarray:
+    """Goal poses ``(G, 4, 4)`` float64 from matrices or ``x y z qw qx qy qz`` rows (checked); a
+    tensor is accepted too."""
+    arr = np.asarray(poses.detach().cpu().numpy() if hasattr(poses, "detach") else poses, dtype=np.float64)
     if arr.shape in ((7,), (4, 4)):
         arr = arr[None]
     if arr.ndim == 2 and arr.shape[1] == 7:
@@ -336,19 +359,27 @@ def as_poses(poses: Any) -> Tensor:
     raise GGIKError(f"poses must be (4, 4), (G, 4, 4), (7,) or (G, 7) [x y z qw qx qy qz], got shape {arr.shape}")
 
 
-def poses_from_rows(rows: np.ndarray | Sequence[Sequence[float]]) -> Tensor:
+def poses_from_rows(rows: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
     """``(G, 4, 4)`` from ``(G, 7)`` rows ``x y z qw qx qy qz``; the quaternions are normalised."""
-    g = torch.from_numpy(np.array(rows, dtype=np.float64))
-    bad = (~torch.isfinite(g).all(-1)).nonzero().flatten()
-    if bad.numel():
+    g = np.array(rows, dtype=np.float64).reshape(-1, 7)
+    bad = np.nonzero(~np.isfinite(g).all(-1))[0]
+    if bad.size:
         raise GGIKError(f"goal {int(bad[0])}: contains NaN or infinity")
-    norm = g[:, 3:].norm(dim=-1)
-    off = ((norm - 1.0).abs() > QUAT_TOL).nonzero().flatten()
-    if off.numel():
+    norm = np.linalg.norm(g[:, 3:], axis=-1)
+    off = np.nonzero(np.abs(norm - 1.0) > QUAT_TOL)[0]
+    if off.size:
         i = int(off[0])
         raise GGIKError(f"goal {i}: quaternion (qw qx qy qz) has norm {float(norm[i]):.4g}, expected a unit quaternion")
-    g[:, 3:] = g[:, 3:] / norm[:, None]
-    return pose_from_xyz_quat(g)
+    w, x, y, z = (g[:, 3:] / norm[:, None]).T
+    T = np.zeros((len(g), 4, 4))
+    T[:, :3, :3] = np.stack([
+        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+    ], -2)
+    T[:, :3, 3] = g[:, :3]
+    T[:, 3, 3] = 1.0
+    return T
 
 
 def pose_to_xyz_quat(T: np.ndarray) -> np.ndarray:
@@ -372,7 +403,7 @@ def pose_to_xyz_quat(T: np.ndarray) -> np.ndarray:
     return np.concatenate([T[:, :3, 3], quat], 1)
 
 
-def _checked_matrices(arr: np.ndarray) -> Tensor:
+def _checked_matrices(arr: np.ndarray) -> np.ndarray:
     if not np.isfinite(arr).all():
         raise GGIKError(f"goal {int(np.nonzero(~np.isfinite(arr).reshape(len(arr), -1).all(1))[0][0])}: contains NaN or infinity")
     R = arr[:, :3, :3]
@@ -382,7 +413,7 @@ def _checked_matrices(arr: np.ndarray) -> Tensor:
     bad = np.nonzero((ortho > ROT_TOL) | (det < 0) | (bottom > 0))[0]
     if bad.size:
         raise GGIKError(f"goal {int(bad[0])}: not a rigid transform (the rotation must be orthonormal with determinant 1, the last row 0 0 0 1)")
-    return torch.from_numpy(arr.copy())
+    return arr.copy()
 
 
 def _load_robot(spec: str, base_link: str | None, ee_link: str | None) -> Robot:
@@ -392,7 +423,11 @@ def _load_robot(spec: str, base_link: str | None, ee_link: str | None) -> Robot:
 
 
 def _load_model(model: Any, device: str | torch.device | None) -> Any:
-    if model is None or isinstance(model, torch.nn.Module):
+    if model is None:
+        return None
+    import torch
+
+    if isinstance(model, torch.nn.Module):
         return model
     from ggik_core.model.files import load_model
 

@@ -83,7 +83,7 @@ def plot_frame(robot: Robot, df: pd.DataFrame, goal_id: int, path: Path) -> Path
     if rows.empty:
         raise GGIKError(f"goal {goal_id} not in the solutions table (goal ids {int(df['goal_id'].min())}..{int(df['goal_id'].max())})")
     rows = rows.sort_values(["pos_err_mm", "rot_err_deg"], kind="stable")
-    goal = as_poses(rows[list(GOAL_COLS)].to_numpy(dtype=np.float64)[0]).numpy()[0]
+    goal = as_poses(rows[list(GOAL_COLS)].to_numpy(dtype=np.float64)[0])[0]
     chosen = rows[rows["distinct"].astype(bool)]
     count = len(chosen)
     if count == 0:

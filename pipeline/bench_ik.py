@@ -32,7 +32,7 @@ from torch import Tensor
 from ggik_core.robots.catalog import ARM_NAMES, load_arm
 from ggik_core.errors import GGIKError
 from ggik_core.data.io import write_json, write_text
-from ggik_core.solve.refine import RefineConfig
+from ggik_core.solve.refine import BACKENDS, RefineConfig
 from ggik_core.robots.robot import Robot
 from ggik_core.robots.transforms import wrap_angle
 from ggik_core.solve.solver import Solutions, distinct_count, refine_solutions, sample_solutions
@@ -241,9 +241,11 @@ def bench_ik(
     device: str | None,
     urdfs: list[str] | None = None,
     rounds: int = 1,
+    backend: str = "auto",
 ) -> dict:
     """Run every method on every arm (and URDF chain ``PATH:BASE:EE`` in ``urdfs``), write
-    ``out_dir/bench.json`` and ``out_dir/bench.md``."""
+    ``out_dir/bench.json`` and ``out_dir/bench.md``. ``backend``: the LM's
+    (:attr:`RefineConfig.backend`; "torch" is the batched loop the compiled kernel replaced)."""
     from pipeline.train import load_model, pick_device
 
     if goals_per_arm < 1 or samples < 1:
@@ -266,7 +268,9 @@ def bench_ik(
     dev = torch.device(device) if device else pick_device()
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise GGIKError(f"device {device!r} asked for but CUDA is not available")
-    cfg = RefineConfig(max_iter=max_iter)
+    if backend not in BACKENDS:
+        raise GGIKError(f"--lm-backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    cfg = RefineConfig(max_iter=max_iter, backend=backend)
     k = samples
 
     model, model_note = None, ""
@@ -280,7 +284,7 @@ def bench_ik(
     pk_reason = pk_reason and f"not installed: {pk_reason}"
     tk_reason = tk_reason and f"not installed: {tk_reason}"
 
-    stderr.print(f"bench ik: {len(names)} arms x {goals_per_arm} goals x {k} samples, LM max_iter {max_iter}, "
+    stderr.print(f"bench ik: {len(names)} arms x {goals_per_arm} goals x {k} samples, LM max_iter {max_iter} ({backend}), "
                  f"device {dev}, threads {torch.get_num_threads()}")
     results: dict[str, dict] = {}
     latency: dict[str, dict] = {}
@@ -452,7 +456,8 @@ def markdown(report: dict) -> str:
         "# ggik bench ik",
         "",
         f"{c['goals_per_arm']} goals x {c['samples']} candidates per arm, seed {c['seed']}, device {c['device']} "
-        f"({c['threads']} threads), LM max_iter {c['refine']['max_iter']}, model {c['model'] or '(none)'}.",
+        f"({c['threads']} threads), LM max_iter {c['refine']['max_iter']} (backend {c['refine'].get('backend', 'auto')}), "
+        f"model {c['model'] or '(none)'}.",
         "",
         "Success: FK error below the threshold and inside the joint limits. cand. = share of all candidates, "
         "goals = share of goals with at least one success, sol/s = successful candidates per second of wall time, "

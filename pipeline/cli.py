@@ -88,7 +88,7 @@ def evaluate(
     run(load_params(params).eval, model, metrics)
 
 
-THREADS = typer.Option(0, "--threads", help="Torch threads (0: GGIK_THREADS, else the free cores).")
+THREADS = typer.Option(0, "--threads", help="CPU threads: torch's when a model is used (0: GGIK_THREADS, else the free cores); without one, the LM kernel's when given (default one).")
 
 
 @app.command()
@@ -258,12 +258,14 @@ def bench_ik(
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present)."),
     urdf: list[str] = typer.Option([], "--urdf", help="Also bench a URDF chain: PATH:BASE_LINK:EE_LINK (repeat for more)."),
     rounds: int = typer.Option(1, help="Time the seeded methods (LM, pytorch-kinematics, TRAC-IK) this many times per robot and keep the median run."),
+    lm_backend: str = typer.Option("auto", "--lm-backend", help="Our LM: auto (the compiled kernel on a CPU), kernel, or torch (the batched loop it replaced)."),
 ) -> None:
     """GGIK raw / + LM vs random-seed LM, pytorch-kinematics and TRAC-IK on the five arms (and URDF chains)."""
     from pipeline.bench_ik import bench_ik as run
 
     arms = [] if arm and [a.lower() for a in arm] == ["none"] else arm
-    run(model if model is not None and model.exists() else None, goals, samples, seed, out, max_iter, arms, device, urdf, rounds)
+    run(model if model is not None and model.exists() else None, goals, samples, seed, out, max_iter, arms, device, urdf, rounds,
+        lm_backend)
 
 
 @bench_app.command("overfit")

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import torch
 
 if TYPE_CHECKING:  # pandas is imported where goal files are read: ggik solve's default path never needs it
     import pandas as pd
@@ -211,7 +210,7 @@ def solve(
 
 def goal_lines(res: Result, solver: Solver) -> list[str]:
     """One line per goal that is out of reach or, refined, not solved (at most :data:`MAX_GOAL_LINES`)."""
-    dist = distance_from_first_axis(solver.robot, torch.from_numpy(res.goals))
+    dist = distance_from_first_axis(solver.robot, res.goals)
     best = res.order()[:, 0]
     g_idx = np.arange(len(best))
     pos, rot = res.pos_err_mm[g_idx, best], res.rot_err_deg[g_idx, best]

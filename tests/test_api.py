@@ -121,10 +121,10 @@ def test_pose_formats_agree_and_bad_poses_are_refused():
     T[:, :3, :3] = Rotation.random(5, random_state=1).as_matrix()
     T[:, :3, 3] = rng.normal(size=(5, 3))
     rows = pose_to_xyz_quat(T)
-    np.testing.assert_allclose(as_poses(rows).numpy(), T, atol=1e-12)
-    np.testing.assert_allclose(as_poses(torch.from_numpy(T)).numpy(), T, atol=0)
-    np.testing.assert_allclose(as_poses(rows[0]).numpy()[0], T[0], atol=1e-12)
-    np.testing.assert_allclose(as_poses(T[0]).numpy()[0], T[0], atol=0)
+    np.testing.assert_allclose(as_poses(rows), T, atol=1e-12)
+    np.testing.assert_allclose(as_poses(torch.from_numpy(T)), T, atol=0)
+    np.testing.assert_allclose(as_poses(rows[0])[0], T[0], atol=1e-12)
+    np.testing.assert_allclose(as_poses(T[0])[0], T[0], atol=0)
     with pytest.raises(GGIKError, match="unit quaternion"):
         as_poses([0.1, 0.2, 0.3, 2.0, 0, 0, 0])
     sheared = T[1].copy()
@@ -180,7 +180,7 @@ def test_to_frame_is_best_first_with_the_goal():
     assert len(df) == 10 and list(df.columns[:2]) == ["goal_id", "sample_id"]
     score = (df["pos_err_mm"] + df["rot_err_deg"]).to_numpy().reshape(2, 5)
     assert (np.diff(score, axis=1) >= 0).all()
-    back = as_poses(df[["goal_x", "goal_y", "goal_z", "goal_qw", "goal_qx", "goal_qy", "goal_qz"]].to_numpy()).numpy()
+    back = as_poses(df[["goal_x", "goal_y", "goal_z", "goal_qw", "goal_qx", "goal_qy", "goal_qz"]].to_numpy())
     np.testing.assert_allclose(back, np.repeat(goals, 5, axis=0), atol=1e-12)
     assert df["distinct"].sum() == res.distinct.sum() and df["solved"].sum() == res.solved.sum()
 

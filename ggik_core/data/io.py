@@ -17,8 +17,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-import torch
-
 from ggik_core.errors import DataError
 
 
@@ -78,6 +76,8 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 def torch_save(path: str | Path, obj: Any) -> str:
     """Save ``obj`` atomically with :func:`torch.save`; return the file's SHA-256."""
+    import torch
+
     buf = io.BytesIO()
     torch.save(obj, buf)
     data = buf.getvalue()
@@ -102,6 +102,8 @@ def load_checked(path: str | Path, sha256: str | None = None) -> Any:
     if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
         raise DataError(f"shard {path} is corrupt or truncated: checksum does not match the manifest (rebuild with `dvc repro build_graphs`)")
     try:
+        import torch
+
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
         raise DataError(f"cannot read {path}: {type(exc).__name__}: {exc}") from None

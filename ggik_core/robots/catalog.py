@@ -8,11 +8,13 @@ end effector is the flange (``panda_link8``).
 from __future__ import annotations
 
 import math
-
-import torch
+from typing import TYPE_CHECKING
 
 from ggik_core.errors import GGIKError
 from ggik_core.robots.robot import Robot
+
+if TYPE_CHECKING:
+    import torch
 
 PI = 3.1415926536
 HALF_PI = 1.5707963268
@@ -86,6 +88,8 @@ def arm_dh(name: str) -> torch.Tensor:
     """The arm's standard DH table ``(n, 4)``: ``a, alpha, d, theta`` (float64)."""
     if name.lower() not in _ARMS:
         raise GGIKError(f"unknown robot {name!r}: the catalog has {', '.join(ARM_NAMES)}")
+    import torch
+
     return torch.tensor(_ARMS[name.lower()][1], dtype=torch.float64)
 
 

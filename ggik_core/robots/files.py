@@ -40,12 +40,11 @@ import math
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ggik_core.robots.catalog import ARM_NAMES, load_arm
 from ggik_core.errors import GGIKError, RobotError
 from ggik_core.robots.robot import Robot
-from ggik_core.robots.transforms import rpy_matrix
+from ggik_core.robots.urdf import rpy_rotation
 
 URDF_SUFFIXES = (".urdf", ".xml")
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -144,7 +143,6 @@ def load_dh_yaml(path: str | Path) -> Robot:
             raise RobotError(f"{where}: lower limit {cols['lower'][-1]} above upper limit {cols['upper'][-1]}")
 
     tool = _tool(doc.get("tool"), path) if "tool" in doc else None
-    # float64 arrays: Robot.from_dh passes limits through torch.tensor, which keeps numpy's dtype.
     return Robot.from_dh(
         name,
         cols["a"],
@@ -158,7 +156,7 @@ def load_dh_yaml(path: str | Path) -> Robot:
     )
 
 
-def _tool(spec: object, path: Path) -> torch.Tensor:
+def _tool(spec: object, path: Path) -> np.ndarray:
     where = f"DH file {path}, tool"
     if not isinstance(spec, dict):
         raise RobotError(f"{where}: expected a mapping with keys xyz, rpy")
@@ -168,9 +166,9 @@ def _tool(spec: object, path: Path) -> torch.Tensor:
         value = spec.get(key, [0.0, 0.0, 0.0])
         if not isinstance(value, (list, tuple)) or len(value) != 3:
             raise RobotError(f"{where}: {key!r} must be a list of 3 numbers")
-        vecs[key] = torch.tensor([_number(v, f"{where}, {key!r}") for v in value], dtype=torch.float64)
-    T = torch.eye(4, dtype=torch.float64)
-    T[:3, :3] = rpy_matrix(vecs["rpy"])
+        vecs[key] = np.array([_number(v, f"{where}, {key!r}") for v in value], dtype=np.float64)
+    T = np.eye(4)
+    T[:3, :3] = rpy_rotation(vecs["rpy"])
     T[:3, 3] = vecs["xyz"]
     return T
 

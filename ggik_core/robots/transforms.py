@@ -75,18 +75,6 @@ def dh_modified(a: Tensor, alpha: Tensor, d: Tensor, theta: Tensor) -> Tensor:
     return T
 
 
-def rpy_matrix(rpy: Tensor) -> Tensor:
-    """URDF fixed-axis roll-pitch-yaw: ``R = Rz(yaw) Ry(pitch) Rx(roll)``; ``(..., 3)`` -> ``(..., 3, 3)``."""
-    r, p, y = rpy.unbind(-1)
-    cr, sr, cp, sp, cy, sy = r.cos(), r.sin(), p.cos(), p.sin(), y.cos(), y.sin()
-    rows = [
-        [cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
-        [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
-        [-sp, cp * sr, cp * cr],
-    ]
-    return torch.stack([torch.stack(row, -1) for row in rows], -2)
-
-
 def invert(T: Tensor) -> Tensor:
     """Inverse of rigid transforms ``(..., 4, 4)``."""
     R, t = T[..., :3, :3], T[..., :3, 3:]

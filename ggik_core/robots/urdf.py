@@ -1,8 +1,9 @@
 r"""Serial revolute chains from URDF files.
 
-:func:`load_urdf` reads a URDF with ``yourdfpy`` (meshes are never loaded), walks the kinematic
-tree from a base link to an end-effector link and turns the joints on that path into a
-:class:`~ggik_core.robot.Robot`:
+:func:`load_urdf` reads a URDF's ``<link>`` and ``<joint>`` elements with lxml (meshes, inertials
+and everything else are ignored; a mesh library would cost half a second of ``ggik solve``'s
+start-up), walks the kinematic tree from a base link to an end-effector link and turns the joints
+on that path into a :class:`~ggik_core.robot.Robot`:
 
 * ``fixed`` joints are folded into the constant link transforms;
 * ``revolute`` joints become chain joints with the limits of their ``<limit>`` element;
@@ -28,12 +29,11 @@ chain therefore has its z-axis along the joint axis and its origin on it, as req
 
 from __future__ import annotations
 
-import io
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ggik_core.errors import RobotError
 from ggik_core.robots.robot import Robot
@@ -87,7 +87,7 @@ def load_urdf(
             T = T @ O
             continue
         if getattr(joint, "mimic", None) is not None:
-            raise RobotError(f"{path}: joint {joint.name!r} mimics joint {joint.mimic.joint!r}; coupled joints are not supported")
+            raise RobotError(f"{path}: joint {joint.name!r} mimics joint {joint.mimic!r}; coupled joints are not supported")
         C = _axis_rotation(_axis(joint, path))
         links.append(T @ O @ C)
         T = C.T.copy()
@@ -100,25 +100,52 @@ def load_urdf(
         raise RobotError(f"{path}: no revolute joint between base link {base!r} and end-effector link {ee!r}")
     links.append(T)
 
-    label = name or getattr(model, "name", None) or path.stem
+    label = name or model.name or path.stem
     return Robot(
         name=label,
-        chain=torch.from_numpy(np.stack(links)),
-        lower=torch.tensor(lower, dtype=torch.float64),
-        upper=torch.tensor(upper, dtype=torch.float64),
+        chain=np.stack(links),
+        lower=lower,
+        upper=upper,
         joint_names=joint_names,
-        continuous=torch.tensor(continuous, dtype=torch.bool),
+        continuous=continuous,
     )
 
 
-def _read_model(path: Path):
-    """The parsed ``yourdfpy`` robot model of ``path``; every failure becomes a RobotError."""
+@dataclass
+class _Joint:
+    """The parts of a URDF ``<joint>`` the chain needs (``None``: element or attribute absent)."""
+
+    name: str
+    type: str | None
+    parent: str | None
+    child: str | None
+    origin: np.ndarray  # (4, 4), from <origin xyz rpy>
+    axis: list[float] | None  # <axis xyz>, as written
+    limit: tuple[float | None, float | None] | None  # <limit lower upper>
+    mimic: str | None  # <mimic joint>
+
+
+@dataclass
+class _Model:
+    name: str | None
+    links: list[str]
+    joints: list[_Joint]
+
+
+def rpy_rotation(rpy: np.ndarray) -> np.ndarray:
+    """URDF fixed-axis roll-pitch-yaw ``(3,)`` as :math:`R = R_z(y) R_y(p) R_x(r)` ``(3, 3)``."""
+    (cr, cp, cy), (sr, sp, sy) = np.cos(rpy), np.sin(rpy)
+    return np.array([[cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
+                     [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
+                     [-sp, cp * sr, cp * cr]])
+
+
+def _read_model(path: Path) -> _Model:
+    """The links and joints of ``path``; every failure becomes a RobotError."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise RobotError(f"cannot parse URDF {path}: {_one_line(exc.strerror or exc)}") from None
-    # Parse strictly first: yourdfpy falls back to a "recovering" parser on broken XML that only
-    # logs the error and can return a partial robot.
     from lxml import etree
 
     try:
@@ -127,26 +154,43 @@ def _read_model(path: Path):
         raise RobotError(f"cannot parse URDF {path}: {_one_line(exc)}") from None
     if not isinstance(root.tag, str) or root.tag != "robot":
         raise RobotError(f"cannot parse URDF {path}: the root element is <{root.tag}>, expected <robot>")
+    links = [el.get("name") for el in root.findall("link")]
+    if any(name is None for name in links):
+        raise RobotError(f"cannot parse URDF {path}: a <link> has no name")
+    return _Model(root.get("name"), links, [_joint(el, path) for el in root.findall("joint")])
 
-    import yourdfpy
 
-    try:
-        # Non-finite origins are reported per joint later; silence numpy's warnings about them.
-        with np.errstate(all="ignore"):
-            urdf = yourdfpy.URDF.load(
-                io.BytesIO(data),
-                build_scene_graph=False,
-                build_collision_scene_graph=False,
-                load_meshes=False,
-                load_collision_meshes=False,
-            )
-    except Exception as exc:  # yourdfpy raises bare KeyError/AttributeError/ValueError on bad input
-        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        raise RobotError(f"cannot parse URDF {path}: {_one_line(reason)}") from None
-    model = getattr(urdf, "robot", None) if urdf is not None else None
-    if model is None:
-        raise RobotError(f"cannot parse URDF {path}: yourdfpy returned no robot model")
-    return model
+def _joint(el, path: Path) -> _Joint:
+    name = el.get("name")
+    if name is None:
+        raise RobotError(f"cannot parse URDF {path}: a <joint> has no name")
+
+    def numbers(tag: str, attr: str, default: str | None) -> list[float] | None:
+        sub = el.find(tag)
+        text = default if sub is None else sub.get(attr, default)
+        if text is None:
+            return None
+        try:
+            return [float(v) for v in text.split()]
+        except ValueError:
+            raise RobotError(f"cannot parse URDF {path}: joint {name!r} has <{tag} {attr}={text!r}>, expected numbers") from None
+
+    xyz, rpy = numbers("origin", "xyz", "0 0 0"), numbers("origin", "rpy", "0 0 0")
+    if len(xyz) != 3 or len(rpy) != 3:
+        raise RobotError(f"cannot parse URDF {path}: joint {name!r} has an <origin> whose xyz or rpy is not 3 numbers")
+    origin = np.eye(4)
+    with np.errstate(invalid="ignore"):  # NaN origins are reported per joint on the chain
+        origin[:3, :3] = rpy_rotation(np.array(rpy))
+    origin[:3, 3] = xyz
+    limit = None
+    if el.find("limit") is not None:
+        lo, hi = numbers("limit", "lower", None), numbers("limit", "upper", None)
+        limit = (lo[0] if lo else None, hi[0] if hi else None)
+    parent, child, mimic = el.find("parent"), el.find("child"), el.find("mimic")
+    return _Joint(name=name, type=el.get("type"), parent=None if parent is None else parent.get("link"),
+                  child=None if child is None else child.get("link"), origin=origin,
+                  axis=numbers("axis", "xyz", None) if el.find("axis") is not None else None, limit=limit,
+                  mimic=None if mimic is None else mimic.get("joint", ""))
 
 
 class _Tree:
@@ -156,10 +200,10 @@ class _Tree:
         self.path_name = path
         self.parent_joint: dict[str, object] = {}
         self.child_joints: dict[str, list] = {}
-        names: list[str] = [link.name for link in model.links]
+        names: list[str] = list(model.links)
         for joint in model.joints:
             if joint.parent is None or joint.child is None:
-                raise RobotError(f"{path}: joint {joint.name!r} lacks a <parent> or <child> link")
+                raise RobotError(f"cannot parse URDF {path}: joint {joint.name!r} lacks a <parent> or <child> link")
             if joint.child in self.parent_joint:
                 other = self.parent_joint[joint.child].name
                 raise RobotError(f"{path}: link {joint.child!r} is the child of joints {other!r} and {joint.name!r}; a URDF must be a tree")
@@ -219,8 +263,8 @@ class _Tree:
 
 
 def _origin(joint, path: Path) -> np.ndarray:
-    O = np.eye(4) if joint.origin is None else np.asarray(joint.origin, dtype=np.float64)
-    if O.shape != (4, 4) or not np.isfinite(O).all():
+    O = joint.origin
+    if not np.isfinite(O).all():
         raise RobotError(f"{path}: joint {joint.name!r} has a NaN or infinite <origin>")
     return O
 
@@ -241,9 +285,9 @@ def _limits(joint, path: Path) -> tuple[float, float]:
     if joint.type == "continuous":
         return -math.pi, math.pi
     limit = joint.limit
-    if limit is None or limit.lower is None or limit.upper is None:
+    if limit is None or limit[0] is None or limit[1] is None:
         raise RobotError(f"{path}: revolute joint {joint.name!r} needs <limit lower=... upper=...> (use type 'continuous' for an unlimited joint)")
-    lo, hi = float(limit.lower), float(limit.upper)
+    lo, hi = float(limit[0]), float(limit[1])
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise RobotError(f"{path}: joint {joint.name!r} has a NaN or infinite limit")
     if lo > hi:

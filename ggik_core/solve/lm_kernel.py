@@ -28,8 +28,7 @@ import math
 import numba as nb
 import numpy as np
 
-#: damping bounds, the never-stalled error floor and the damping factors (as in refine.py)
-LAMBDA_MAX, LAMBDA_MIN, STALL_MIN_ERR, LAMBDA_DOWN, LAMBDA_UP = 1e3, 1e-9, 1e-6, 0.3, 4.0
+from ggik_core.solve.config import LAMBDA_DOWN, LAMBDA_MAX, LAMBDA_MIN, LAMBDA_UP, STALL_MIN_ERR
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)

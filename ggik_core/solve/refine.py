@@ -46,88 +46,15 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from ggik_core.robots.transforms import broadcast_shape, pose_errors, wrap_angle
+from ggik_core.solve.config import (  # noqa: F401  (re-exported: the settings live where torch is not needed)
+    BACKENDS, LAMBDA_DOWN, LAMBDA_MAX, LAMBDA_MIN, LAMBDA_UP, STALL_MIN_ERR, RefineConfig,
+)
 from ggik_core.solve.joints import fit_to_limits
-
-#: damping above which a row counts as stalled (and is re-seeded)
-LAMBDA_MAX = 1e3
-LAMBDA_MIN = 1e-9
-#: squared error (m^2, about 1 mm) below which a row is never called stalled: it is converging
-STALL_MIN_ERR = 1e-6
-#: damping factors after an accepted / a rejected step
-LAMBDA_DOWN, LAMBDA_UP = 0.3, 4.0
-
-
-@dataclass(frozen=True)
-class RefineConfig:
-    """Settings of :func:`refine`.
-
-    Attributes:
-        max_iter: LM iterations per candidate, re-seeds included.
-        pos_tol: convergence threshold on the position error (metres).
-        rot_tol: convergence threshold on the rotation error (radians).
-        damping: initial :math:`\\lambda` (also after every re-seed).
-        rot_weight: metres per radian in the error norm.
-        restart_after: an unconverged candidate is re-seeded this many iterations after its last
-            seed (0: never re-seed).
-        stall_ratio, stall_age: it is re-seeded earlier, at a check, when it is at least
-            ``stall_age`` iterations old and its squared error fell by less than the factor
-            ``stall_ratio`` since the previous check (converging rows shrink it by orders of
-            magnitude; rows stuck on a limit or in a local minimum barely move). Rows already within
-            about 1 mm (:data:`STALL_MIN_ERR`) are left to converge.
-        time_budget_s: stop after this much wall time and return the best so far (None: no limit).
-        check_every: iterations between convergence checks, batch compaction and re-seeding.
-        seed: seed of the random stream of re-seeds (results are deterministic for a given batch).
-        extra_seeds: the solver (:mod:`ggik_core.solve.solver`) refines ``k (1 + extra_seeds)``
-            seeds per goal as one pool and returns ``k`` (see ``keep`` in :func:`refine`): a goal
-            is done when ``k`` have converged, so its slowest seeds cost nothing (0: no pool).
-        min_pool_rows: on small batches (few goals) each goal gets up to ``k`` extra seeds, towards
-            this many rows in all: small batches cost per operation, not per row, so the extra
-            seeds are almost free and the ``k`` fastest of ``2k`` converge sooner.
-        distinct_tol: from a pool, converged candidates that differ from the ones already picked
-            by at least this much (radians, some joint) are picked first.
-        threads: CPU threads while refining (None: torch's current setting). One by default: the
-            operations act on a few thousand rows, where splitting them across threads costs more
-            than it gains (refining the five arms' ``bench ik`` problems took about 1.3x longer with
-            two threads than with one on the project's 2-core machine), and it leaves the other
-            cores free. The compiled kernel splits the goals over this many threads.
-        backend: "auto" (the compiled kernel of :mod:`ggik_core.solve.lm_kernel` on the CPU, in
-            float64, with one chain and one set of bounds for all rows, when numba imports; else
-            the batched torch loop), "kernel" or "torch" (forced). Both run the same step, stall
-            test and damping schedule; the kernel refines a goal's seeds one after the other
-            instead of in lockstep and draws its re-seeds from its own generator, so the two agree
-            in what they find, not bit for bit.
-    """
-
-    max_iter: int = 200
-    pos_tol: float = 1e-5  # metres
-    rot_tol: float = 1e-4  # radians
-    damping: float = 0.1
-    rot_weight: float = 0.5  # metres per radian in the error norm
-    restart_after: int = 16
-    stall_ratio: float = 0.8
-    stall_age: int = 4
-    time_budget_s: float | None = None
-    check_every: int = 2
-    seed: int = 0
-    extra_seeds: float = 0.25
-    min_pool_rows: int = 256
-    distinct_tol: float = 0.1
-    threads: int | None = 1
-    backend: str = "auto"
-
-
-#: :attr:`RefineConfig.backend` values
-BACKENDS = ("auto", "kernel", "torch")
-#: goals per kernel call when a time budget is checked between calls
-KERNEL_CHUNK_GOALS = 4
-
 
 def so3_log(R: Tensor) -> Tensor:
     """Rotation vectors ``(..., 3)`` of rotation matrices ``(..., 3, 3)``."""
@@ -381,12 +308,13 @@ def _refine(chain: Tensor, q: Tensor, goal: Tensor, lower: Tensor, upper: Tensor
     out = torch.where(continuous, wrap_angle(out), out)
     if keep is None:
         return out.reshape(*batch, n)
-    # per goal: converged candidates unlike every earlier one first, then converged repeats (each
-    # in seed order; a stable sort), then the best of the rest
-    fresh = first_distinct(out.reshape(-1, m, n), out_done.view(-1, m), cfg.distinct_tol).view(-1)
-    rank = torch.where(fresh, -2.0, -1.0).to(out_err.dtype)
-    key = torch.where(out_done, rank, out_err).view(-1, m)
-    order = torch.sort(key, dim=1, stable=True).indices[:, :keep]
+    # per goal: converged candidates unlike every earlier one first, then converged repeats, then
+    # the best of the rest (on the host: a few thousand rows)
+    from ggik_core.solve.multistart import pick
+
+    order = pick(out.reshape(-1, m, n).cpu().numpy(), out_done.view(-1, m).cpu().numpy(), out_err.view(-1, m).cpu().numpy(),
+                 keep, cfg.distinct_tol)
+    order = torch.from_numpy(order).to(out.device)
     picked = torch.gather(out.reshape(-1, m, n), 1, order[..., None].expand(-1, keep, n))
     return picked.reshape(*batch[:-1], keep, n)
 
@@ -422,50 +350,15 @@ def _kernel():
 
 def _refine_kernel(chain: Tensor, q0: Tensor, g: Tensor, lower: Tensor, upper: Tensor, m: int, keep: int,
                    cfg: RefineConfig) -> tuple[Tensor, Tensor, Tensor]:
-    """:func:`ggik_core.solve.lm_kernel.refine_pools` on rows ``q0 (B, n)`` in pools of ``m`` per goal
-    (goals ``g (B, 4, 4)``, one per row); returns the rows ``(n, B)``, converged flags and squared errors
-    ``(B,)``. With a time budget, goals go in chunks and those left when it runs out are not refined;
-    with ``threads`` > 1, chunks run on that many threads (the kernel releases the GIL). The re-seeds
-    of a goal do not depend on the chunking."""
-    kernel = _kernel()
+    """:func:`ggik_core.solve.multistart.refine_rows` (the compiled kernel) on rows ``q0 (B, n)`` in
+    pools of ``m`` per goal (goals ``g (B, 4, 4)``, one per row); returns the rows ``(n, B)``,
+    converged flags and squared errors ``(B,)``."""
+    from ggik_core.solve.multistart import refine_rows
+
     B, n = q0.shape
-    G = B // m
-    seeds = q0.numpy().reshape(G, m, n)
-    gg = g.numpy().reshape(G, m, 4, 4)[:, 0]
-    Rg, pg = np.ascontiguousarray(gg[:, :3, :3]), np.ascontiguousarray(gg[:, :3, 3])
-    lo, hi = lower.expand(n).numpy(), upper.expand(n).numpy()
-    lo_s = np.where(np.isfinite(lo), lo, -math.pi)
-    hi_s = np.where(np.isfinite(hi), hi, math.pi)
-    turn = np.where(np.isfinite(lo) & np.isfinite(hi) & (hi - lo >= 2 * math.pi), 2 * math.pi, 0.0)
-    L = np.ascontiguousarray(chain.numpy())
-    out = np.empty((G, m, n))
-    out_err = np.empty((G, m))
-    out_done = np.zeros((G, m), dtype=bool)
-    w = cfg.rot_weight
-    args = (cfg.max_iter, cfg.pos_tol ** 2, (cfg.rot_tol * w) ** 2, w, cfg.damping, cfg.restart_after, cfg.stall_ratio,
-            cfg.stall_age, max(1, cfg.check_every), cfg.seed)
-
-    def run(a: int, b: int, max_iter: int | None = None) -> None:
-        it = args if max_iter is None else (max_iter, *args[1:])
-        kernel.refine_pools(L, seeds[a:b], Rg[a:b], pg[a:b], lo, hi, lo_s, hi_s, turn, keep, *it, a,
-                            out[a:b], out_err[a:b], out_done[a:b])
-
-    threads = max(1, cfg.threads or 1)
-    if cfg.time_budget_s is not None:
-        t0, chunk = time.perf_counter(), max(1, min(KERNEL_CHUNK_GOALS, G))
-        for a in range(0, G, chunk):
-            late = time.perf_counter() - t0 > cfg.time_budget_s
-            run(a, min(G, a + chunk), 0 if late else None)
-    elif threads > 1 and G > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
-        bounds = np.linspace(0, G, min(threads, G) + 1).astype(int)
-        with ThreadPoolExecutor(len(bounds) - 1) as pool:
-            list(pool.map(lambda ab: run(*ab), zip(bounds[:-1], bounds[1:])))
-    else:
-        run(0, G)
-    return (torch.from_numpy(out.reshape(B, n)).T, torch.from_numpy(out_done.reshape(B)),
-            torch.from_numpy(out_err.reshape(B)))
+    out, done, err = refine_rows(chain.numpy(), q0.numpy().reshape(B // m, m, n), g.numpy().reshape(B // m, m, 4, 4)[:, 0],
+                                 lower.expand(n).numpy(), upper.expand(n).numpy(), cfg, keep)
+    return torch.from_numpy(out.reshape(B, n)).T, torch.from_numpy(done.reshape(B)), torch.from_numpy(err.reshape(B))
 
 
 def _refine_batched(chain: Tensor, q0: Tensor, g: Tensor, lower: Tensor, upper: Tensor, batch: tuple[int, ...], m: int,
@@ -565,28 +458,6 @@ def _refine_batched(chain: Tensor, q0: Tensor, g: Tensor, lower: Tensor, upper: 
         out_done[idx] = done
         out_err[idx] = torch.where(done, err, best_err)
     return out, out_done, out_err
-
-
-def first_distinct(q: Tensor, valid: Tensor, tol: float) -> Tensor:
-    """``(G, m)`` bool: valid candidates of ``q (G, m, n)`` that differ by at least ``tol`` in some
-    joint (on the circle) from every earlier valid one kept — greedy in candidate order, every goal
-    at once."""
-    G, m, n = q.shape
-    # |wrap(a - b)| < tol  <=>  cos(a - b) = cos a cos b + sin a sin b > cos(tol)   (tol < pi).
-    # Pairs close in every joint have sum_k cos(a_k - b_k) > n cos(tol): one batched product finds
-    # those candidates, and only they are checked joint by joint (the full (G, m, m, n) check cost
-    # about a quarter of a fast arm's refinement)
-    c, s = q.cos(), q.sin()
-    emb = torch.cat([c, s], -1)
-    cand = (emb @ emb.transpose(1, 2)) > n * math.cos(tol) - 1e-9  # a superset (rounding slack)
-    g, i, j = cand.nonzero(as_tuple=True)
-    exact = (c[g, i] * c[g, j] + s[g, i] * s[g, j] > math.cos(tol)).all(-1)
-    close = torch.zeros(G, m, m, dtype=torch.bool, device=q.device)
-    close[g[exact], i[exact], j[exact]] = True
-    kept = torch.zeros(G, m, dtype=torch.bool, device=q.device)
-    for j in range(m):  # over candidate slots, not goals
-        kept[:, j] = valid[:, j] & ~(close[:, j, :] & kept).any(-1)
-    return kept
 
 
 def solve_errors(chain: Tensor, q: Tensor, goal: Tensor) -> tuple[Tensor, Tensor]:

@@ -7,7 +7,6 @@ refined by batched Levenberg–Marquardt, and every solution's error is computed
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -17,6 +16,7 @@ from torch import Tensor
 
 from ggik_core.solve.joints import fit_to_limits, recover_joints
 from ggik_core.robots.kinematics import forward_kinematics, home_frames
+from ggik_core.solve.multistart import extra_count
 from ggik_core.solve.refine import RefineConfig, refine
 from ggik_core.robots.robot import Robot
 from ggik_core.robots.transforms import invert, pose_errors, wrap_angle
@@ -106,15 +106,6 @@ def sample_solutions(
 def refine_solutions(robot: Robot, q: Tensor, goals: Tensor, cfg: RefineConfig) -> Solutions:
     """Refine given candidates ``q (G, k, n)`` (e.g. random seeds) and check them by FK."""
     return _finish(robot, q, goals, cfg, time.perf_counter())
-
-
-def extra_count(k: int, goals: int, cfg: RefineConfig) -> int:
-    """Seeds added to each goal's ``k`` for the refinement pool: ``k * extra_seeds``, and on small
-    batches up to ``k`` more, towards ``min_pool_rows`` rows in all (:class:`RefineConfig`)."""
-    if cfg.extra_seeds <= 0:
-        return 0
-    small = min(k, int(math.ceil(cfg.min_pool_rows / max(goals, 1))) - k)
-    return max(int(math.ceil(k * cfg.extra_seeds)), small)
 
 
 def random_seeds(robot: Robot, goals: int, per_goal: int, seed: int) -> Tensor:

@@ -179,3 +179,17 @@ def test_rounds_keep_the_median_run_of_the_seeded_methods(tmp_path):
     assert a["1mm_1deg"]["distinct_per_goal"] == b["1mm_1deg"]["distinct_per_goal"]
     with pytest.raises(GGIKError, match="rounds"):
         bench_ik(None, GOALS, SAMPLES, 0, tmp_path / "zero", MAX_ITER, ["ur10"], "cpu", rounds=0)
+
+
+def test_the_torch_loop_can_be_benched_beside_the_kernel(tmp_path):
+    """``--lm-backend torch`` runs the batched loop the compiled kernel replaced (for side-by-side
+    timings); both make every random-seeded candidate exact; a bad name is a one-line error."""
+    from ggik_core.errors import GGIKError
+
+    runs = {b: bench_ik(None, GOALS, SAMPLES, 0, tmp_path / b, MAX_ITER, ["kuka"], "cpu", backend=b) for b in ("torch", "kernel")}
+    for b, rep in runs.items():
+        assert rep["config"]["refine"]["backend"] == b
+        assert rep["results"]["kuka"]["random_refined"]["1mm_1deg"]["success_candidates"] == 1.0
+        assert f"(backend {b})" in (tmp_path / b / "bench.md").read_text()
+    with pytest.raises(GGIKError, match="--lm-backend"):
+        bench_ik(None, GOALS, SAMPLES, 0, tmp_path / "bad", MAX_ITER, ["kuka"], "cpu", backend="numpy")

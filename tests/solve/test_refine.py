@@ -287,9 +287,9 @@ def test_pool_returns_keep_converged_candidates_per_goal_distinct_first():
     assert q.shape == (G, keep, robot.dof)
     pos, rot = errors_here(robot, q, goal[:, None])
     assert pos.max() < 1e-5 and rot.max() < 1e-4
-    from ggik_core.solve.refine import first_distinct
+    from ggik_core.solve.multistart import first_distinct
 
-    fresh = first_distinct(q, torch.ones(G, keep, dtype=torch.bool), cfg.distinct_tol)
+    fresh = first_distinct(q.numpy(), np.ones((G, keep), dtype=bool), cfg.distinct_tol)
     # distinct candidates form a prefix of each goal's list
     assert bool((fresh[:, 1:] <= fresh[:, :-1]).all())
     with pytest.raises(ValueError):
@@ -372,7 +372,7 @@ def test_first_distinct_matches_a_greedy_reference_on_the_circle():
     """Candidates in clusters (with whole turns added) are kept greedily, each unlike every earlier
     kept one by at least ``tol`` in some joint on the circle: the batched candidate filter gives
     exactly what the pair-by-pair definition gives."""
-    from ggik_core.solve.refine import first_distinct
+    from ggik_core.solve.multistart import first_distinct
 
     gen = torch.Generator().manual_seed(12)
     G, m, n, tol = 6, 30, 7, 0.1
@@ -392,7 +392,7 @@ def test_first_distinct_matches_a_greedy_reference_on_the_circle():
             if all(bool((gap.abs() >= tol).any()) for gap in gaps):
                 kept.append(q[g, j])
                 expected[g, j] = True
-    got = first_distinct(q, valid, tol)
+    got = torch.from_numpy(first_distinct(q.numpy(), valid.numpy(), tol))
     assert torch.equal(got, expected)
     assert 5 <= int(got.sum()) < int(valid.sum())  # clusters merge, distinct clusters stay
 
