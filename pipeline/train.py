@@ -30,6 +30,7 @@ from ggik_core.errors import TrainingError
 from ggik_core.data.graph import ProblemGraphs
 from ggik_core.data.io import sha256_file, torch_save, write_csv_rows, write_json
 from ggik_core.model.cvae import GGIK
+from ggik_core.model.config import ModelConfig
 from ggik_core.model.files import load_model, pick_device, save_model  # noqa: F401 - re-exported
 from ggik_core.runtime import set_threads
 from ggik_core.data.shards import MANIFEST, load_graphs
@@ -174,10 +175,26 @@ def fingerprint(params: Params, manifest: Path) -> dict:
     """What a checkpoint must match to be resumed: time limits and threads may change, and so may
     the number of epochs under the step schedule (the cosine schedule spans all epochs, so a run
     with more epochs is another run)."""
-    tp = asdict(params.train)
-    for key in ("max_minutes", "num_threads", "log_every", "probes", "probe_goals") + (("epochs",) if params.train.lr_schedule == "step" else ()):
+    return {"model": asdict(params.model), "train": fingerprint_train(params.train), "data": sha256_file(manifest)}
+
+
+def fingerprint_train(train: TrainParams) -> dict:
+    """The train settings a resumed run must share (:func:`fingerprint`)."""
+    tp = asdict(train)
+    for key in ("max_minutes", "num_threads", "log_every", "probes", "probe_goals") + (("epochs",) if train.lr_schedule == "step" else ()):
         tp.pop(key)
-    return {"model": asdict(params.model), "train": tp, "data": sha256_file(manifest)}
+    return tp
+
+
+def same_run(saved: dict | None, fp: dict) -> bool:
+    """Whether a checkpoint's fingerprint matches this run's (:func:`fingerprint`). A model or
+    train setting added after the checkpoint was written counts as its default, so checkpoints
+    stay resumable by runs that leave the new setting alone."""
+    if not saved:
+        return False
+    model = {**asdict(ModelConfig()), **saved.get("model", {})}
+    train = {**fingerprint_train(TrainParams()), **saved.get("train", {})}
+    return {**saved, "model": model, "train": train} == fp
 
 
 def run_epoch(net: torch.nn.Module, graphs, plan, tp: TrainParams, beta: float | Callable[[float], float], env: Dist, opt=None,
@@ -278,7 +295,7 @@ def _train(params: Params, graph_dir: Path, out_dir: Path, metrics_dir: Path, en
     start = 0
     ckpt = _read_checkpoint(ckpt_path, env) if ckpt_path.exists() else None
     if ckpt is not None:
-        if ckpt.get("fingerprint") == fp and ckpt.get("world", 1) == env.world:
+        if same_run(ckpt.get("fingerprint"), fp) and ckpt.get("world", 1) == env.world:
             model.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["optimizer"])
             sched.load_state_dict(ckpt["scheduler"])

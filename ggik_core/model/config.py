@@ -33,6 +33,7 @@ class ModelConfig:
     decoder_layers: int = 0  # layers of the decoder (it places the nodes); 0: same as layers
     partial_layers: int = 0  # layers of the partial-graph encoder (prior and decoder input); 0: same as layers
     latent_scope: str = "node"  # node: one latent per node (the reference) | graph: one per graph, given to every node
+    prior_mixture: str = "node"  # node: each node draws its own prior component (the reference) | graph: one component per graph, shared by its nodes
 
     @property
     def directions(self) -> bool:

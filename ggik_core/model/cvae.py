@@ -15,6 +15,17 @@ per-node prior is a product of independent per-node mixtures, so its samples can
 correlation between the nodes of one solution (all of them move with the arm's self-motion); one
 latent per graph can.
 
+``prior_mixture="graph"`` keeps a latent per node but makes the mixture's component a property of
+the graph: with node logits :math:`\ell_{ik}` and :math:`\pi_k = \mathrm{softmax}_k(\frac1N
+\sum_i \ell_{ik})`,
+
+.. math::
+    p(Z \mid \tilde G) = \sum_k \pi_k \prod_i \mathcal N(z_i; \mu_{ik}, \sigma_{ik}^2),
+
+so a prior sample draws one component for the whole graph and every node's latent from that
+component: the nodes of one sample come from one mode (one solution branch) instead of each node
+picking its own, which mixes latents of different solutions.
+
 Loss (negative ELBO): :math:`\sum_i w_i \lVert \hat x_i - x_i \rVert^2 / N +
 \beta \cdot \mathrm{KL}(q \Vert p) / N` per graph, the KL of the mixture prior estimated by
 Monte Carlo with the reparameterised posterior sample; ``w = anchor_weight`` on anchors and
@@ -127,6 +138,10 @@ class GGIK(nn.Module):
         self.decoder = GraphStack(cfg, features_out=False, depth=cfg.decoder_layers)
         if cfg.latent_scope not in ("node", "graph"):
             raise ValueError(f"unknown latent_scope {cfg.latent_scope!r} (node or graph)")
+        if cfg.prior_mixture not in ("node", "graph"):
+            raise ValueError(f"unknown prior_mixture {cfg.prior_mixture!r} (node or graph)")
+        if cfg.prior_mixture == "graph" and cfg.latent_scope == "graph":
+            raise ValueError("prior_mixture=graph needs latent_scope=node (a per-graph latent has one mixture already)")
 
     @property
     def per_graph(self) -> bool:
@@ -172,6 +187,18 @@ class GGIK(nn.Module):
         mu, log_sigma = out[:, K:].reshape(-1, K, 2 * D).split(D, dim=-1)
         return logits, mu, log_sigma.clamp(-7.0, 3.0)
 
+    @property
+    def shared_component(self) -> bool:
+        return self.cfg.prior_mixture == "graph"
+
+    def prior_draws(self, h_partial: Tensor, b: GraphBatch, k: int, generator: torch.Generator | None = None) -> Tensor:
+        """``k`` prior draws per latent unit ``(M, k, D)``: each unit's own component, or one
+        component per graph and copy with ``prior_mixture="graph"``."""
+        prior = self.prior(self.pool(h_partial, b))
+        if self.shared_component:
+            return shared_prior_sample(*prior, b.num_graphs, k, generator)
+        return prior_sample(*prior, k, generator)
+
     def decode(self, z: Tensor, h_partial: Tensor, x_partial: Tensor, b: GraphBatch) -> Tensor:
         """Positions ``(B*N, 3)`` from latents per node ``(B*N, D)`` or per graph ``(B, D)``."""
         h = self.embed_dec(torch.cat([self.spread(z, b), h_partial], -1))
@@ -210,8 +237,11 @@ class GGIK(nn.Module):
         w = torch.where(b.anchor, anchor_weight, node_weight).to(x_hat.dtype)
         rec = (w * (x_hat - b.x).pow(2).sum(-1)).reshape(b.num_graphs, N).sum(-1) / N
         log_q = _diag_normal_logpdf(z, mu_q, ls_q)
-        log_p = _mixture_logpdf(z, *self.prior(self.pool(h_p, b)))
-        kl = (log_q - log_p).reshape(b.num_graphs, -1).sum(-1) / N
+        prior = self.prior(self.pool(h_p, b))
+        if self.shared_component:
+            kl = (log_q.reshape(b.num_graphs, N).sum(-1) - _shared_mixture_logpdf(z, *prior, b.num_graphs)) / N
+        else:
+            kl = (log_q - _mixture_logpdf(z, *prior)).reshape(b.num_graphs, -1).sum(-1) / N
         rec, kl = rec.mean(), kl.mean()
         kl_term = kl.clamp_min(free_bits) if free_bits > 0 else kl
         out = {"total": rec + beta * kl_term, "rec": rec, "kl": kl}
@@ -223,7 +253,7 @@ class GGIK(nn.Module):
     def prior_consistency(self, b: GraphBatch, h_p: Tensor, x_p: Tensor, anchor_weight: float, node_weight: float) -> Tensor:
         """The batch mean of :math:`\mathcal L_c` (module docstring) for one prior sample per graph."""
         with torch.no_grad():
-            z = prior_sample(*self.prior(self.pool(h_p, b)), 1)[:, 0]
+            z = self.prior_draws(h_p, b, 1)[:, 0]
         return consistency_residual(self.decode(z, h_p, x_p, b), b, anchor_weight, node_weight).mean()
 
     # --- inference ---------------------------------------------------------------------------
@@ -231,7 +261,7 @@ class GGIK(nn.Module):
     def sample(self, b: GraphBatch, k: int, generator: torch.Generator | None = None) -> Tensor:
         """``k`` candidate point sets per problem: ``(B, k, N, 3)``, decoded in one batched pass."""
         h_p, x_p = self.encode_partial(b)
-        z = prior_sample(*self.prior(self.pool(h_p, b)), k, generator)  # (M, k, D); M nodes or graphs
+        z = self.prior_draws(h_p, b, k, generator)  # (M, k, D); M nodes or graphs
         D = z.shape[-1]
         N, B = b.nodes_per_graph, b.num_graphs
         # graph-major layout (graph g, copy c) -> g * k + c, matching repeat_batch_partial; a
@@ -274,6 +304,27 @@ def prior_sample(logits: Tensor, mu: Tensor, log_sigma: Tensor, k: int, generato
     idx = comp[..., None].expand(M, k, D)
     eps = torch.randn(M, k, D, dtype=mu.dtype, device=mu.device, generator=generator)
     return torch.gather(mu, 1, idx) + torch.gather(log_sigma, 1, idx).exp() * eps
+
+
+def shared_prior_sample(logits: Tensor, mu: Tensor, log_sigma: Tensor, graphs: int, k: int,
+                        generator: torch.Generator | None = None) -> Tensor:
+    """``k`` draws ``(B*N, k, D)`` with one component per graph and draw: the component from the
+    graph's mean logits, then each node's latent from that component of its own mixture (node rows
+    graph-major: logits ``(B*N, K)``, ``mu``, ``log_sigma`` ``(B*N, K, D)``)."""
+    M, K, D = mu.shape
+    N = M // graphs
+    pi = torch.softmax(logits.reshape(graphs, N, K).mean(1), -1)
+    comp = torch.multinomial(pi, k, replacement=True, generator=generator)  # (B, k)
+    idx = comp[:, None, :, None].expand(graphs, N, k, D).reshape(M, k, D)
+    eps = torch.randn(M, k, D, dtype=mu.dtype, device=mu.device, generator=generator)
+    return torch.gather(mu, 1, idx) + torch.gather(log_sigma, 1, idx).exp() * eps
+
+
+def _shared_mixture_logpdf(z: Tensor, logits: Tensor, mu: Tensor, log_sigma: Tensor, graphs: int) -> Tensor:
+    r""":math:`\log \sum_k \pi_k \prod_i \mathcal N(z_i; \mu_{ik}, \sigma_{ik}^2)` per graph ``(B,)``."""
+    M, K, _ = mu.shape
+    comp = _diag_normal_logpdf(z[:, None, :], mu, log_sigma).reshape(graphs, M // graphs, K).sum(1)  # (B, K)
+    return torch.logsumexp(torch.log_softmax(logits.reshape(graphs, M // graphs, K).mean(1), -1) + comp, -1)
 
 
 def _diag_normal_logpdf(z: Tensor, mu: Tensor, log_sigma: Tensor) -> Tensor:

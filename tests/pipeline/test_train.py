@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,7 @@ from ggik_core.robots.random_robots import RandomRobotConfig
 from pipeline.data import build_graphs, generate
 from pipeline.params import DataParams, ModelParams, Params, TrainParams
 from pipeline.probe import probe_steps
-from pipeline.train import load_model, train
+from pipeline.train import fingerprint_train, load_model, train
 
 TINY = Params(
     data=DataParams(n_problems=96, dofs=(5, 6)),
@@ -243,3 +243,17 @@ def test_accuracy_probes_record_raw_error_in_mm_and_do_not_change_training(graph
     resumed = pd.read_csv(tmp_path / "chunked/metrics/accuracy_time.csv")
     cols = [c for c in rows.columns if c != "minutes"]
     pd.testing.assert_frame_equal(rows[cols], resumed[cols])
+
+
+def test_a_setting_added_after_the_checkpoint_counts_as_its_default():
+    """Checkpoints written before a model or train setting existed stay resumable by runs that
+    leave it at its default, and only by those."""
+    from pipeline.train import same_run
+
+    fp = {"model": asdict(ModelConfig()), "train": fingerprint_train(TrainParams()), "data": "abc"}
+    old = {"model": {k: v for k, v in fp["model"].items() if k != "prior_mixture"},
+           "train": {k: v for k, v in fp["train"].items() if k != "free_bits"}, "data": "abc"}
+    assert same_run(old, fp) and same_run(fp, fp)
+    assert not same_run(old, {**fp, "model": {**fp["model"], "prior_mixture": "graph"}})
+    assert not same_run({**old, "data": "other"}, fp)
+    assert not same_run(None, fp)
