@@ -42,7 +42,7 @@ import numpy as np
 from ggik_core.errors import GGIKError
 from ggik_core.robots.robot import Robot
 from ggik_core.solve.config import RefineConfig
-from ggik_core.solve.multistart import home_frames, wrap_angle
+from ggik_core.solve.multistart import first_distinct, home_frames
 
 if TYPE_CHECKING:  # torch loads only with a model: the default solver (random seeds) runs without it
     import torch
@@ -328,19 +328,11 @@ def solved_and_distinct(q: np.ndarray, pos_mm: np.ndarray, rot_deg: np.ndarray, 
 
 def distinct_mask(q: np.ndarray, valid: np.ndarray, order: np.ndarray, tol: float, max_elements: int = 1 << 24) -> np.ndarray:
     """``(G, k)``: valid candidates not within ``tol`` (max joint difference on the circle) of a
-    better counted one, candidates taken in ``order`` (best first). Vectorised over goals, in
-    chunks of goals whose ``(chunk, k, k, n)`` difference tensor stays under ``max_elements``."""
-    G, k, n = q.shape
+    better counted one, candidates taken in ``order`` (best first)
+    (:func:`~ggik_core.solve.multistart.first_distinct`, in chunks under ``max_elements``)."""
     qs = np.take_along_axis(q, order[..., None], 1)
     vs = np.take_along_axis(valid, order, 1)
-    counted = np.zeros((G, k), dtype=bool)
-    step = max(1, max_elements // max(1, k * k * n))
-    for s in range(0, G, step):
-        qt = qs[s:s + step]
-        close = np.abs(wrap_angle(qt[:, :, None, :] - qt[:, None, :, :])).max(-1) < tol  # (chunk, k, k)
-        part = counted[s:s + step]
-        for j in range(k):  # greedy over candidate slots, every goal of the chunk at once
-            part[:, j] = vs[s:s + step, j] & ~(close[:, j, :] & part).any(-1)
+    counted = first_distinct(qs, vs, tol, max_elements)
     out = np.zeros_like(counted)
     np.put_along_axis(out, order, counted, 1)
     return out

@@ -82,26 +82,34 @@ def pose_errors(T: np.ndarray, goal: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return pos, np.arctan2(np.linalg.norm(skew, axis=-1), R[..., 0, 0] + R[..., 1, 1] + R[..., 2, 2] - 1.0)
 
 
-def first_distinct(q: np.ndarray, valid: np.ndarray, tol: float) -> np.ndarray:
-    """``(G, m)`` bool: valid candidates of ``q (G, m, n)`` that differ by at least ``tol`` in some
-    joint (on the circle) from every earlier valid one kept — greedy in candidate order, every goal
-    at once.
+def first_distinct(q: np.ndarray, valid: np.ndarray, tol: float, max_elements: int = 1 << 24) -> np.ndarray:
+    """``(G, m)`` bool: valid candidates of ``q (G, m, n)`` not within ``tol`` of an earlier kept
+    one — two candidates are within ``tol`` when every joint differs by less than ``tol`` on the
+    circle (:func:`wrap_angle`) — greedy in candidate order, every goal at once, in chunks of goals
+    whose ``(chunk, m, m, n)`` size stays under ``max_elements``.
 
-    :math:`|{\\rm wrap}(a - b)| < t \\iff \\cos a \\cos b + \\sin a \\sin b > \\cos t` (``t < π``), so
-    pairs close in every joint have :math:`\\sum_k \\cos(a_k - b_k) > n \\cos t`: one batched
-    product finds those pairs, and only they are checked joint by joint.
+    For ``tol < π``, :math:`|{\rm wrap}(a - b)| < t \Rightarrow \cos a \cos b + \sin a \sin b >
+    \cos t`, so pairs close in every joint have :math:`\sum_k \cos(a_k - b_k) > n \cos t`: one
+    batched product finds those pairs, and only they are checked joint by joint.
     """
     G, m, n = q.shape
-    c, s = np.cos(q), np.sin(q)
-    emb = np.concatenate([c, s], -1)
-    cand = (emb @ emb.transpose(0, 2, 1)) > n * math.cos(tol) - 1e-9  # a superset (rounding slack)
-    g, i, j = np.nonzero(cand)
-    exact = (c[g, i] * c[g, j] + s[g, i] * s[g, j] > math.cos(tol)).all(-1)
-    close = np.zeros((G, m, m), dtype=bool)
-    close[g[exact], i[exact], j[exact]] = True
     kept = np.zeros((G, m), dtype=bool)
-    for j in range(m):  # over candidate slots, not goals
-        kept[:, j] = valid[:, j] & ~(close[:, j, :] & kept).any(-1)
+    step = max(1, max_elements // max(1, m * m * n))
+    for a in range(0, G, step):
+        qc = q[a:a + step]
+        if tol < math.pi:
+            c, s = np.cos(qc), np.sin(qc)
+            emb = np.concatenate([c, s], -1)
+            cand = (emb @ emb.transpose(0, 2, 1)) > n * math.cos(tol) - 1e-9  # a superset (rounding slack)
+            g, i, j = np.nonzero(cand)
+        else:  # every pair is a candidate
+            g, i, j = (x.reshape(-1) for x in np.indices((len(qc), m, m)))
+        exact = (np.abs(wrap_angle(qc[g, i] - qc[g, j])) < tol).all(-1)
+        close = np.zeros((len(qc), m, m), dtype=bool)
+        close[g[exact], i[exact], j[exact]] = True
+        part = kept[a:a + step]
+        for j in range(m):  # over candidate slots, not goals
+            part[:, j] = valid[a:a + step, j] & ~(close[:, j, :] & part).any(-1)
     return kept
 
 

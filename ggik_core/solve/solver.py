@@ -16,10 +16,10 @@ from torch import Tensor
 
 from ggik_core.solve.joints import fit_to_limits, recover_joints
 from ggik_core.robots.kinematics import forward_kinematics, home_frames
-from ggik_core.solve.multistart import extra_count
+from ggik_core.solve.multistart import extra_count, first_distinct
 from ggik_core.solve.refine import RefineConfig, refine
 from ggik_core.robots.robot import Robot
-from ggik_core.robots.transforms import invert, pose_errors, wrap_angle
+from ggik_core.robots.transforms import invert, pose_errors
 
 if TYPE_CHECKING:  # the model and graph code (torch_geometric) load only when sampling
     from ggik_core.data.graph import ProblemGraphs
@@ -137,12 +137,7 @@ def distinct_count(q: Tensor, valid: Tensor, tol: float) -> Tensor:
     """Distinct valid solutions per goal: ``q (G, k, n)``, ``valid (G, k)`` -> ``(G,)``.
 
     Two solutions are the same when every joint differs by less than ``tol`` (angles compared on
-    the circle). Greedy: a valid solution counts when no earlier counted one is within ``tol``.
+    the circle). Greedy: a valid solution counts when no earlier counted one is within ``tol``
+    (:func:`~ggik_core.solve.multistart.first_distinct`).
     """
-    close = wrap_angle(q[:, :, None, :] - q[:, None, :, :]).abs().amax(-1) < tol  # (G, k, k)
-    G, k = valid.shape
-    counted = torch.zeros(G, k, dtype=torch.bool)
-    for j in range(k):  # loop over candidate slots, every goal at once
-        dup = (close[:, j, :] & counted).any(-1)
-        counted[:, j] = valid[:, j] & ~dup
-    return counted.sum(-1)
+    return torch.from_numpy(first_distinct(q.detach().cpu().numpy(), valid.cpu().numpy(), tol)).sum(-1)

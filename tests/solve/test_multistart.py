@@ -75,3 +75,20 @@ def test_extra_count_pools_small_batches_more():
     assert ms.extra_count(32, 50, cfg) == 8  # k * extra_seeds
     assert ms.extra_count(32, 1, cfg) == 32  # up to k more towards min_pool_rows
     assert ms.extra_count(32, 1, RefineConfig(extra_seeds=0)) == 0
+
+
+@pytest.mark.parametrize("tol", [1.0, 3.5])
+def test_first_distinct_matches_the_pairwise_definition_for_wide_tolerances(tol):
+    """The cosine pre-filter holds only below π; at and above it every pair is checked. Greedy
+    reference: a valid candidate is kept unless some earlier kept one is within ``tol`` in every
+    joint on the circle."""
+    rng = np.random.default_rng(3)
+    q = rng.uniform(-6, 6, (5, 12, 3))
+    valid = rng.random((5, 12)) > 0.2
+    expected = np.zeros_like(valid)
+    for g in range(5):
+        for j in range(12):
+            near = [(np.abs(ms.wrap_angle(q[g, j] - q[g, i])) < tol).all() for i in range(j) if expected[g, i]]
+            expected[g, j] = valid[g, j] and not any(near)
+    np.testing.assert_array_equal(ms.first_distinct(q, valid, tol), expected)
+    np.testing.assert_array_equal(ms.first_distinct(q, valid, tol, max_elements=1), expected)
