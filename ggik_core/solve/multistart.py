@@ -5,7 +5,7 @@ it starts without importing torch (about 1.5 s of start-up on the project's mach
 configurations are drawn uniformly inside the joint limits, refined by
 :func:`ggik_core.solve.lm_kernel.refine_pools` in pools (:func:`refine_pools`), and every error is
 recomputed by float64 forward kinematics (:func:`forward_kinematics`, :func:`pose_errors`). The
-torch refinement (:func:`ggik_core.solve.refine.refine`) calls the same driver on the CPU.
+torch refinement (:func:`ggik_core.solve.refine.refine`) calls :func:`refine_pools` on the CPU.
 
 A chain is ``n + 1`` link transforms ``L (n+1, 4, 4)``:
 :math:`T = L_0 R_z(q_1) L_1 \cdots R_z(q_n) L_n` (see :mod:`ggik_core.robots.kinematics`).

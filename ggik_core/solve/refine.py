@@ -293,16 +293,20 @@ def _refine(chain: Tensor, q: Tensor, goal: Tensor, lower: Tensor, upper: Tensor
     m = batch[-1] if keep is not None else 1  # rows per goal
     lower = torch.as_tensor(lower, dtype=dtype, device=device)
     upper = torch.as_tensor(upper, dtype=dtype, device=device)
+    if _use_kernel(chain, lower, upper, cfg):  # the torch-free driver, on the same arrays
+        from ggik_core.solve.multistart import refine_pools
+
+        goals = goal.detach().to(dtype).expand(*batch, 4, 4).reshape(-1, m, 4, 4)[:, 0].numpy()
+        seeds = q.detach().to(dtype).expand(*batch, n).reshape(-1, m, n).numpy()
+        out = torch.from_numpy(refine_pools(chain.detach().numpy(), seeds, goals, lower.expand(n).numpy(),
+                                            upper.expand(n).numpy(), cfg, keep or 1))
+        return out.reshape(*batch, n) if keep is None else out.reshape(*batch[:-1], keep, n)
     # whole turns first (an angle recovered in (-pi, pi] may fit the limits only shifted by 2 pi),
     # then clamp what still lies outside
     q0 = fit_to_limits(q.to(dtype).expand(*batch, n), lower, upper)
     q0 = torch.maximum(torch.minimum(q0, upper), lower).reshape(-1, n)
-    B = q0.shape[0]
-    g = goal.to(dtype).expand(*batch, 4, 4).reshape(B, 4, 4)
-    if _use_kernel(chain, lower, upper, cfg):
-        out, out_done, out_err = _refine_kernel(chain, q0, g, lower, upper, m, keep or 1, cfg)
-    else:
-        out, out_done, out_err = _refine_batched(chain, q0, g, lower, upper, batch, m, keep, cfg)
+    g = goal.to(dtype).expand(*batch, 4, 4).reshape(q0.shape[0], 4, 4)
+    out, out_done, out_err = _refine_batched(chain, q0, g, lower, upper, batch, m, keep, cfg)
     out = out.T  # (B, n)
     continuous = torch.isinf(lower) & torch.isinf(upper)
     out = torch.where(continuous, wrap_angle(out), out)
@@ -320,8 +324,9 @@ def _refine(chain: Tensor, q: Tensor, goal: Tensor, lower: Tensor, upper: Tensor
 
 
 def _use_kernel(chain: Tensor, lower: Tensor, upper: Tensor, cfg: RefineConfig) -> bool:
-    """Whether :func:`_refine_kernel` runs: ``backend`` "kernel", or "auto" on the CPU in float64
-    with one chain and one set of bounds for every row, when numba imports."""
+    """Whether the compiled kernel runs (through :func:`ggik_core.solve.multistart.refine_pools`):
+    ``backend`` "kernel", or "auto" on the CPU in float64 with one chain and one set of bounds for
+    every row, when numba imports."""
     if cfg.backend not in BACKENDS:
         raise ValueError(f"unknown refine backend {cfg.backend!r} (one of {', '.join(BACKENDS)})")
     if cfg.backend == "torch":
@@ -346,19 +351,6 @@ def _kernel():
     from ggik_core.solve import lm_kernel
 
     return lm_kernel
-
-
-def _refine_kernel(chain: Tensor, q0: Tensor, g: Tensor, lower: Tensor, upper: Tensor, m: int, keep: int,
-                   cfg: RefineConfig) -> tuple[Tensor, Tensor, Tensor]:
-    """:func:`ggik_core.solve.multistart.refine_rows` (the compiled kernel) on rows ``q0 (B, n)`` in
-    pools of ``m`` per goal (goals ``g (B, 4, 4)``, one per row); returns the rows ``(n, B)``,
-    converged flags and squared errors ``(B,)``."""
-    from ggik_core.solve.multistart import refine_rows
-
-    B, n = q0.shape
-    out, done, err = refine_rows(chain.numpy(), q0.numpy().reshape(B // m, m, n), g.numpy().reshape(B // m, m, 4, 4)[:, 0],
-                                 lower.expand(n).numpy(), upper.expand(n).numpy(), cfg, keep)
-    return torch.from_numpy(out.reshape(B, n)).T, torch.from_numpy(done.reshape(B)), torch.from_numpy(err.reshape(B))
 
 
 def _refine_batched(chain: Tensor, q0: Tensor, g: Tensor, lower: Tensor, upper: Tensor, batch: tuple[int, ...], m: int,
