@@ -142,8 +142,8 @@ class Robot:
         """Joint bounds for solvers ``(n,)``: the limits, and minus and plus infinity for continuous joints."""
         import torch
 
-        inf = torch.full_like(self.lower, math.inf)
-        return torch.where(self.continuous, -inf, self.lower), torch.where(self.continuous, inf, self.upper)
+        lower, upper = self.bounds_np()
+        return torch.from_numpy(lower), torch.from_numpy(upper)
 
     def sample_q(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` configurations uniform inside the joint limits ``(n, dof)``."""

@@ -121,7 +121,7 @@ class _Joint:
     child: str | None
     origin: np.ndarray  # (4, 4), from <origin xyz rpy>
     axis: list[float] | None  # <axis xyz>, as written
-    limit: tuple[float | None, float | None] | None  # <limit lower upper>
+    limit: tuple[float | None, float | None]  # <limit lower upper>
     mimic: str | None  # <mimic joint>
 
 
@@ -182,14 +182,11 @@ def _joint(el, path: Path) -> _Joint:
     with np.errstate(invalid="ignore"):  # NaN origins are reported per joint on the chain
         origin[:3, :3] = rpy_rotation(np.array(rpy))
     origin[:3, 3] = xyz
-    limit = None
-    if el.find("limit") is not None:
-        lo, hi = numbers("limit", "lower", None), numbers("limit", "upper", None)
-        limit = (lo[0] if lo else None, hi[0] if hi else None)
+    lo, hi = numbers("limit", "lower", None), numbers("limit", "upper", None)
     parent, child, mimic = el.find("parent"), el.find("child"), el.find("mimic")
     return _Joint(name=name, type=el.get("type"), parent=None if parent is None else parent.get("link"),
                   child=None if child is None else child.get("link"), origin=origin,
-                  axis=numbers("axis", "xyz", None) if el.find("axis") is not None else None, limit=limit,
+                  axis=numbers("axis", "xyz", None), limit=(lo[0] if lo else None, hi[0] if hi else None),
                   mimic=None if mimic is None else mimic.get("joint", ""))
 
 
@@ -285,7 +282,7 @@ def _limits(joint, path: Path) -> tuple[float, float]:
     if joint.type == "continuous":
         return -math.pi, math.pi
     limit = joint.limit
-    if limit is None or limit[0] is None or limit[1] is None:
+    if limit[0] is None or limit[1] is None:
         raise RobotError(f"{path}: revolute joint {joint.name!r} needs <limit lower=... upper=...> (use type 'continuous' for an unlimited joint)")
     lo, hi = float(limit[0]), float(limit[1])
     if not (math.isfinite(lo) and math.isfinite(hi)):
