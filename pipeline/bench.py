@@ -57,7 +57,7 @@ def _sync(device: torch.device) -> None:
 
 
 #: the training-step variants `ggik bench train` can time side by side
-TRAIN_PATHS = ("pyg", "dense", "dense-bf16", "dense-compile")
+TRAIN_PATHS = ("pyg", "dense", "dense-bf16", "dense-tf32", "dense-compile")
 
 
 def _variant(spec: str) -> tuple[str, dict]:
@@ -86,7 +86,7 @@ def _train_step(model, opt, b, path: str):
 
     from pipeline.train import precision_context
 
-    ctx = precision_context("bf16" if path.endswith("bf16") else "fp32", b.h.device)
+    ctx = precision_context(path.rpartition("-")[2] if path.endswith(("bf16", "tf32")) else "fp32", b.h.device)
     fn = model
     if path.endswith("compile"):
         fn = getattr(model, "_compiled", None)

@@ -217,7 +217,7 @@ def bench_data(
 @bench_app.command("train")
 def bench_train(
     layer: list[str] = typer.Option(["egnn", "egat"], "--layer"),
-    path: list[str] = typer.Option(["pyg", "dense"], "--path", help="A path (pyg | dense | dense-bf16 | dense-compile), optionally followed by model KEY=VALUE overrides, e.g. 'dense-bf16 phi_x=linear'; the first is the baseline."),
+    path: list[str] = typer.Option(["pyg", "dense"], "--path", help="A path (pyg | dense | dense-bf16 | dense-tf32 | dense-compile), optionally followed by model KEY=VALUE overrides, e.g. 'dense-bf16 phi_x=linear'; the first is the baseline."),
     batch_size: int = typer.Option(128),
     steps: int = typer.Option(5),
     rounds: int = typer.Option(3, help="Interleaved timing rounds; the median is reported."),
@@ -276,7 +276,7 @@ def bench_overfit(
     lr: float = typer.Option(3e-3, help="Peak of the one-cycle schedule."),
     layer: str = typer.Option("egnn"),
     set_: list[str] = typer.Option([], "--set", help="Model KEY=VALUE overrides, e.g. --set symmetric=true."),
-    precision: str = typer.Option("fp32", help="fp32 | bf16"),
+    precision: str = typer.Option("fp32", help="fp32 | tf32 | bf16"),
     seed: int = typer.Option(0),
     every: int = typer.Option(250, help="Steps between reports."),
     batch: int = typer.Option(0, help="Problems per step (0: all of them)."),

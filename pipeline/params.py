@@ -68,7 +68,7 @@ class TrainParams:
     deterministic: str = "auto"  # auto (on for CPU, off on CUDA) | true | false
     max_minutes: float = 0.0  # stop a chunk after this many minutes (0: no limit); resume continues
     num_threads: int = 0  # 0: automatic (ggik_core.runtime.pick_threads: free cores, or GGIK_THREADS)
-    precision: str = "bf16"  # bf16 (autocast of the feature path; coordinates and losses stay fp32) | fp32
+    precision: str = "bf16"  # bf16 (autocast of the feature path; coordinates and losses stay fp32) | tf32 (CUDA) | fp32
     log_every: int = 20  # steps between reads of the device-side loss sums (the only host syncs)
     probes: int = 10  # accuracy probes (raw samples in mm on data.robots, else the five arms) evenly spaced over the run; 0: none
     probe_goals: int = 16  # goals per arm in each probe (32 samples each)
@@ -158,8 +158,8 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise GGIKError(f"params: train.lr_schedule must be step or cosine, got {p.train.lr_schedule!r}")
     if not 0.0 <= p.train.warmup_fraction < 1.0:
         raise GGIKError(f"params: train.warmup_fraction must be in [0, 1), got {p.train.warmup_fraction}")
-    if p.train.precision not in ("fp32", "bf16"):
-        raise GGIKError(f"params: train.precision must be fp32 or bf16, got {p.train.precision!r}")
+    if p.train.precision not in ("fp32", "tf32", "bf16"):
+        raise GGIKError(f"params: train.precision must be fp32, tf32 or bf16, got {p.train.precision!r}")
     if p.model.phi_x not in ("mlp", "linear"):
         raise GGIKError(f"params: model.phi_x must be mlp or linear, got {p.model.phi_x!r}")
     if p.model.symmetric and p.model.layer != "egnn":

@@ -214,8 +214,9 @@ def run_epoch(net: torch.nn.Module, graphs, plan, tp: TrainParams, beta: float |
     seen = 0  # graphs so far (known on the host)
     autocast = precision_context(tp.precision, env.device)
     pending = 0
-    for step, (dof, idx) in enumerate(plan, 1):
-        idx = idx.to(env.device)
+    # every batch's indices go to the device in one copy per epoch, not one (synchronising) copy per step
+    on_device = torch.cat([i for _, i in plan]).to(env.device).split([i.numel() for _, i in plan]) if plan else ()
+    for step, ((dof, _), idx) in enumerate(zip(plan, on_device), 1):
         b = make_batch(subset(graphs[dof], idx), cfg.directions, home_init=cfg.home_init)
         beta_now = beta(step / len(plan)) if callable(beta) else beta
         with torch.set_grad_enabled(training), autocast:
@@ -247,11 +248,25 @@ def run_epoch(net: torch.nn.Module, graphs, plan, tp: TrainParams, beta: float |
 
 
 def precision_context(precision: str, device: torch.device):
-    """``train.precision``: bf16 autocast of the feature path (coordinates and losses stay fp32),
-    or nothing for fp32."""
+    """``train.precision``: bf16 autocast of the feature path (coordinates and losses stay fp32);
+    ``tf32``: fp32 tensors with TF32 matrix products on CUDA (10-bit mantissa, fp32 range; the
+    same as fp32 on the CPU); or nothing for fp32."""
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision == "tf32" and device.type == "cuda":
+        return TF32Matmuls()
     return contextlib.nullcontext()
+
+
+class TF32Matmuls:
+    """A reusable context (entered every step) under which fp32 matrix products may use TF32."""
+
+    def __enter__(self) -> None:
+        self.before = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("high")
+
+    def __exit__(self, *exc: object) -> None:
+        torch.set_float32_matmul_precision(self.before)
 
 
 def write_metrics(history: list[dict], metrics_dir: Path, complete: bool, extra: dict) -> None:
@@ -285,7 +300,8 @@ def _train(params: Params, graph_dir: Path, out_dir: Path, metrics_dir: Path, en
     net: torch.nn.Module = model
     if env.world > 1:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    opt = torch.optim.AdamW(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay)
+    # fused: one kernel for the whole AdamW update on CUDA (the same update)
+    opt = torch.optim.AdamW(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay, fused=device.type == "cuda")
     steps_per_epoch = len(env.shard(batches(train_idx, tp.batch_size, None)))
     sched = make_scheduler(opt, tp, steps_per_epoch)
     ckpt_path = out_dir / "checkpoint.pt"

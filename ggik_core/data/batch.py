@@ -63,16 +63,15 @@ class GraphBatch:
 
 @lru_cache(maxsize=64)
 def batched_edge_index(dof: int, num_graphs: int, device: torch.device | str = "cpu") -> Tensor:
-    lay = layout(dof)
     N = num_nodes(dof)
-    ei = lay.edge_index.to(device)
+    ei = layout(dof, device).edge_index
     offsets = (torch.arange(num_graphs, device=device) * N).repeat_interleave(ei.shape[1])
     return ei.repeat(1, num_graphs) + offsets
 
 
 def _edge_values(m: Tensor, dof: int) -> Tensor:
     """Gather ``(B, N, N, ...)`` per-node-pair values at the edges: ``(B*E, ...)`` (row j, col i)."""
-    ei = layout(dof).edge_index.to(m.device)
+    ei = layout(dof, m.device).edge_index
     return m[:, ei[0], ei[1]].reshape(-1, *m.shape[3:])
 
 
@@ -88,7 +87,7 @@ def make_batch(g: ProblemGraphs, directions: bool, with_answer: bool = True, dty
     goal = g.goal.to(dtype)
     home = g.home.to(dtype)
     xa = anchor_positions(goal, dof)  # (B, N, 3)
-    anchor = layout(dof).anchor.to(goal.device)
+    anchor = layout(dof, goal.device).anchor
     d_part = partial_distances(home, g.known, goal)
     known = g.known.to(dtype)
     e_partial = [d_part[..., None], known[..., None]]

@@ -54,7 +54,12 @@ class Layout:
 
 
 @lru_cache(maxsize=None)
-def layout(dof: int) -> Layout:
+def layout(dof: int, device: torch.device | str | None = None) -> Layout:
+    """The layout of ``dof``, its tensors on ``device`` (cached per device, so batches built on
+    a GPU copy nothing from the host)."""
+    if device is not None and torch.device(device) != torch.device("cpu"):
+        cpu = layout(dof)
+        return Layout(dof, *(t.to(device) for t in (cpu.role, cpu.anchor, cpu.pair, cpu.edge_index)))
     N = num_nodes(dof)
     role = torch.tensor([0, 1, 2, 3] + [4, 5] * (dof - 1) + [6, 7])
     anchor = torch.zeros(N, dtype=torch.bool)
@@ -138,8 +143,8 @@ def anchor_positions(goal: Tensor, dof: int) -> Tensor:
 
 def known_mask(home: Tensor, dof: int, tol: float = ON_LINE_TOL) -> Tensor:
     """Which distances are configuration-invariant: ``(..., N, N)`` bool from home positions ``(..., N, 3)``."""
-    lay = layout(dof)
-    pair = lay.pair.to(home.device)
+    lay = layout(dof, home.device)
+    pair = lay.pair
     # distance of every node to the line of every pair 0..n-1 (joint axes 1..n)
     idx_p = torch.tensor([0] + [2 * k + 2 for k in range(1, dof)], device=home.device)
     lp = home[..., idx_p, :]  # (..., n, 3)
@@ -158,7 +163,7 @@ def known_mask(home: Tensor, dof: int, tol: float = ON_LINE_TOL) -> Tensor:
     # u_on[..., u, v] = node u lies on line mid(u, v); v_on by transposing the symmetric index
     v_on = u_on.transpose(-1, -2)
     skip_known = skip & (u_on | v_on)
-    anchors = lay.anchor.to(home.device)
+    anchors = lay.anchor
     both_anchor = anchors[:, None] & anchors[None, :]
     structural = base_both | next_not_base | both_anchor
     known = structural | skip_known
@@ -171,13 +176,19 @@ def goal_features(goal: Tensor) -> Tensor:
     return torch.cat([goal[..., :3, 3], goal[..., :3, 0], goal[..., :3, 1]], -1)
 
 
+@lru_cache(maxsize=None)
+def _static_features(dof: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """The goal-independent node features ``(N, NUM_ROLES + 2)``: role one-hot, anchor flag, chain position."""
+    lay = layout(dof)
+    onehot = torch.nn.functional.one_hot(lay.role, NUM_ROLES).to(dtype)
+    along = (lay.pair.clamp(min=0).to(dtype) / dof)[:, None]
+    return torch.cat([onehot, lay.anchor.to(dtype)[:, None], along], -1).to(device)
+
+
 def node_features(goal: Tensor, dof: int) -> Tensor:
     """Node features ``(..., N, NODE_FEATURES)``: role one-hot, anchor flag, chain position, goal."""
-    lay = layout(dof)
     N = num_nodes(dof)
-    onehot = torch.nn.functional.one_hot(lay.role, NUM_ROLES).to(goal)
-    along = (lay.pair.clamp(min=0).to(goal) / dof)[:, None]
-    static = torch.cat([onehot, lay.anchor.to(goal)[:, None], along], -1)
+    static = _static_features(dof, goal.device, goal.dtype)
     static = static.expand(*goal.shape[:-2], N, static.shape[-1])
     g = goal_features(goal)[..., None, :].expand(*goal.shape[:-2], N, 9)
     return torch.cat([static, g], -1)
@@ -222,7 +233,7 @@ def partial_distances(home: Tensor, known: Tensor, goal: Tensor) -> Tensor:
     Anchor-to-anchor distances come from the goal; the rest from the home configuration.
     """
     dof = (home.shape[-2] - 4) // 2
-    anchors = layout(dof).anchor.to(home.device)
+    anchors = layout(dof, home.device).anchor
     both = anchors[:, None] & anchors[None, :]
     xa = anchor_positions(goal.to(home.dtype), dof)
     d_home = torch.cdist(home, home)

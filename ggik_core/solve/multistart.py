@@ -83,7 +83,7 @@ def pose_errors(T: np.ndarray, goal: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def first_distinct(q: np.ndarray, valid: np.ndarray, tol: float, max_elements: int = 1 << 24) -> np.ndarray:
-    """``(G, m)`` bool: valid candidates of ``q (G, m, n)`` not within ``tol`` of an earlier kept
+    r"""``(G, m)`` bool: valid candidates of ``q (G, m, n)`` not within ``tol`` of an earlier kept
     one — two candidates are within ``tol`` when every joint differs by less than ``tol`` on the
     circle (:func:`wrap_angle`) — greedy in candidate order, every goal at once, in chunks of goals
     whose ``(chunk, m, m, n)`` size stays under ``max_elements``.
