@@ -72,7 +72,8 @@ class Probe:
         model.eval()
         raw, best, row = [], [], {}
         for name, (robot, goals) in self.goals.items():
-            s = sample_solutions(model, robot, goals, K, generator=torch.Generator().manual_seed(SAMPLE_SEED))
+            gen = torch.Generator(device=next(model.parameters()).device).manual_seed(SAMPLE_SEED)
+            s = sample_solutions(model, robot, goals, K, generator=gen)
             mm = s.pos_err.reshape(goals.shape[0], K).double() * 1000
             raw.append(mm.flatten())
             best.append(mm.min(1).values)

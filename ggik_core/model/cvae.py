@@ -251,7 +251,7 @@ class GGIK(nn.Module):
         return out
 
     def prior_consistency(self, b: GraphBatch, h_p: Tensor, x_p: Tensor, anchor_weight: float, node_weight: float) -> Tensor:
-        """The batch mean of :math:`\mathcal L_c` (module docstring) for one prior sample per graph."""
+        r"""The batch mean of :math:`\mathcal L_c` (module docstring) for one prior sample per graph."""
         with torch.no_grad():
             z = self.prior_draws(h_p, b, 1)[:, 0]
         return consistency_residual(self.decode(z, h_p, x_p, b), b, anchor_weight, node_weight).mean()
@@ -280,7 +280,7 @@ class GGIK(nn.Module):
 
 
 def consistency_residual(x: Tensor, b: GraphBatch, anchor_weight: float, node_weight: float) -> Tensor:
-    """:math:`\mathcal L_c` per graph ``(B,)`` for node positions ``x (B*N, 3)``: squared errors of
+    r""":math:`\mathcal L_c` per graph ``(B,)`` for node positions ``x (B*N, 3)``: squared errors of
     the known distances of the partial graph (each pair once) and of the anchor positions."""
     B, N = b.num_graphs, b.nodes_per_graph
     x = x.float().reshape(B, N, 3)

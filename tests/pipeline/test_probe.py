@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from ggik_core.model.config import ModelConfig
@@ -25,3 +26,12 @@ def test_probes_sample_the_training_robots_else_the_arms_of_the_trained_dofs():
     row = probe(GGIK(ModelConfig(hidden=16, layers=2, latent=4, components=3)))
     assert set(row) == set(probe.columns[4:]) and all(v > 0 for v in row.values())
     assert row["best_of_k_mm"] <= row["raw_median_mm"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+def test_probes_run_on_a_cuda_model():
+    """The probe's sampling generator lives on the model's device (a CPU one stopped the first GPU run)."""
+    probe = Probe.on_robots(2, ["kuka"])
+    torch.manual_seed(0)
+    row = probe(GGIK(ModelConfig(hidden=16, layers=2, latent=4, components=3)).cuda())
+    assert row["kuka_best_mm"] <= row["kuka_raw_mm"]
