@@ -257,3 +257,34 @@ def test_a_setting_added_after_the_checkpoint_counts_as_its_default():
     assert not same_run(old, {**fp, "model": {**fp["model"], "prior_mixture": "graph"}})
     assert not same_run({**old, "data": "other"}, fp)
     assert not same_run(None, fp)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+def test_training_steps_make_no_host_sync_on_cuda():
+    """Under torch's sync debug mode the host syncs of an epoch do not grow with its steps: the
+    batch indices go to the device once per epoch and the losses are read once (log_every)."""
+    import warnings
+
+    from pipeline.train import Dist, _to, run_epoch
+
+    dev = torch.device("cuda")
+    pb = random_problems(512, 6, RandomRobotConfig(), torch.Generator().manual_seed(0))
+    g = {6: _to(build_problem_graphs(pb.chain, pb.q, pb.goal), dev)}
+    model = GGIK(TINY.model).to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
+    tp = replace(TINY.train, log_every=10_000)
+
+    def syncs(steps: int) -> int:
+        plan = [(6, torch.arange(i * 32, (i + 1) * 32)) for i in range(steps)]
+        run_epoch(model, g, plan, tp, 1.0, Dist(), opt)  # warm-up
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                run_epoch(model, g, plan, tp, 1.0, Dist(), opt)
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+        return sum("synchroniz" in str(w.message).lower() for w in caught)
+
+    assert syncs(16) == syncs(4) <= 3
