@@ -58,6 +58,8 @@ def _sync(device: torch.device) -> None:
 
 #: the training-step variants `ggik bench train` can time side by side
 TRAIN_PATHS = ("pyg", "dense", "dense-bf16", "dense-tf32", "dense-compile", "dense-cudagraphs")
+#: the suffixes of the compiled paths (cudagraphs: compiled, then replayed as CUDA graphs, no launch overhead)
+COMPILED = ("compile", "cudagraphs")
 
 
 def _variant(spec: str) -> tuple[str, dict]:
@@ -88,7 +90,7 @@ def _train_step(model, opt, b, path: str):
 
     ctx = precision_context(path.rpartition("-")[2] if path.endswith(("bf16", "tf32")) else "fp32", b.h.device)
     fn = model
-    if path.endswith(("compile", "cudagraphs")):  # cudagraphs: compiled, replayed as CUDA graphs (no launch overhead)
+    if path.endswith(COMPILED):
         fn = getattr(model, "_compiled", None)
         if fn is None:
             fn = model._compiled = torch.compile(model, mode="reduce-overhead" if path.endswith("cudagraphs") else "default")
@@ -140,7 +142,7 @@ def bench_train(layers: list[str], paths: list[str], batch_size: int, steps: int
             for _ in range(2):  # warm-up (and compilation)
                 runs[name]()
             _sync(dev)
-            if path.endswith(("compile", "cudagraphs")):
+            if path.endswith(COMPILED):
                 typer.echo(f"  {layer} {name}: compiled in {time.perf_counter() - t:.1f} s")
         names = [n for n in paths if n in runs]
         times: dict[str, list[float]] = {p: [] for p in names}

@@ -57,9 +57,9 @@ class Layout:
 def layout(dof: int, device: torch.device | str | None = None) -> Layout:
     """The layout of ``dof``, its tensors on ``device`` (cached per device, so batches built on
     a GPU copy nothing from the host)."""
-    if device is not None and torch.device(device) != torch.device("cpu"):
+    if device is not None:  # one CPU layout; a copy of it per other device
         cpu = layout(dof)
-        return Layout(dof, *(t.to(device) for t in (cpu.role, cpu.anchor, cpu.pair, cpu.edge_index)))
+        return cpu if torch.device(device).type == "cpu" else Layout(dof, *(t.to(device) for t in (cpu.role, cpu.anchor, cpu.pair, cpu.edge_index)))
     N = num_nodes(dof)
     role = torch.tensor([0, 1, 2, 3] + [4, 5] * (dof - 1) + [6, 7])
     anchor = torch.zeros(N, dtype=torch.bool)
