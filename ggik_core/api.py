@@ -210,7 +210,11 @@ class Solver:
         return (f"note: {self.robot.name} has {self.robot.dof} DOF but the model was trained on {'/'.join(map(str, dofs))}-DOF robots "
                 f"only; its samples are rough seeds (every solution is still checked by FK)")
 
-    def solve(self, poses: Any, k: int = 32, refine: bool = True, seed: int = 0) -> Result:
+    #: re-encoding passes when none are asked for: raw samples gain the most from them (on the KUKA
+    #: iiwa the median error falls about 2.5x), refinement reaches exact solutions without them
+    RAW_PASSES = 2
+
+    def solve(self, poses: Any, k: int = 32, refine: bool = True, seed: int = 0, passes: int | None = None) -> Result:
         """``k`` candidates for each goal pose, FK-checked.
 
         Args:
@@ -219,17 +223,24 @@ class Solver:
             k: candidates per goal.
             refine: refine with Levenberg–Marquardt (required without a model).
             seed: seeds the model's latent samples or the random starting configurations.
+            passes: re-encoding passes of the model's samples (:meth:`ggik_core.model.cvae.GGIK.sample`;
+                each costs about two sampling passes). ``None``: :attr:`RAW_PASSES` for raw samples,
+                none before refinement.
         """
         if k < 1:
             raise GGIKError(f"k must be at least 1, got {k}")
+        if passes is not None and passes < 0:
+            raise GGIKError(f"passes must not be negative, got {passes}")
+        if passes is None:
+            passes = 0 if refine else self.RAW_PASSES
         if self.model is None and not refine:
             raise GGIKError("raw samples need a trained model: pass a model, or refine the random seeds")
         goals = as_poses(poses)
         t0 = time.perf_counter()
-        sols = self._candidates(goals, k, refine, seed)
+        sols = self._candidates(goals, k, refine, seed, passes)
         return self._result(goals, sols, refine, time.perf_counter() - t0)
 
-    def _candidates(self, goals: np.ndarray, k: int, refine: bool, seed: int) -> tuple[np.ndarray, ...]:
+    def _candidates(self, goals: np.ndarray, k: int, refine: bool, seed: int, passes: int = 0) -> tuple[np.ndarray, ...]:
         """Candidates ``q (G, k, n)`` and their FK-checked position (m), rotation (rad) errors and
         limit flags."""
         if self.model is None:
@@ -241,7 +252,7 @@ class Solver:
         cfg = self.refine_cfg if refine else None
         device = next(self.model.parameters()).device
         gen = torch.Generator(device=device).manual_seed(seed)
-        sols = sample_solutions(self.model, self.robot, torch.from_numpy(goals), k, generator=gen, refine_cfg=cfg)
+        sols = sample_solutions(self.model, self.robot, torch.from_numpy(goals), k, generator=gen, refine_cfg=cfg, passes=passes)
         return sols.q.numpy(), sols.pos_err.numpy(), sols.rot_err.numpy(), sols.within_limits.numpy().astype(bool)
 
     def _result(self, goals: np.ndarray, sols: tuple[np.ndarray, ...], refined: bool, seconds: float) -> Result:

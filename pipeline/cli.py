@@ -101,6 +101,7 @@ def solve(
     seeds: str = typer.Option("auto", "--seeds", help="Where refinement starts: auto (random seeds, or the model given by --model), model (samples of the model) or random (uniform inside the limits)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write solutions to .csv, .parquet or .json (default: CSV on stdout)."),
     raw: bool = typer.Option(False, "--raw", help="Raw GGIK samples, not refined (needs a model)."),
+    passes: Optional[int] = typer.Option(None, "--passes", help="Re-encode the model's samples this many times (each pass: joints recovered, that configuration encoded, its posterior mean decoded; about 2x a sampling pass each). Default: 2 with --raw, 0 before refinement."),
     refine: bool = typer.Option(True, "--refine/--no-refine", hidden=True, help="Kept for compatibility: --refine is the default, --no-refine means --raw."),
     max_iter: Optional[int] = typer.Option(None, "--max-iter", help="Levenberg-Marquardt iterations per candidate, re-seeds included (default: the library's, 200)."),
     tol_mm: float = typer.Option(0.01, "--tol-mm", help="Refinement stops for a candidate within this position error (mm) ..."),
@@ -123,7 +124,8 @@ def solve(
         raise GGIKError(f"--time-budget must be a non-negative number of seconds (got {time_budget})")
     res = run(robot, goal, goals, samples, model, out, refine=refine and not raw, seed=seed, base_link=base_link, ee_link=ee_link,
               max_iter=max_iter, pos_tol_mm=tol_mm, rot_tol_deg=tol_deg, solved_mm=solved_mm, solved_deg=solved_deg,
-              distinct_tol=distinct_tol, plot=plot, plot_goal=plot_goal, threads=threads, time_budget=time_budget, seeds=seeds)
+              distinct_tol=distinct_tol, plot=plot, plot_goal=plot_goal, threads=threads, time_budget=time_budget, seeds=seeds,
+              passes=passes)
     if out is None:
         typer.echo(res.to_csv(), nl=False)
     else:
@@ -315,15 +317,17 @@ def bench_gap(
     goals: int = typer.Option(200),
     samples: int = typer.Option(32),
     seed: int = typer.Option(7),
+    passes: int = typer.Option(2, help="Re-encoding passes for the last line."),
 ) -> None:
-    """Raw error from the prior against the posterior mean: what limits the raw samples."""
+    """Raw error from the prior against the posterior mean (what limits the raw samples), and the
+    same prior samples re-encoded."""
     from pipeline.bench import bench_gap as run
 
     if not model.is_file():
         raise GGIKError(f"model {model} not found")
-    if goals < 1 or samples < 1:
-        raise GGIKError("--goals and --samples must be at least 1")
-    run(model, robot, goals, samples, seed)
+    if goals < 1 or samples < 1 or passes < 0:
+        raise GGIKError("--goals and --samples must be at least 1, --passes at least 0")
+    run(model, robot, goals, samples, seed, passes)
 
 
 @bench_app.command("startup")

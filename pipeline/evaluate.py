@@ -1,7 +1,9 @@
 """Stage `evaluate`: sample and score IK solutions on the five catalog arms.
 
 For each arm: ``eval.problems_per_arm`` goals from configurations uniform inside the arm's real
-joint limits (seeded), ``eval.samples`` candidates each, raw and refined by batched LM.
+joint limits (seeded), ``eval.samples`` candidates each: raw (GGIK's sampler: prior samples decoded once), re-encoded
+``eval.passes`` times (the same prior draws; :meth:`ggik_core.model.cvae.GGIK.sample`) when
+``passes > 0``, and the raw samples refined by batched LM (what ``ggik solve`` does by default).
 Writes ``metrics/eval.json`` (per arm and overall) and the per-sample errors to
 ``metrics/eval_samples.parquet``.
 """
@@ -25,6 +27,10 @@ from pipeline.progress import stderr
 from pipeline.train import load_model
 
 
+def _generator(device: torch.device, seed: int) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed)
+
+
 def refine_config(p: EvalParams) -> RefineConfig:
     return pick(RefineConfig, p, prefix="refine_")
 
@@ -46,37 +52,42 @@ def evaluate(p: EvalParams, model_path: Path, metrics_dir: Path, arms: tuple[str
     set_threads(0)
     model = load_model(model_path)
     device = next(model.parameters()).device
-    results: dict = {"arms": {}, "params": {"problems_per_arm": p.problems_per_arm, "samples": p.samples, "device": device.type}}
-    frames = []
-    all_raw, all_ref, first_goals = [], [], []
+    results: dict = {"arms": {}, "params": {"problems_per_arm": p.problems_per_arm, "samples": p.samples, "passes": p.passes,
+                                            "device": device.type}}
+    frames: list[pd.DataFrame] = []
+    per_kind: dict[str, list[Solutions]] = {}  # raw [, reencoded], refined: one Solutions per arm
+    first_goals = []
     for i, arm in enumerate(arms):
         robot = load_arm(arm)
         gen = torch.Generator().manual_seed(p.seed * 100 + i)
         goals = robot.fk(robot.sample_q(p.problems_per_arm, gen))
-        sgen = torch.Generator(device=device).manual_seed(p.seed * 100 + i)
-        raw = sample_solutions(model, robot, goals, p.samples, generator=sgen)
-        ref = refine_solutions(robot, raw.q.to(device), goals, refine_config(p))  # the same samples, refined
+        sols = {"raw": sample_solutions(model, robot, goals, p.samples, generator=_generator(device, p.seed * 100 + i))}
+        if p.passes > 0:  # the same prior draws (same seed), re-encoded
+            sols["reencoded"] = sample_solutions(model, robot, goals, p.samples, generator=_generator(device, p.seed * 100 + i),
+                                                 passes=p.passes)
+        raw = sols["raw"]
+        ref = refine_solutions(robot, raw.q.to(device), goals, refine_config(p))  # the raw samples refined, as ggik solve does
         ref.seconds += raw.seconds
-        res = {
-            "dof": robot.dof,
-            "raw": solution_metrics(raw.q, raw.pos_err, raw.rot_err, raw.within_limits, p.distinct_tol),
-            "refined": solution_metrics(ref.q, ref.pos_err, ref.rot_err, ref.within_limits, p.distinct_tol),
-        }
-        res["raw"]["seconds"] = raw.seconds
-        res["refined"]["seconds"] = ref.seconds
+        sols["refined"] = ref
+        res = {"dof": robot.dof}
+        for kind, s in sols.items():
+            res[kind] = solution_metrics(s.q, s.pos_err, s.rot_err, s.within_limits, p.distinct_tol)
+            res[kind]["seconds"] = s.seconds
+            frames.append(_frame(arm, kind, s))
+            per_kind.setdefault(kind, []).append(s)
         results["arms"][arm] = res
-        frames += [_frame(arm, "raw", raw), _frame(arm, "refined", ref)]
-        all_raw.append(raw)
-        all_ref.append(ref)
         first_goals.append(goals[0])
+        again = (f" re-encoded ×{p.passes}: {res['reencoded']['position_mm']['median']:8.2f} mm "
+                 f"{res['reencoded']['rotation_deg']['median']:7.2f}°" if p.passes > 0 else "")
         stderr.print(
-            f"{arm:6s} raw: median {res['raw']['position_mm']['median']:8.2f} mm {res['raw']['rotation_deg']['median']:7.2f}° "
+            f"{arm:6s} raw: median {res['raw']['position_mm']['median']:8.2f} mm {res['raw']['rotation_deg']['median']:7.2f}°{again} "
             f"| refined: 1mm&1° {100 * res['refined']['success']['1mm_1deg']:5.1f}% "
             f"distinct {res['refined']['distinct_1mm_1deg_per_goal']:.1f}/goal ({raw.seconds:.2f}s raw, {ref.seconds:.2f}s refined)"
         )
-    results["overall"] = {kind: _overall(sols, p.distinct_tol) for kind, sols in (("raw", all_raw), ("refined", all_ref))}
+    results["overall"] = {kind: _overall(sols, p.distinct_tol) for kind, sols in per_kind.items()}
     write_json(metrics_dir / "eval.json", results)
-    pictured = pd.concat([_first_goal(arm, sols, g, p) for arm, sols, g in zip(arms, all_ref, first_goals)], ignore_index=True)
+    pictured = pd.concat([_first_goal(arm, sols, g, p) for arm, sols, g in zip(arms, per_kind["refined"], first_goals)],
+                         ignore_index=True)
     with atomic_path(metrics_dir / "eval_solutions.parquet") as tmp:
         pictured.to_parquet(tmp, index=False)
     with atomic_path(metrics_dir / "eval_samples.parquet") as tmp:

@@ -79,6 +79,7 @@ class EvalParams:
     seed: int = 1
     problems_per_arm: int = 100
     samples: int = 32
+    passes: int = 2  # re-encoding passes of the model's samples (0: GGIK's one-pass sampler only)
     refine_max_iter: int = 30
     refine_pos_tol: float = RefineConfig.pos_tol
     refine_rot_tol: float = RefineConfig.rot_tol

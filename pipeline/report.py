@@ -7,7 +7,8 @@ Reads ``metrics/train.json``, ``metrics/train_loss.csv``, ``metrics/eval.json`` 
 * ``errors.md`` / ``errors.csv``: position and rotation error statistics over all arms
   (GGIK+ Table III layout) with the published GGIK figure for context;
 * ``arms.md`` / ``arms.csv``: per-arm accuracy, success rates, diversity and timing;
-* ``box_position.png`` / ``box_rotation.png``: per-sample errors per arm, raw and refined;
+* ``box_position.png`` / ``box_rotation.png``: per-sample errors per arm, raw, re-encoded (when
+  evaluated) and refined;
 * ``loss_curves.png``: train and validation losses per epoch;
 * ``loss_vs_time.png``: reconstruction loss against wall-clock training minutes;
 * ``accuracy_vs_time.png``: raw-sample position error (mm) against training minutes, from the
@@ -46,14 +47,23 @@ PUBLISHED_GGIK = {
 }
 PUBLISHED_LABEL = "GGIK paper (published, architecture table; not ours)"
 
-RAW_COLOR, REFINED_COLOR = "#4C72B0", "#DD8452"
+RAW_COLOR, REFINED_COLOR, REENCODED_COLOR = "#4C72B0", "#DD8452", "#55A868"
+
+#: the sample kinds of eval.json in drawing order ("reencoded" only when eval.passes > 0)
+KINDS = ("raw", "reencoded", "refined")
+KIND_COLORS = {"raw": RAW_COLOR, "reencoded": REENCODED_COLOR, "refined": REFINED_COLOR}
+
+
+def _kinds(present: Any) -> tuple[str, ...]:
+    """The kinds of :data:`KINDS` found in ``present`` (a mapping or a sequence of names)."""
+    return tuple(k for k in KINDS if k in present)
 
 
 def _box_figure(samples: pd.DataFrame, arms: list[str], column: str, title: str, ylabel: str, path: Path) -> Path:
     fig, ax = new_figure(max(6.0, 1.3 * len(arms) + 2), 4.5)
     groups = {key: g[column].to_numpy() for key, g in samples.groupby(["arm", "kind"], sort=False)}
-    clipped = grouped_boxes(ax, arms, ("raw", "refined"), lambda a, k: groups.get((a, k), np.empty(0)),
-                            (RAW_COLOR, REFINED_COLOR))
+    kinds = _kinds(set(samples["kind"]))
+    clipped = grouped_boxes(ax, arms, kinds, lambda a, k: groups.get((a, k), np.empty(0)), [KIND_COLORS[k] for k in kinds])
     ax.set_title(title)
     ax.set_xlabel("arm")
     ax.set_ylabel(ylabel + (f" (zeros drawn at {LOG_FLOOR:g})" if clipped else ""))
@@ -137,12 +147,14 @@ def _losses(tr: dict, out_dir: Path, src: str) -> list[Path]:
 
 def _errors(ev: dict, out_dir: Path, src: str) -> list[Path]:
     ov = get(ev, "overall", src)
-    row_defs = (
+    row_defs = [
         ("raw samples", "raw", "{q}"),
         ("best-of-k (raw)", "raw", "best_of_k_{q}"),
         ("refined samples", "refined", "{q}"),
         ("GGIK table protocol (raw)", "raw", "table_protocol.{q}"),
-    )
+    ]
+    if "reencoded" in ov:
+        row_defs[2:2] = [("re-encoded samples", "reencoded", "{q}"), ("best-of-k (re-encoded)", "reencoded", "best_of_k_{q}")]
     md = ["# Error statistics over all arms\n"]
     params = ev.get("params", {}) if isinstance(ev.get("params"), dict) else {}
     md.append(f"{params.get('problems_per_arm', '?')} goals per arm, {params.get('samples', '?')} samples per goal, "
@@ -159,9 +171,12 @@ def _errors(ev: dict, out_dir: Path, src: str) -> list[Path]:
         csv_rows.append((q, "GGIK paper", "published", *(csv_num(pub.get(s)) for s in STAT_KEYS)))
         md.append(f"## {title} ({unit})\n")
         md.append(md_table(("", *STAT_LABELS), rows))
+    passes = params.get("passes", 0)
     md.append("Rows: *raw samples*: every network sample, pooled over arms. *best-of-k*: per goal the sample with "
-              "the smallest mm + deg error, statistics averaged over arms. *refined samples*: every sample after "
-              "LM refinement. *GGIK table protocol*: samples above the 99th percentile dropped, per-goal statistics "
+              "the smallest mm + deg error, statistics averaged over arms. "
+              + (f"*re-encoded samples*: the same samples re-encoded {passes} times (joints recovered, that "
+                 "configuration encoded, its posterior mean decoded). " if "reencoded" in ov else "")
+              + "*refined samples*: every raw sample after LM refinement. *GGIK table protocol*: samples above the 99th percentile dropped, per-goal statistics "
               "averaged over goals, then over arms.\n")
     md.append("The last row of each table is the figure **published** in the GGIK paper (4.6 mm mean, Q1 3.3, "
               "Q3 5.8 mm; 0.4° mean) on the paper's own test set, shown for context only: it is not a result of "
@@ -175,6 +190,7 @@ ARM_CSV_COLUMNS = (
     "arm", "dof",
     "raw_pos_mean_mm", "raw_pos_median_mm", "raw_rot_mean_deg", "raw_rot_median_deg",
     "bestk_pos_median_mm", "bestk_rot_median_deg",
+    "reenc_pos_median_mm", "reenc_rot_median_deg", "reenc_bestk_pos_median_mm",
     *(f"raw_success_{k}" for k, _ in SUCCESS_KEYS), *(f"refined_success_{k}" for k, _ in SUCCESS_KEYS),
     "raw_within_limits", "refined_within_limits",
     "refined_distinct_1mm_1deg_per_goal", "raw_diversity_rad", "refined_diversity_rad",
@@ -195,6 +211,9 @@ def _arm_values(name: str, res: dict, source: str) -> dict[str, Any]:
         ("raw_seconds", "raw.seconds"), ("refined_seconds", "refined.seconds"),
     ):
         v[col] = num(res, path, source)
+    for col, path in (("reenc_pos_median_mm", "reencoded.position_mm.median"), ("reenc_rot_median_deg", "reencoded.rotation_deg.median"),
+                      ("reenc_bestk_pos_median_mm", "reencoded.best_of_k_position_mm.median")):
+        v[col] = num(res, path, source) if "reencoded" in res else float("nan")  # absent when eval.passes = 0
     for kind in ("raw", "refined"):
         for k, _ in SUCCESS_KEYS:
             v[f"{kind}_success_{k}"] = num(res, f"{kind}.success.{k}", source)
@@ -204,13 +223,15 @@ def _arm_values(name: str, res: dict, source: str) -> dict[str, Any]:
 def _arms(ev: dict, out_dir: Path, src: str) -> list[Path]:
     rows = [_arm_values(arm, res, f"{src} (arm {arm})") for arm, res in get(ev, "arms", src).items()]
     rows.append(_arm_values("overall", get(ev, "overall", src), f"{src} (overall)") | {"dof": ""})
-    acc = md_table(
-        ("arm", "DOF", "raw pos mean (mm)", "raw pos median (mm)", "raw rot mean (°)", "raw rot median (°)",
-         "best-of-k pos median (mm)", "best-of-k rot median (°)", "seconds raw", "seconds refined"),
-        [(r["arm"], str(r["dof"]), *(fmt(r[c]) for c in ("raw_pos_mean_mm", "raw_pos_median_mm", "raw_rot_mean_deg",
-                                                           "raw_rot_median_deg", "bestk_pos_median_mm",
-                                                           "bestk_rot_median_deg", "raw_seconds", "refined_seconds")))
-         for r in rows])
+    cols = [("raw pos mean (mm)", "raw_pos_mean_mm"), ("raw pos median (mm)", "raw_pos_median_mm"),
+            ("raw rot mean (°)", "raw_rot_mean_deg"), ("raw rot median (°)", "raw_rot_median_deg"),
+            ("best-of-k pos median (mm)", "bestk_pos_median_mm"), ("best-of-k rot median (°)", "bestk_rot_median_deg")]
+    if "reencoded" in get(ev, "overall", src):
+        cols += [("re-encoded pos median (mm)", "reenc_pos_median_mm"), ("re-encoded rot median (°)", "reenc_rot_median_deg"),
+                 ("re-encoded best-of-k pos median (mm)", "reenc_bestk_pos_median_mm")]
+    cols += [("seconds raw", "raw_seconds"), ("seconds refined", "refined_seconds")]
+    acc = md_table(("arm", "DOF", *(lab for lab, _ in cols)),
+                   [(r["arm"], str(r["dof"]), *(fmt(r[c]) for _, c in cols)) for r in rows])
     succ = md_table(
         ("arm", *(f"raw {lab}" for _, lab in SUCCESS_KEYS), *(f"refined {lab}" for _, lab in SUCCESS_KEYS),
          "within limits raw", "within limits refined", "distinct refined / goal", "diversity raw (rad)",
@@ -243,6 +264,9 @@ def _index(tr: dict, ev: dict, out_dir: Path, probed: bool) -> Path:
         f"arms {', '.join(ev['arms'])}",
         f"- raw samples, all arms: median position error {fmt(ov['raw']['position_mm']['median'])} mm, "
         f"median rotation error {fmt(ov['raw']['rotation_deg']['median'])}°",
+        *([f"- re-encoded samples ({params.get('passes', '?')} passes), all arms: median position error "
+           f"{fmt(ov['reencoded']['position_mm']['median'])} mm, median rotation error {fmt(ov['reencoded']['rotation_deg']['median'])}°"]
+          if "reencoded" in ov else []),
         f"- refined samples within 1 mm & 1°: {fmt_pct(ov['refined']['success']['1mm_1deg'])}\n",
         "## Tables\n",
         "- [Minimum losses](losses.md) ([CSV](losses.csv))",

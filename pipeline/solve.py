@@ -167,11 +167,14 @@ def solve(
     threads: int = 0,
     time_budget: float | None = None,
     seeds: str = "auto",
+    passes: int | None = None,
 ) -> Result:
     """Solve, report on stderr, write ``out`` (and ``plot``); returns the solutions
     (``Result.to_csv()``/``to_frame()`` give them best first)."""
     if samples < 1:
         raise GGIKError("--samples must be at least 1")
+    if passes is not None and passes < 0:
+        raise GGIKError(f"--passes must not be negative (got {passes})")
     if out is not None and out.suffix.lower() not in OUT_SUFFIXES:
         raise GGIKError(f"--out {out}: use a {', '.join(OUT_SUFFIXES)} file name")
     if plot is not None:
@@ -195,7 +198,7 @@ def solve(
                      f"(faster than learned seeds on a CPU; --seeds model seeds from the shipped model)")
     elif (line := model_note(model)) is not None:
         stderr.print(line, soft_wrap=True)
-    res = solver.solve(goals, k=samples, refine=refine, seed=seed)
+    res = solver.solve(goals, k=samples, refine=refine, seed=seed, passes=passes)
     for line in [*res.notes, *goal_lines(res, solver), summary(res, solver)]:
         stderr.print(line, soft_wrap=True)
     if out is not None:

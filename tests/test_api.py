@@ -160,6 +160,20 @@ def test_with_a_model_raw_and_refined_and_the_dof_note(tmp_path):
         Solver("ur10", model=tmp_path / "missing.pt", threads=None)
 
 
+def test_raw_samples_are_reencoded_unless_asked_otherwise(tmp_path):
+    torch.manual_seed(0)
+    m = GGIK(ModelConfig(hidden=16, layers=2, latent=4, components=3, message=16))
+    save_model(m, m.cfg, [], tmp_path / "m.pt", dofs=[6])
+    robot = load_arm("ur10")
+    goals = robot.fk(robot.sample_q(2, torch.Generator().manual_seed(0))).numpy()
+    solver = Solver("ur10", model=tmp_path / "m.pt", threads=None, device="cpu")
+    default = solver.solve(goals, k=3, refine=False)
+    assert np.array_equal(default.q, solver.solve(goals, k=3, refine=False, passes=Solver.RAW_PASSES).q)
+    assert not np.array_equal(default.q, solver.solve(goals, k=3, refine=False, passes=0).q)
+    with pytest.raises(GGIKError, match="passes must not be negative"):
+        solver.solve(goals, k=3, refine=False, passes=-1)
+
+
 def test_refinement_options_change_the_result():
     robot = load_arm("panda")
     goals = robot.fk(robot.sample_q(4, torch.Generator().manual_seed(2))).numpy()

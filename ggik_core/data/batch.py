@@ -104,13 +104,21 @@ def make_batch(g: ProblemGraphs, directions: bool, with_answer: bool = True, dty
         anchor=anchor.repeat(B),
     )
     if with_answer:
-        pos = g.pos.to(dtype)
-        e_full = [torch.cdist(pos, pos)[..., None], known[..., None]]
-        if directions:
-            e_full.append(pos[:, :, None, :] - pos[:, None, :, :])
-        batch.x = pos.reshape(B * N, 3)
-        batch.e_full = torch.cat(e_full, -1)
+        batch = with_answer_positions(batch, g.pos.to(dtype))
     return batch
+
+
+def with_answer_positions(b: GraphBatch, pos: Tensor) -> GraphBatch:
+    """``b`` with its full graph taken from node positions ``pos (B, N, 3)``: ``x`` and the
+    full-graph edge attributes (distances, the known-edge flag of ``b``'s partial graph, and the
+    relative positions when ``b`` carries directions)."""
+    B, N = b.num_graphs, b.nodes_per_graph
+    pos = pos.reshape(B, N, 3).to(b.e_partial.dtype)
+    e_full = [torch.cdist(pos, pos)[..., None], b.e_partial[..., 1:2]]
+    if b.e_partial.shape[-1] > 2:  # directions
+        e_full.append(pos[:, :, None, :] - pos[:, None, :, :])
+    kw = dict(b.__dict__, x=pos.reshape(B * N, 3), e_full=torch.cat(e_full, -1))
+    return GraphBatch(**kw)
 
 
 def repeat_batch_partial(b: GraphBatch, k: int) -> GraphBatch:

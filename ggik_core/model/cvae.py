@@ -31,6 +31,20 @@ Loss (negative ELBO): :math:`\sum_i w_i \lVert \hat x_i - x_i \rVert^2 / N +
 Monte Carlo with the reparameterised posterior sample; ``w = anchor_weight`` on anchors and
 ``node_weight`` on the other nodes. The KL is reported in nats per node in both latent scopes.
 
+Re-encoding (``passes`` of :meth:`GGIK.sample`): a prior sample draws each node's latent
+independently, so it may mix latents of different solutions, and the decoder, trained on
+posterior latents, places such a mix only roughly (on the KUKA iiwa about four times farther from
+the goal than when it decodes the posterior mean of a true solution). The full-graph encoder, kept
+from training, maps a configuration to the latent of that configuration; re-encoding the decoded
+sample and decoding the posterior mean,
+
+.. math::
+    \hat x \leftarrow \mathrm{dec}\big(\mu_q(G(\hat x), \tilde G), \tilde G\big),
+
+moves it to the nearby configuration that the decoder can place precisely and that reaches the
+goal: the prior chooses the solution, the posterior path places it (the encode-decode chain of
+Rezende et al. 2014 for missing data, with the mean instead of a sample). No extra training.
+
 Prior consistency (``consistency`` :math:`\lambda > 0`, off by default): raw samples come from the
 prior, not the posterior, and a decoder trained only on posterior latents need not place the nodes
 of a prior latent consistently. The extra term decodes one prior sample per graph,
@@ -53,11 +67,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
-from ggik_core.data.batch import GraphBatch, repeat_batch_partial
+from ggik_core.data.batch import GraphBatch, repeat_batch_partial, with_answer_positions
 from ggik_core.model.config import ModelConfig
 from ggik_core.model.egat import EGATLayer
 from ggik_core.model.egnn import EGNNLayer
@@ -258,8 +273,20 @@ class GGIK(nn.Module):
 
     # --- inference ---------------------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, b: GraphBatch, k: int, generator: torch.Generator | None = None) -> Tensor:
-        """``k`` candidate point sets per problem: ``(B, k, N, 3)``, decoded in one batched pass."""
+    def sample(self, b: GraphBatch, k: int, generator: torch.Generator | None = None, passes: int = 0,
+               full: Callable[[GraphBatch, Tensor], GraphBatch] | None = None) -> Tensor:
+        r"""``k`` candidate point sets per problem: ``(B, k, N, 3)``, decoded in one batched pass from
+        the prior, then re-encoded ``passes`` times (module docstring, "Re-encoding"):
+
+        .. math::
+            \hat x^{(0)} = \mathrm{dec}(z, \tilde G),\ z \sim p(Z \mid \tilde G); \qquad
+            \hat x^{(t+1)} = \mathrm{dec}\big(\mu_q(G(\hat x^{(t)}), \tilde G), \tilde G\big).
+
+        ``full(rb, x)`` builds the full graph :math:`G(\hat x)` of the repeated batch ``rb`` from
+        decoded positions ``x (B*k, N, 3)``; by default its distances are those of ``x`` itself
+        (:func:`~ggik_core.data.batch.with_answer_positions`). The solver passes one that first
+        recovers the joint angles and takes the positions of that configuration, an exact arm pose.
+        """
         h_p, x_p = self.encode_partial(b)
         z = self.prior_draws(h_p, b, k, generator)  # (M, k, D); M nodes or graphs
         D = z.shape[-1]
@@ -275,7 +302,12 @@ class GGIK(nn.Module):
         def rep(t: Tensor) -> Tensor:
             return t.reshape(B, 1, N, -1).expand(B, k, N, t.shape[-1]).reshape(B * k * N, -1)
 
-        x = self.decode(z, rep(h_p), rep(x_p), rb)
+        h_p, x_p = rep(h_p), rep(x_p)
+        x = self.decode(z, h_p, x_p, rb)
+        for _ in range(passes):
+            rf = (full or with_answer_positions)(rb, x.reshape(B * k, N, 3))
+            mu, _ = self.posterior(rf, h_p)
+            x = self.decode(mu, h_p, x_p, rb)
         return x.reshape(B, k, N, 3)
 
 

@@ -1,7 +1,9 @@
 """From a trained model to joint-space IK solutions for any robot, checked by forward kinematics.
 
 For a robot and ``G`` goals: the partial graphs are built once, ``k`` latent samples per node
-are decoded in one batched pass per chunk, joint angles are recovered in closed form, optionally
+are decoded in one batched pass per chunk (and optionally re-encoded, ``passes``: each pass
+recovers the joints, encodes that configuration's full graph and decodes its posterior mean; see
+:meth:`ggik_core.model.cvae.GGIK.sample`), joint angles are recovered in closed form, optionally
 refined by batched Levenberg–Marquardt, and every solution's error is computed by FK (float64).
 """
 
@@ -22,6 +24,7 @@ from ggik_core.robots.robot import Robot
 from ggik_core.robots.transforms import invert, pose_errors
 
 if TYPE_CHECKING:  # the model and graph code (torch_geometric) load only when sampling
+    from ggik_core.data.batch import GraphBatch
     from ggik_core.data.graph import ProblemGraphs
     from ggik_core.model.cvae import GGIK
 
@@ -74,10 +77,13 @@ def sample_solutions(
     generator: torch.Generator | None = None,
     refine_cfg: RefineConfig | None = None,
     max_graphs: int = 8192,
+    passes: int = 0,
 ) -> Solutions:
-    """``k`` IK solutions for each of ``goals (G, 4, 4)`` (base frame of ``robot``)."""
-    from ggik_core.data.batch import make_batch
-    from ggik_core.data.graph import ProblemGraphs
+    """``k`` IK solutions for each of ``goals (G, 4, 4)`` (base frame of ``robot``), the model's
+    samples re-encoded ``passes`` times (0: the prior samples as decoded, GGIK's sampler)."""
+    from ggik_core.data.batch import make_batch, with_answer_positions
+    from ggik_core.data.graph import ProblemGraphs, node_positions
+    from ggik_core.robots.kinematics import chain_frames
 
     device = next(model.parameters()).device
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -95,8 +101,15 @@ def sample_solutions(
         sl = slice(s, s + per)
         sub = ProblemGraphs(g.dof, g.pos[sl], g.home[sl], g.known[sl], g.goal[sl], g.q[sl])
         b = make_batch(sub, model.cfg.directions, with_answer=False, home_init=model.cfg.home_init).to(device)
-        x = model.sample(b, k, generator=generator)  # (G', k, N, 3)
-        qs.append(recover_joints(chain_dev, x.to(torch.float64), g.goal[sl, None].to(device)))
+        goal_dev = g.goal[sl, None].to(device)
+
+        def arm_pose(rb: GraphBatch, x: Tensor, goal_dev: Tensor = goal_dev) -> GraphBatch:
+            """The full graph of the arm configuration recovered from decoded positions."""
+            q = recover_joints(chain_dev, x.reshape(goal_dev.shape[0], k, *x.shape[1:]).to(torch.float64), goal_dev)
+            return with_answer_positions(rb, node_positions(chain_frames(chain_dev, q)))
+
+        x = model.sample(b, k, generator=generator, passes=passes, full=arm_pose)  # (G', k, N, 3)
+        qs.append(recover_joints(chain_dev, x.to(torch.float64), goal_dev))
     out = _finish(robot, torch.cat(qs), goals, refine_cfg, t0, keep)
     sync()
     out.seconds = time.perf_counter() - t0

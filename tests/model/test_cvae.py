@@ -151,3 +151,30 @@ def test_a_graph_mixture_needs_node_latents():
         GGIK(ModelConfig(prior_mixture="graph", latent_scope="graph"))
     with pytest.raises(ValueError, match="prior_mixture"):
         GGIK(ModelConfig(prior_mixture="edge"))
+
+
+def test_reencoding_decodes_the_posterior_mean_of_the_previous_sample():
+    from ggik_core.data.batch import repeat_batch_partial, with_answer_positions
+
+    torch.manual_seed(0)
+    model = GGIK(ModelConfig(hidden=16, layers=2, latent=4, components=3)).double().eval()
+    bp = make_batch(build_problem_graphs(*_problems()), False, with_answer=False, dtype=torch.float64)
+    k, N, B = 4, bp.nodes_per_graph, bp.num_graphs
+    x0 = model.sample(bp, k, generator=torch.Generator().manual_seed(3))
+    x1 = model.sample(bp, k, generator=torch.Generator().manual_seed(3), passes=1)
+    assert torch.equal(model.sample(bp, k, generator=torch.Generator().manual_seed(3), passes=0), x0)
+    rb = repeat_batch_partial(bp, k)
+    with torch.no_grad():
+        h_p, x_p = model.encode_partial(rb)
+        mu, _ = model.posterior(with_answer_positions(rb, x0.reshape(B * k, N, 3)), h_p)
+        expected = model.decode(mu, h_p, x_p, rb).reshape(B, k, N, 3)
+    torch.testing.assert_close(x1, expected)
+    assert not torch.allclose(x1, x0)
+    calls = []
+
+    def full(b, x):
+        calls.append(x.shape)
+        return with_answer_positions(b, x)
+
+    x2 = model.sample(bp, k, generator=torch.Generator().manual_seed(3), passes=2, full=full)
+    assert calls == [(B * k, N, 3)] * 2 and x2.shape == x0.shape

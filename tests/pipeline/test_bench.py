@@ -85,3 +85,5 @@ def test_bench_gap_reports_posterior_and_prior_errors(tmp_path):
     res = bench_gap(tmp_path / "m.pt", "kuka", 4, 3, 0)
     assert all(math.isfinite(v) and v > 0 for v in res.values())
     assert res["prior_best_of_k_median_mm"] <= res["prior_raw_median_mm"]
+    assert res["reencoded_best_of_k_median_mm"] <= res["reencoded_median_mm"]
+    assert res["reencoded_median_mm"] != res["prior_raw_median_mm"]  # the re-encoded samples are other samples

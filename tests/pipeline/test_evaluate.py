@@ -16,7 +16,8 @@ from pipeline.params import EvalParams
 from pipeline.train import save_model
 
 ARMS = ("ur10", "panda")
-PARAMS = EvalParams(problems_per_arm=3, samples=4, refine_max_iter=5)
+PARAMS = EvalParams(problems_per_arm=3, samples=4, refine_max_iter=5, passes=1)
+KINDS = ("raw", "reencoded", "refined")
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +54,11 @@ def test_eval_json_is_strict_and_complete(runs):
     d, _ = runs[0]
     doc = strict_json(d / "eval.json")
     assert set(doc["arms"]) == set(ARMS)
-    assert doc["params"]["problems_per_arm"] == 3 and doc["params"]["samples"] == 4
+    assert doc["params"]["problems_per_arm"] == 3 and doc["params"]["samples"] == 4 and doc["params"]["passes"] == 1
     for arm in ARMS:
         res = doc["arms"][arm]
         assert res["dof"] == {"ur10": 6, "panda": 7}[arm]
-        for kind in ("raw", "refined"):
+        for kind in KINDS:
             m = res[kind]
             for key in ("position_mm", "rotation_deg", "best_of_k_position_mm", "success", "goal_success",
                         "within_limits", "table_protocol", "distinct_valid_per_goal", "seconds"):
@@ -66,7 +67,7 @@ def test_eval_json_is_strict_and_complete(runs):
             assert 0.0 <= m["within_limits"] <= 1.0
             assert m["position_mm"]["min"] <= m["position_mm"]["median"] <= m["position_mm"]["max"]
             assert m["seconds"] > 0
-    for kind in ("raw", "refined"):
+    for kind in KINDS:
         overall = doc["overall"][kind]
         assert "position_mm" in overall and "success" in overall and "seconds" in overall
         assert overall["seconds"] == pytest.approx(sum(doc["arms"][a][kind]["seconds"] for a in ARMS))
@@ -96,16 +97,16 @@ def test_refined_solutions_respect_the_limits(runs):
 def test_eval_samples_table(runs):
     d, results = runs[0]
     df = pd.read_parquet(d / "eval_samples.parquet")
-    assert len(df) == len(ARMS) * 2 * PARAMS.problems_per_arm * PARAMS.samples
+    assert len(df) == len(ARMS) * len(KINDS) * PARAMS.problems_per_arm * PARAMS.samples
     for col in ("arm", "kind", "goal_id", "sample_id", "pos_err_mm", "rot_err_deg", "within_limits"):
         assert col in df.columns, col
     counts = df.groupby(["arm", "kind"]).size()
-    assert set(counts.index) == {(a, k) for a in ARMS for k in ("raw", "refined")}
+    assert set(counts.index) == {(a, k) for a in ARMS for k in KINDS}
     assert (counts == PARAMS.problems_per_arm * PARAMS.samples).all()
     assert np.isfinite(df["pos_err_mm"]).all() and np.isfinite(df["rot_err_deg"]).all()
     # the table and the JSON describe the same samples
     for arm in ARMS:
-        for kind in ("raw", "refined"):
+        for kind in KINDS:
             sub = df[(df["arm"] == arm) & (df["kind"] == kind)]
             m = results["arms"][arm][kind]
             assert float(np.median(sub["pos_err_mm"])) == pytest.approx(m["position_mm"]["median"], rel=1e-12)
@@ -141,3 +142,18 @@ def test_first_goal_solutions_are_pictured_in_the_report(runs, tmp_path):
     paths = _arm_pictures(df, tmp_path)
     assert [p.name for p in paths] == [f"arm_{a}.png" for a in ARMS]
     assert all(p.stat().st_size > 10_000 for p in paths)
+
+
+def test_without_passes_the_raw_samples_are_the_same_and_nothing_is_reencoded(runs, tmp_path):
+    """``raw`` is always GGIK's one-pass sampler, and the refined samples start from it;
+    ``reencoded`` exists only when ``passes > 0``."""
+    d, _ = runs[0]
+    p0 = EvalParams(problems_per_arm=3, samples=4, refine_max_iter=5, passes=0)
+    evaluate(p0, d.parent / "model.pt", tmp_path, arms=ARMS)
+    without, with_passes = strict_json(tmp_path / "eval.json"), strict_json(d / "eval.json")  # NaN written as null
+    for arm in ARMS:
+        assert "reencoded" not in without["arms"][arm]
+        for kind in ("raw", "refined"):
+            assert drop_seconds(without["arms"][arm][kind]) == drop_seconds(with_passes["arms"][arm][kind])
+    assert set(without["overall"]) == {"raw", "refined"}
+    assert "reencoded" not in set(pd.read_parquet(tmp_path / "eval_samples.parquet")["kind"])

@@ -47,7 +47,7 @@ def _frame(arm: str, kind: str, pos: torch.Tensor, rot: torch.Tensor, within: to
     })
 
 
-def write_inputs(metrics_dir) -> dict:
+def write_inputs(metrics_dir, reencoded: bool = False) -> dict:
     """train.json, train_loss.csv, eval.json, eval_samples.parquet as the train/evaluate stages write them."""
     metrics_dir.mkdir(parents=True, exist_ok=True)
     (metrics_dir / "train.json").write_text(json.dumps(TRAIN))
@@ -57,11 +57,12 @@ def write_inputs(metrics_dir) -> dict:
                            "val_kl": [0.6, 0.0678912, 0.07], "val_total": [3.7, 2.41356, 2.47]})
     losses.to_csv(metrics_dir / "train_loss.csv", index=False)
     gen = torch.Generator().manual_seed(0)
-    ev: dict = {"arms": {}, "params": {"problems_per_arm": G, "samples": K, "device": "cpu"}}
-    frames, pooled = [], {"raw": [], "refined": []}
+    ev: dict = {"arms": {}, "params": {"problems_per_arm": G, "samples": K, "device": "cpu", "passes": 2 if reencoded else 0}}
+    kinds = (("raw", 0.05), ("reencoded", 0.02), ("refined", 1e-4)) if reencoded else (("raw", 0.05), ("refined", 1e-4))
+    frames, pooled = [], {kind: [] for kind, _ in kinds}
     for arm, dof in ARMS.items():
         ev["arms"][arm] = {"dof": dof}
-        for kind, scale in (("raw", 0.05), ("refined", 1e-4)):
+        for kind, scale in kinds:
             q, pos, rot, within = _candidates(gen, dof, scale)
             m = solution_metrics(q, pos, rot, within, 0.05)
             m["seconds"] = 0.25 if kind == "raw" else 0.5
@@ -224,3 +225,31 @@ def test_accuracy_probes_are_drawn_when_training_probed(inputs, tmp_path):
     (metrics / "accuracy_time.csv").write_text("step,minutes\n1,0.5\n")
     with pytest.raises(DataError, match=r"accuracy_time\.csv.*raw_median_mm"):
         report(metrics, tmp_path / "r2")
+
+
+def test_reencoded_samples_get_rows_columns_and_boxes(tmp_path):
+    metrics = tmp_path / "metrics"
+    ev = write_inputs(metrics, reencoded=True)
+    out = tmp_path / "report"
+    report(metrics, out)
+    errors = pd.read_csv(out / "errors.csv")
+    assert {"re-encoded samples", "best-of-k (re-encoded)"} <= set(errors["row"])
+    row = errors[(errors["row"] == "re-encoded samples") & (errors["quantity"] == "position_mm")].iloc[0]
+    assert row["median"] == pytest.approx(ev["overall"]["reencoded"]["position_mm"]["median"], rel=1e-5)
+    arms = pd.read_csv(out / "arms.csv")
+    for arm in ARMS:
+        r = arms[arms["arm"] == arm].iloc[0]
+        assert r["reenc_pos_median_mm"] == pytest.approx(ev["arms"][arm]["reencoded"]["position_mm"]["median"], rel=1e-5)
+        assert r["reenc_bestk_pos_median_mm"] == pytest.approx(
+            ev["arms"][arm]["reencoded"]["best_of_k_position_mm"]["median"], rel=1e-5)
+    assert "re-encoded pos median (mm)" in (out / "arms.md").read_text()
+    assert "re-encoded samples (2 passes)" in (out / "index.md").read_text()
+
+
+def test_without_reencoded_samples_their_columns_are_empty(inputs, tmp_path):
+    metrics, _ = inputs
+    out = tmp_path / "report"
+    report(metrics, out)
+    arms = pd.read_csv(out / "arms.csv")
+    assert arms["reenc_pos_median_mm"].isna().all()
+    assert "re-encoded" not in (out / "arms.md").read_text() and "re-encoded" not in (out / "index.md").read_text()

@@ -298,6 +298,7 @@ def runs(setup) -> dict:
     (d / "goals.csv").write_text("a,b,c,d,e,f,g\n0.4,0.1,0.5,1,0,0,0\n")
     job("no_model", ["--robot", "ur10", "--goal", GOOD_QUAT, "--model", "missing/model.pt"])
     job("bad_out", ["--robot", "ur10", "--goal", GOOD_QUAT, "--model", model, "--out", "sol.txt"])
+    job("bad_passes", ["--robot", "ur10", "--goal", GOOD_QUAT, "--model", model, "--raw", "--passes", "-1"])
     job("nan_goal", ["--robot", "ur10", "--goal", "nan 0.1 0.5 1 0 0 0", "--model", model])
     d = job("xacro", ["--robot", "arm.urdf.xacro", "--goal", GOOD_QUAT])
     (d / "arm.urdf.xacro").write_text(XACRO)
@@ -532,6 +533,7 @@ BAD = {
     "bad_columns": "column",
     "no_model": "model",
     "bad_out": "sol.txt",
+    "bad_passes": "--passes must not be negative",
     "nan_goal": "NaN",
     "xacro": "xacro arm.urdf.xacro > arm.urdf",
     "xacro_content": "xacro arm.urdf > arm_expanded.urdf",
