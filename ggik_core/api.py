@@ -71,6 +71,7 @@ class Result:
         refined: whether the candidates were refined.
         seeds: ``"ggik"`` (model samples) or ``"random"`` (uniform inside the limits).
         seconds: wall time of the call.
+        passes: re-encoding passes of the model's samples (0: none, or no model).
     """
 
     robot: str
@@ -86,6 +87,7 @@ class Result:
     seeds: str
     seconds: float
     notes: list[str] = field(default_factory=list)
+    passes: int = 0
 
     @property
     def solved_goals(self) -> np.ndarray:
@@ -238,7 +240,7 @@ class Solver:
         goals = as_poses(poses)
         t0 = time.perf_counter()
         sols = self._candidates(goals, k, refine, seed, passes)
-        return self._result(goals, sols, refine, time.perf_counter() - t0)
+        return self._result(goals, sols, refine, time.perf_counter() - t0, passes if self.model is not None else 0)
 
     def _candidates(self, goals: np.ndarray, k: int, refine: bool, seed: int, passes: int = 0) -> tuple[np.ndarray, ...]:
         """Candidates ``q (G, k, n)`` and their FK-checked position (m), rotation (rad) errors and
@@ -255,7 +257,7 @@ class Solver:
         sols = sample_solutions(self.model, self.robot, torch.from_numpy(goals), k, generator=gen, refine_cfg=cfg, passes=passes)
         return sols.q.numpy(), sols.pos_err.numpy(), sols.rot_err.numpy(), sols.within_limits.numpy().astype(bool)
 
-    def _result(self, goals: np.ndarray, sols: tuple[np.ndarray, ...], refined: bool, seconds: float) -> Result:
+    def _result(self, goals: np.ndarray, sols: tuple[np.ndarray, ...], refined: bool, seconds: float, passes: int = 0) -> Result:
         q, pos, rot, within = sols
         pos_mm = pos * 1000.0
         rot_deg = np.degrees(rot)
@@ -264,7 +266,7 @@ class Solver:
         note = self.dof_note()
         return Result(robot=self.robot.name, goals=goals, q=q, pos_err_mm=pos_mm, rot_err_deg=rot_deg, within_limits=within,
                       solved=solved, distinct=distinct, out_of_reach=dist > self.reach + REACH_SLACK, refined=refined, seeds=self.seeds,
-                      seconds=seconds, notes=[note] if note else [])
+                      seconds=seconds, notes=[note] if note else [], passes=passes)
 
 
 def random_candidates(robot: Robot, goals: np.ndarray, k: int, cfg: RefineConfig, seed: int) -> tuple[np.ndarray, ...]:

@@ -239,6 +239,8 @@ def summary(res: Result, solver: Solver) -> str:
     distinct = int(res.distinct.sum())
     source = {("ggik", True): "GGIK samples + refinement", ("random", True): "random seeds + refinement",
               ("ggik", False): "raw GGIK samples"}[(res.seeds, res.refined)]
+    if res.passes:
+        source = source.replace("samples", f"samples re-encoded {res.passes}x")
     per = f"{distinct / solved:.1f} per solved goal" if solved else "none"
     return (f"{res.robot}: {solved}/{G} goals solved (<= {solver.solved_mm:g} mm & {solver.solved_deg:g} deg, inside the limits), "
             f"{distinct} distinct solutions ({per}); {G} x {k} candidates from {source} in {res.seconds:.2f} s")
