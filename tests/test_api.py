@@ -142,13 +142,18 @@ def test_without_a_model_raw_samples_are_refused():
         Solver("ur10", threads=None).solve([0.5, 0.2, 0.4, 1, 0, 0, 0], k=2, refine=False)
 
 
-def test_with_a_model_raw_and_refined_and_the_dof_note(tmp_path):
+def _ur10_with_a_tiny_model(tmp_path, dofs: list[int]) -> tuple[Solver, np.ndarray]:
+    """A UR10 solver with an untrained model saved as ``tmp_path/m.pt`` (trained DOFs ``dofs``) and two goals."""
     torch.manual_seed(0)
     m = GGIK(ModelConfig(hidden=16, layers=2, latent=4, components=3, message=16))
-    save_model(m, m.cfg, [], tmp_path / "m.pt", dofs=[7])
+    save_model(m, m.cfg, [], tmp_path / "m.pt", dofs=dofs)
     robot = load_arm("ur10")
     goals = robot.fk(robot.sample_q(2, torch.Generator().manual_seed(0))).numpy()
-    solver = Solver("ur10", model=tmp_path / "m.pt", threads=None, device="cpu")
+    return Solver("ur10", model=tmp_path / "m.pt", threads=None, device="cpu"), goals
+
+
+def test_with_a_model_raw_and_refined_and_the_dof_note(tmp_path):
+    solver, goals = _ur10_with_a_tiny_model(tmp_path, [7])
     raw = solver.solve(goals, k=4, refine=False)
     refined = solver.solve(goals, k=4, refine=True)
     assert raw.seeds == refined.seeds == "ggik" and not raw.refined
@@ -161,12 +166,7 @@ def test_with_a_model_raw_and_refined_and_the_dof_note(tmp_path):
 
 
 def test_raw_samples_are_reencoded_unless_asked_otherwise(tmp_path):
-    torch.manual_seed(0)
-    m = GGIK(ModelConfig(hidden=16, layers=2, latent=4, components=3, message=16))
-    save_model(m, m.cfg, [], tmp_path / "m.pt", dofs=[6])
-    robot = load_arm("ur10")
-    goals = robot.fk(robot.sample_q(2, torch.Generator().manual_seed(0))).numpy()
-    solver = Solver("ur10", model=tmp_path / "m.pt", threads=None, device="cpu")
+    solver, goals = _ur10_with_a_tiny_model(tmp_path, [6])
     default = solver.solve(goals, k=3, refine=False)
     assert np.array_equal(default.q, solver.solve(goals, k=3, refine=False, passes=Solver.RAW_PASSES).q)
     assert not np.array_equal(default.q, solver.solve(goals, k=3, refine=False, passes=0).q)
