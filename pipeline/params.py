@@ -63,6 +63,7 @@ class TrainParams:
     beta_start: float = 0.01  # >0: beta rises geometrically from beta_start to beta (0: linearly from 0)
     free_bits: float = 0.0  # nats per node: the KL term is max(KL, free_bits) (against posterior collapse)
     consistency: float = 0.0  # weight of the prior-consistency term (decoded prior samples keep the known distances)
+    grad_clip: float = 10.0  # the gradient's global norm is clipped to this before each step (0: no clipping)
     anchor_weight: float = 1.0
     node_weight: float = 10.0
     deterministic: str = "auto"  # auto (on for CPU, off on CUDA) | true | false
@@ -80,6 +81,7 @@ class EvalParams:
     problems_per_arm: int = 100
     samples: int = 32
     passes: int = 2  # re-encoding passes of the model's samples (0: GGIK's one-pass sampler only)
+    relax: float = 1.0  # over-relaxation of the passes after the first (1: the plain chain; GGIK.sample)
     refine_max_iter: int = 30
     refine_pos_tol: float = RefineConfig.pos_tol
     refine_rot_tol: float = RefineConfig.rot_tol
@@ -192,14 +194,17 @@ def _validate(p: Params) -> None:
         ("train.probe_goals", p.train.probe_goals, 1),
         ("eval.problems_per_arm", p.eval.problems_per_arm, 1),
         ("eval.samples", p.eval.samples, 1),
+        ("eval.passes", p.eval.passes, 0),
     ]
     for name, value, low in checks:
         if value < low:
             raise GGIKError(f"params: {name} must be at least {low}, got {value}")
+    if not (math.isfinite(p.eval.relax) and p.eval.relax > 0):
+        raise GGIKError(f"params: eval.relax must be a finite positive number, got {p.eval.relax}")
     for name, value in (("data.p_parallel", p.data.p_parallel), ("data.p_skew", p.data.p_skew), ("train.val_fraction", p.train.val_fraction)):
         if not 0.0 <= value < 1.0 + (name != "train.val_fraction"):
             raise GGIKError(f"params: {name} must be in [0, 1], got {value}")
-    for name, value in (("train.lr", p.train.lr), ("train.beta", p.train.beta), ("train.free_bits", p.train.free_bits), ("train.consistency", p.train.consistency), ("train.weight_decay", p.train.weight_decay),
+    for name, value in (("train.lr", p.train.lr), ("train.beta", p.train.beta), ("train.free_bits", p.train.free_bits), ("train.consistency", p.train.consistency), ("train.grad_clip", p.train.grad_clip), ("train.weight_decay", p.train.weight_decay),
                         ("train.lr_gamma", p.train.lr_gamma), ("train.anchor_weight", p.train.anchor_weight), ("train.node_weight", p.train.node_weight)):
         if not math.isfinite(value) or value < 0 or (name == "train.lr" and value == 0):
             raise GGIKError(f"params: {name} must be a finite {'positive' if name == 'train.lr' else 'non-negative'} number, got {value}")

@@ -224,7 +224,8 @@ def run_epoch(net: torch.nn.Module, graphs, plan, tp: TrainParams, beta: float |
         if training:
             opt.zero_grad(set_to_none=True)
             losses["total"].backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
+            if tp.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), tp.grad_clip)
             opt.step()
             if step_sched is not None:
                 step_sched.step()

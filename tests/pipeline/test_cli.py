@@ -241,6 +241,12 @@ INVALID_PARAMS = {
     "zero_epochs": ("train:\n  epochs: 0\n", "train",
                     "pipeline/train.py train() raises FloatingPointError('no epoch was trained') for train.epochs: 0; "
                     "it is not a GGIKError, so the CLI prints a traceback"),
+    "negative_grad_clip": ("train:\n  grad_clip: -1.0\n", "train",
+                           "a negative train.grad_clip would reach torch.nn.utils.clip_grad_norm_ and scale every "
+                           "gradient by a negative factor (training the wrong way) instead of failing"),
+    "zero_relax": ("eval:\n  relax: 0\n", "evaluate",
+                   "eval.relax: 0 would freeze the latent after the first re-encoding pass (and a negative one "
+                   "would push it away), silently; it must be positive"),
     "zero_batch_size": ("train:\n  batch_size: 0\n", "train",
                         "pipeline/params.py load_params accepts train.batch_size: 0; pipeline/train.py batches() then "
                         "raises RuntimeError from Tensor.split(0) with a traceback"),
