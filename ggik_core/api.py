@@ -32,6 +32,7 @@ for which no candidate is solved is reported as *not solved* (``Result.failed``)
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,8 +216,11 @@ class Solver:
     #: re-encoding passes when none are asked for: raw samples gain the most from them (on the KUKA
     #: iiwa the median error falls about 2.5x), refinement reaches exact solutions without them
     RAW_PASSES = 2
+    #: over-relaxation of the re-encoding passes after the first (:meth:`ggik_core.model.cvae.GGIK.sample`)
+    RELAX = 1.0
 
-    def solve(self, poses: Any, k: int = 32, refine: bool = True, seed: int = 0, passes: int | None = None) -> Result:
+    def solve(self, poses: Any, k: int = 32, refine: bool = True, seed: int = 0, passes: int | None = None,
+              relax: float | None = None) -> Result:
         """``k`` candidates for each goal pose, FK-checked.
 
         Args:
@@ -228,21 +232,26 @@ class Solver:
             passes: re-encoding passes of the model's samples (:meth:`ggik_core.model.cvae.GGIK.sample`;
                 each costs about two sampling passes). ``None``: :attr:`RAW_PASSES` for raw samples,
                 none before refinement.
+            relax: over-relaxation of the passes after the first (``None``: :attr:`RELAX`; 1: the
+                plain chain).
         """
         if k < 1:
             raise GGIKError(f"k must be at least 1, got {k}")
         if passes is not None and passes < 0:
             raise GGIKError(f"passes must not be negative, got {passes}")
+        if relax is not None and not (math.isfinite(relax) and relax > 0):
+            raise GGIKError(f"relax must be a finite positive number, got {relax}")
         if passes is None:
             passes = 0 if refine else self.RAW_PASSES
         if self.model is None and not refine:
             raise GGIKError("raw samples need a trained model: pass a model, or refine the random seeds")
         goals = as_poses(poses)
         t0 = time.perf_counter()
-        sols = self._candidates(goals, k, refine, seed, passes)
+        sols = self._candidates(goals, k, refine, seed, passes, self.RELAX if relax is None else relax)
         return self._result(goals, sols, refine, time.perf_counter() - t0, passes if self.model is not None else 0)
 
-    def _candidates(self, goals: np.ndarray, k: int, refine: bool, seed: int, passes: int = 0) -> tuple[np.ndarray, ...]:
+    def _candidates(self, goals: np.ndarray, k: int, refine: bool, seed: int, passes: int = 0,
+                    relax: float = 1.0) -> tuple[np.ndarray, ...]:
         """Candidates ``q (G, k, n)`` and their FK-checked position (m), rotation (rad) errors and
         limit flags."""
         if self.model is None:
@@ -254,7 +263,8 @@ class Solver:
         cfg = self.refine_cfg if refine else None
         device = next(self.model.parameters()).device
         gen = torch.Generator(device=device).manual_seed(seed)
-        sols = sample_solutions(self.model, self.robot, torch.from_numpy(goals), k, generator=gen, refine_cfg=cfg, passes=passes)
+        sols = sample_solutions(self.model, self.robot, torch.from_numpy(goals), k, generator=gen, refine_cfg=cfg, passes=passes,
+                                  relax=relax)
         return sols.q.numpy(), sols.pos_err.numpy(), sols.rot_err.numpy(), sols.within_limits.numpy().astype(bool)
 
     def _result(self, goals: np.ndarray, sols: tuple[np.ndarray, ...], refined: bool, seconds: float, passes: int = 0) -> Result:

@@ -105,10 +105,54 @@ def _train_step(model, opt, b, path: str):
     return step
 
 
+#: operator families of a training step's profile (``ggik bench train --profile``), matched on the
+#: aten operator's name; the first family that matches wins, the rest is "other"
+OP_FAMILIES = (
+    ("optimizer", ("_foreach_", "_fused_")),
+    ("matmul", ("mm", "addmm", "bmm", "baddbmm", "matmul", "linear", "mkldnn_", "_mkl")),
+    ("elementwise", ("silu", "sigmoid", "mul", "add", "sub", "div", "pow", "sqrt", "exp", "log", "clamp", "where",
+                     "neg", "rsub", "fill", "masked", "threshold", "native_layer_norm", "layer_norm", "softmax",
+                     "lerp", "addcmul", "addcdiv", "maximum", "minimum", "abs", "sign", "zero_")),
+    ("reduction", ("sum", "mean", "norm", "logsumexp", "amax", "max", "min")),
+    ("copy / cast / layout", ("copy_", "to", "_to_copy", "cat", "stack", "clone", "contiguous", "expand", "index",
+                              "gather", "scatter", "empty", "view", "reshape", "permute", "transpose", "t", "select",
+                              "slice", "split", "diagonal", "unsqueeze", "squeeze", "narrow", "as_strided")),
+)
+
+
+def _family(name: str) -> str:
+    base = name.removeprefix("aten::").removesuffix("_backward").rstrip("_") if name.startswith("aten::") else ""
+    if not base:
+        return "other"
+    for fam, keys in OP_FAMILIES:
+        if any(base == k.rstrip("_") or (k.endswith("_") and base.startswith(k)) for k in keys):
+            return fam
+    return "other"
+
+
+def profile_step(step, steps: int) -> dict[str, tuple[float, float]]:
+    """Self CPU time (ms per step) and GFLOP/s of each operator family (:data:`OP_FAMILIES`) over
+    ``steps`` calls of ``step``; GFLOP/s only where the profiler counts FLOPs (matrix products)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], with_flops=True):  # the profiler's own start-up, discarded
+        step()
+    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+        for _ in range(steps):
+            step()
+    fams: dict[str, list[float]] = {}
+    for ev in prof.key_averages():
+        t, f = fams.setdefault(_family(ev.key), [0.0, 0.0]), ev.flops or 0
+        t[0] += ev.self_cpu_time_total / 1000 / steps  # ms per step
+        t[1] += f / steps
+    return {k: (ms, flops / (ms * 1e6) if ms > 0 and flops else 0.0) for k, (ms, flops) in fams.items()}
+
+
 def bench_train(layers: list[str], paths: list[str], batch_size: int, steps: int, rounds: int, dof: int, hidden: int,
-                depth: int, device: str | None) -> None:
+                depth: int, device: str | None, profile: bool = False) -> None:
     """Training graphs per second (forward + backward + AdamW step) at the given sizes, for each
-    layer and each path, timed in interleaved rounds (the median round is reported)."""
+    layer and each path, timed in interleaved rounds (the median round is reported). ``profile``:
+    then each path's step time by operator family (:func:`profile_step`), CPU only."""
     from ggik_core.data.batch import make_batch
     from ggik_core.data.graph import build_problem_graphs
     from ggik_core.model.cvae import GGIK, ModelConfig
@@ -159,6 +203,13 @@ def bench_train(layers: list[str], paths: list[str], batch_size: int, steps: int
             dt = sorted(times[path])[len(times[path]) // 2]
             typer.echo(f"  {layer:4s} {path:40s} {n_params[path]:9,} params: "
                        f"{dt * 1000:8.1f} ms/step  {batch_size / dt:10,.0f} graphs/s  x{base / dt:5.2f} vs {names[0]}")
+        if profile and dev.type == "cpu":
+            for path in names:
+                fams = profile_step(runs[path], steps)
+                total = sum(ms for ms, _ in fams.values())
+                parts = "; ".join(f"{k} {ms:.1f} ms ({100 * ms / total:.0f} %{f', {g:.0f} GFLOP/s' if g else ''})"
+                                  for k, (ms, g) in sorted(fams.items(), key=lambda kv: -kv[1][0]))
+                typer.echo(f"  {layer:4s} {path:40s} profile, self time per step: {parts}")
 
 
 def bench_sample(model_path: Path | None, robot_name: str, device: str | None, repeats: int) -> None:
@@ -277,7 +328,8 @@ def bench_startup(runs: int, robot: str, goal: str) -> dict:
     return result
 
 
-def bench_gap(model_path: Path, robot_name: str, goals: int, samples: int, seed: int, passes: int = 2) -> dict:
+def bench_gap(model_path: Path, robot_name: str, goals: int, samples: int, seed: int, passes: int = 2,
+              relax: float = 1.0) -> dict:
     """Where the raw samples' error comes from: the same goals decoded from the posterior mean (the
     latent that encodes the true configuration) and from the prior (what ``ggik solve --raw``
     does). End-effector errors go through joint recovery and FK, like every raw error we report."""
@@ -305,7 +357,8 @@ def bench_gap(model_path: Path, robot_name: str, goals: int, samples: int, seed:
         q_post = recover_joints(chain_c, x_hat.reshape(goals, -1, 3), invert(base) @ T)
         post_mm = errors(robot, q_post[:, None], T)[0][:, 0] * 1000
         raw = sample_solutions(model, robot, T, samples, generator=torch.Generator().manual_seed(seed + 1))
-        again = sample_solutions(model, robot, T, samples, generator=torch.Generator().manual_seed(seed + 1), passes=passes)
+        again = sample_solutions(model, robot, T, samples, generator=torch.Generator().manual_seed(seed + 1), passes=passes,
+                                  relax=relax)
     raw_mm, again_mm = raw.pos_err * 1000, again.pos_err * 1000
     res = {"posterior_mean_ee_median_mm": float(post_mm.median()), "posterior_mean_node_median_mm": float(node_mm.median()),
            "posterior_mean_node_rms_mm": float(node_mm.pow(2).mean().sqrt()), "prior_raw_median_mm": float(raw_mm.median()),
@@ -316,6 +369,6 @@ def bench_gap(model_path: Path, robot_name: str, goals: int, samples: int, seed:
                f"unknown nodes median {res['posterior_mean_node_median_mm']:.1f} mm, RMS {res['posterior_mean_node_rms_mm']:.1f} mm")
     typer.echo(f"  prior samples (ggik solve --raw):            end effector median {res['prior_raw_median_mm']:7.1f} mm; "
                f"best of {samples} median {res['prior_best_of_k_median_mm']:.1f} mm")
-    typer.echo(f"  the same samples re-encoded {passes} times:     end effector median {res['reencoded_median_mm']:7.1f} mm; "
+    typer.echo(f"  the same samples re-encoded {passes} times{f' (relax {relax:g})' if relax != 1 else ''}:     end effector median {res['reencoded_median_mm']:7.1f} mm; "
                f"best of {samples} median {res['reencoded_best_of_k_median_mm']:.1f} mm")
     return res

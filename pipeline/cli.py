@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Optional
@@ -227,12 +228,13 @@ def bench_train(
     hidden: int = typer.Option(64),
     layers: int = typer.Option(3),
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present)."),
+    profile: bool = typer.Option(False, "--profile", help="Also each path's step time by operator family (matrix products, elementwise, ...) on the CPU."),
 ) -> None:
     """Training graphs per second for EGNN and EGAT, paths side by side (default sizes; the
     reference sizes are --hidden 128 --layers 5 --batch-size 512)."""
     from pipeline.bench import bench_train as run
 
-    run(layer, path, batch_size, steps, rounds, dof, hidden, layers, device)
+    run(layer, path, batch_size, steps, rounds, dof, hidden, layers, device, profile)
 
 
 @bench_app.command("sample")
@@ -318,6 +320,7 @@ def bench_gap(
     samples: int = typer.Option(32),
     seed: int = typer.Option(7),
     passes: int = typer.Option(2, help="Re-encoding passes for the last line."),
+    relax: float = typer.Option(1.0, help="Over-relaxation of the passes after the first (1: the plain chain)."),
 ) -> None:
     """Raw error from the prior against the posterior mean (what limits the raw samples), and the
     same prior samples re-encoded."""
@@ -325,9 +328,9 @@ def bench_gap(
 
     if not model.is_file():
         raise GGIKError(f"model {model} not found")
-    if goals < 1 or samples < 1 or passes < 0:
-        raise GGIKError("--goals and --samples must be at least 1, --passes at least 0")
-    run(model, robot, goals, samples, seed, passes)
+    if goals < 1 or samples < 1 or passes < 0 or not (math.isfinite(relax) and relax > 0):
+        raise GGIKError("--goals and --samples must be at least 1, --passes at least 0, --relax positive")
+    run(model, robot, goals, samples, seed, passes, relax)
 
 
 @bench_app.command("startup")

@@ -53,7 +53,7 @@ def evaluate(p: EvalParams, model_path: Path, metrics_dir: Path, arms: tuple[str
     model = load_model(model_path)
     device = next(model.parameters()).device
     results: dict = {"arms": {}, "params": {"problems_per_arm": p.problems_per_arm, "samples": p.samples, "passes": p.passes,
-                                            "device": device.type}}
+                                            "relax": p.relax, "device": device.type}}
     frames: list[pd.DataFrame] = []
     per_kind: dict[str, list[Solutions]] = {}  # raw [, reencoded], refined: one Solutions per arm
     first_goals = []
@@ -64,7 +64,7 @@ def evaluate(p: EvalParams, model_path: Path, metrics_dir: Path, arms: tuple[str
         sols = {"raw": sample_solutions(model, robot, goals, p.samples, generator=_generator(device, p.seed * 100 + i))}
         if p.passes > 0:  # the same prior draws (same seed), re-encoded
             sols["reencoded"] = sample_solutions(model, robot, goals, p.samples, generator=_generator(device, p.seed * 100 + i),
-                                                 passes=p.passes)
+                                                 passes=p.passes, relax=p.relax)
         raw = sols["raw"]
         ref = refine_solutions(robot, raw.q.to(device), goals, refine_config(p))  # the raw samples refined, as ggik solve does
         ref.seconds += raw.seconds

@@ -172,10 +172,11 @@ def _errors(ev: dict, out_dir: Path, src: str) -> list[Path]:
         md.append(f"## {title} ({unit})\n")
         md.append(md_table(("", *STAT_LABELS), rows))
     passes = params.get("passes", 0)
+    relaxed = f", the passes after the first over-relaxed by {params['relax']:g}" if params.get("relax", 1.0) != 1.0 else ""
     md.append("Rows: *raw samples*: every network sample, pooled over arms. *best-of-k*: per goal the sample with "
               "the smallest mm + deg error, statistics averaged over arms. "
               + (f"*re-encoded samples*: the same samples re-encoded {passes} times (joints recovered, that "
-                 "configuration encoded, its posterior mean decoded). " if "reencoded" in ov else "")
+                 f"configuration encoded, its posterior mean decoded{relaxed}). " if "reencoded" in ov else "")
               + "*refined samples*: every raw sample after LM refinement. *GGIK table protocol*: samples above the 99th percentile dropped, per-goal statistics "
               "averaged over goals, then over arms.\n")
     md.append("The last row of each table is the figure **published** in the GGIK paper (4.6 mm mean, Q1 3.3, "

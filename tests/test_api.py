@@ -172,6 +172,10 @@ def test_raw_samples_are_reencoded_unless_asked_otherwise(tmp_path):
     assert not np.array_equal(default.q, solver.solve(goals, k=3, refine=False, passes=0).q)
     with pytest.raises(GGIKError, match="passes must not be negative"):
         solver.solve(goals, k=3, refine=False, passes=-1)
+    assert np.array_equal(default.q, solver.solve(goals, k=3, refine=False, relax=Solver.RELAX).q)
+    assert not np.array_equal(solver.solve(goals, k=3, refine=False, relax=Solver.RELAX + 1.0).q, default.q)
+    with pytest.raises(GGIKError, match="relax must be a finite positive"):
+        solver.solve(goals, k=3, refine=False, relax=0.0)
 
 
 def test_refinement_options_change_the_result():

@@ -274,13 +274,19 @@ class GGIK(nn.Module):
     # --- inference ---------------------------------------------------------------------------
     @torch.no_grad()
     def sample(self, b: GraphBatch, k: int, generator: torch.Generator | None = None, passes: int = 0,
-               full: Callable[[GraphBatch, Tensor], GraphBatch] | None = None) -> Tensor:
+               full: Callable[[GraphBatch, Tensor], GraphBatch] | None = None, relax: float = 1.0) -> Tensor:
         r"""``k`` candidate point sets per problem: ``(B, k, N, 3)``, decoded in one batched pass from
         the prior, then re-encoded ``passes`` times (module docstring, "Re-encoding"):
 
         .. math::
             \hat x^{(0)} = \mathrm{dec}(z, \tilde G),\ z \sim p(Z \mid \tilde G); \qquad
             \hat x^{(t+1)} = \mathrm{dec}\big(\mu_q(G(\hat x^{(t)}), \tilde G), \tilde G\big).
+
+        ``relax`` :math:`\omega` over-relaxes the passes after the first in latent space,
+        :math:`z^{(t+1)} = z^{(t)} + \omega\,(\mu_q(G(\hat x^{(t)}), \tilde G) - z^{(t)})` with
+        :math:`z^{(1)} = \mu_q(G(\hat x^{(0)}), \tilde G)` (the prior draw is not a posterior latent,
+        so the first pass replaces it): :math:`\omega = 1` is the plain chain above, :math:`\omega > 1`
+        extrapolates along the direction the chain moves (module docstring, "Re-encoding").
 
         ``full(rb, x)`` builds the full graph :math:`G(\hat x)` of the repeated batch ``rb`` from
         decoded positions ``x (B*k, N, 3)``; by default its distances are those of ``x`` itself
@@ -304,10 +310,11 @@ class GGIK(nn.Module):
 
         h_p, x_p = rep(h_p), rep(x_p)
         x = self.decode(z, h_p, x_p, rb)
-        for _ in range(passes):
+        for t in range(passes):
             rf = (full or with_answer_positions)(rb, x.reshape(B * k, N, 3))
             mu, _ = self.posterior(rf, h_p)
-            x = self.decode(mu, h_p, x_p, rb)
+            z = mu if t == 0 else z + relax * (mu - z)
+            x = self.decode(z, h_p, x_p, rb)
         return x.reshape(B, k, N, 3)
 
 

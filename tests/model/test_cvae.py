@@ -178,3 +178,27 @@ def test_reencoding_decodes_the_posterior_mean_of_the_previous_sample():
 
     x2 = model.sample(bp, k, generator=torch.Generator().manual_seed(3), passes=2, full=full)
     assert calls == [(B * k, N, 3)] * 2 and x2.shape == x0.shape
+
+
+def test_over_relaxed_reencoding_extrapolates_the_latent_after_the_first_pass():
+    from ggik_core.data.batch import repeat_batch_partial, with_answer_positions
+
+    torch.manual_seed(0)
+    model = GGIK(ModelConfig(hidden=16, layers=2, latent=4, components=3)).double().eval()
+    bp = make_batch(build_problem_graphs(*_problems()), False, with_answer=False, dtype=torch.float64)
+    k, N, B = 3, bp.nodes_per_graph, bp.num_graphs
+
+    def draw(passes: int, relax: float) -> torch.Tensor:
+        return model.sample(bp, k, generator=torch.Generator().manual_seed(5), passes=passes, relax=relax)
+
+    # the first pass replaces the prior draw whatever the relaxation; relax 1 is the plain chain
+    torch.testing.assert_close(draw(1, 2.5), draw(1, 1.0), rtol=0, atol=0)
+    x1 = draw(1, 1.0)
+    rb = repeat_batch_partial(bp, k)
+    with torch.no_grad():
+        h_p, x_p = model.encode_partial(rb)
+        mu1, _ = model.posterior(with_answer_positions(rb, draw(0, 1.0).reshape(B * k, N, 3)), h_p)
+        mu2, _ = model.posterior(with_answer_positions(rb, x1.reshape(B * k, N, 3)), h_p)
+        expected = model.decode(mu1 + 2.0 * (mu2 - mu1), h_p, x_p, rb).reshape(B, k, N, 3)
+    torch.testing.assert_close(draw(2, 2.0), expected)
+    assert not torch.equal(draw(2, 2.0), draw(2, 1.0))  # relax is not ignored

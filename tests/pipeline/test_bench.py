@@ -87,3 +87,20 @@ def test_bench_gap_reports_posterior_and_prior_errors(tmp_path):
     assert res["prior_best_of_k_median_mm"] <= res["prior_raw_median_mm"]
     assert res["reencoded_best_of_k_median_mm"] <= res["reencoded_median_mm"]
     assert res["reencoded_median_mm"] != res["prior_raw_median_mm"]  # the re-encoded samples are other samples
+
+
+def test_profile_families_name_the_step_operators():
+    from pipeline.bench import _family
+
+    assert _family("aten::addmm") == _family("aten::mm") == _family("aten::bmm") == "matmul"
+    assert _family("aten::silu_backward") == _family("aten::add_") == _family("aten::native_layer_norm") == "elementwise"
+    assert _family("aten::_foreach_addcdiv_") == "optimizer"
+    assert _family("aten::sum") == "reduction"
+    assert _family("aten::_to_copy") == _family("aten::cat") == "copy / cast / layout"
+    assert _family("Optimizer.step#AdamW.step") == _family("aten::frobnicate") == "other"
+
+
+def test_bench_train_profile_splits_the_step_by_operator_family(capsys):
+    bench_train(["egnn"], ["dense"], batch_size=4, steps=1, rounds=1, dof=5, hidden=8, depth=2, device="cpu", profile=True)
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if "profile" in ln)
+    assert "matmul" in line and "elementwise" in line and "GFLOP/s" in line and "%" in line
