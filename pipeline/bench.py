@@ -109,9 +109,9 @@ def _train_step(model, opt, b, path: str):
 #: aten operator's name; the first family that matches wins, the rest is "other"
 OP_FAMILIES = (
     ("optimizer", ("_foreach_", "_fused_")),
-    ("matmul", ("mm", "addmm", "bmm", "baddbmm", "matmul", "linear", "mkldnn_", "_mkl")),
+    ("matmul", ("mm", "addmm", "bmm", "baddbmm", "matmul", "linear", "mkldnn_")),
     ("elementwise", ("silu", "sigmoid", "mul", "add", "sub", "div", "pow", "sqrt", "exp", "log", "clamp", "where",
-                     "neg", "rsub", "fill", "masked", "threshold", "native_layer_norm", "layer_norm", "softmax",
+                     "neg", "rsub", "fill", "threshold", "native_layer_norm", "layer_norm", "softmax",
                      "lerp", "addcmul", "addcdiv", "maximum", "minimum", "abs", "sign", "zero_")),
     ("reduction", ("sum", "mean", "norm", "logsumexp", "amax", "max", "min")),
     ("copy / cast / layout", ("copy_", "to", "_to_copy", "cat", "stack", "clone", "contiguous", "expand", "index",
