@@ -57,7 +57,7 @@ def _sync(device: torch.device) -> None:
 
 
 #: the training-step variants `ggik bench train` can time side by side
-TRAIN_PATHS = ("pyg", "dense", "dense-bf16", "dense-tf32", "dense-compile", "dense-cudagraphs")
+TRAIN_PATHS = ("pyg", "dense", "dense-bf16", "dense-tf32", "dense-compile", "dense-bf16-compile", "dense-cudagraphs")
 #: the suffixes of the compiled paths (cudagraphs: compiled, then replayed as CUDA graphs, no launch overhead)
 COMPILED = ("compile", "cudagraphs")
 
@@ -83,12 +83,30 @@ def _variant(spec: str) -> tuple[str, dict]:
     return path, overrides
 
 
+def _procs(spec: str) -> tuple[str, int]:
+    """``"dense-bf16 phi_x=linear procs=2"`` -> (``"dense-bf16 phi_x=linear"``, 2): the number of
+    data-parallel processes that share the cores (1 when absent; :mod:`pipeline.bench_procs`)."""
+    from ggik_core.errors import GGIKError
+
+    words, procs = [], 1
+    for w in spec.split():
+        if w.startswith("procs="):
+            value = w.partition("=")[2]
+            if not value.isdigit() or int(value) < 1:
+                raise GGIKError(f"--path {spec!r}: procs must be a positive integer (got {value!r})")
+            procs = int(value)
+        else:
+            words.append(w)
+    return " ".join(words), procs
+
+
 def _train_step(model, opt, b, path: str):
     """One forward + backward + AdamW step on ``b`` along ``path`` (see :data:`TRAIN_PATHS`)."""
 
     from pipeline.train import precision_context
 
-    ctx = precision_context(path.rpartition("-")[2] if path.endswith(("bf16", "tf32")) else "fp32", b.h.device)
+    parts = path.split("-")
+    ctx = precision_context(next((p for p in ("bf16", "tf32") if p in parts), "fp32"), b.h.device)
     fn = model
     if path.endswith(COMPILED):
         fn = getattr(model, "_compiled", None)
@@ -151,33 +169,50 @@ def profile_step(step, steps: int) -> dict[str, tuple[float, float]]:
 def bench_train(layers: list[str], paths: list[str], batch_size: int, steps: int, rounds: int, dof: int, hidden: int,
                 depth: int, device: str | None, profile: bool = False) -> None:
     """Training graphs per second (forward + backward + AdamW step) at the given sizes, for each
-    layer and each path, timed in interleaved rounds (the median round is reported). ``profile``:
-    then each path's step time by operator family (:func:`profile_step`), CPU only."""
+    layer and each path, timed in interleaved rounds (the median round is reported). A path with
+    ``procs=N`` runs data-parallel in ``N`` processes that share the threads (:mod:`pipeline.bench_procs`),
+    timed after the others. ``profile``: then each single-process path's step time by operator
+    family (:func:`profile_step`), CPU only."""
     from ggik_core.data.batch import make_batch
     from ggik_core.data.graph import build_problem_graphs
     from ggik_core.model.cvae import GGIK, ModelConfig
+    from ggik_core.errors import GGIKError
+    from pipeline.bench_procs import ProcsJob, time_in_processes
     from pipeline.train import pick_device
 
-    variants = {v: _variant(v) for v in paths}
+    procs = {v: _procs(v) for v in paths}
+    variants = {v: _variant(spec) for v, (spec, _) in procs.items()}
     dev = torch.device(device) if device else pick_device()
+    for v, (_, n) in procs.items():
+        if n > 1 and dev.type != "cpu":
+            raise GGIKError(f"--path {v!r}: procs > 1 shares the CPU cores between processes; it needs --device cpu")
+        if batch_size % n:
+            raise GGIKError(f"--path {v!r}: the batch of {batch_size} graphs does not split evenly over {n} processes")
     gen = torch.Generator().manual_seed(0)
     pb = random_problems(batch_size, dof, RandomRobotConfig(), gen)
     graphs = build_problem_graphs(pb.chain, pb.q, pb.goal)
+    threads = torch.get_num_threads()
     typer.echo(f"bench train: device {dev}, batch {batch_size} graphs of {dof} DOF, {rounds} rounds of {steps} steps, "
-               f"threads {torch.get_num_threads()}")
+               f"threads {threads} (procs=N: N processes of {threads}/N threads, batch {batch_size}/N each, "
+               "gradients all-reduced)")
     for layer in layers:
         base_cfg = ModelConfig(layer=layer, hidden=hidden, layers=depth)
         b = make_batch(graphs, base_cfg.directions, home_init=base_cfg.home_init).to(dev)
-        runs, n_params = {}, {}
+        runs, n_params, spread = {}, {}, []
+        times: dict[str, list[float]] = {}
         for name in paths:
             path, overrides = variants[name]
             cfg = dataclasses.replace(base_cfg, **overrides)
-            torch.manual_seed(0)
             try:
-                model = GGIK(cfg).to(dev)
+                GGIK(cfg)
             except ValueError as exc:  # e.g. symmetric messages on EGAT
                 typer.echo(f"  {layer:4s} {name:40s} not applicable: {exc}")
                 continue
+            if procs[name][1] > 1:  # timed in its own processes after the others (not interleaved)
+                spread.append(name)
+                continue
+            torch.manual_seed(0)
+            model = GGIK(cfg).to(dev)
             n_params[name] = sum(p.numel() for p in model.parameters())
             model.dense = path != "pyg"
             opt = torch.optim.AdamW(model.parameters(), lr=3e-4)
@@ -189,7 +224,7 @@ def bench_train(layers: list[str], paths: list[str], batch_size: int, steps: int
             if path.endswith(COMPILED):
                 typer.echo(f"  {layer} {name}: compiled in {time.perf_counter() - t:.1f} s")
         names = [n for n in paths if n in runs]
-        times: dict[str, list[float]] = {p: [] for p in names}
+        times.update({p: [] for p in names})
         for _ in range(rounds):
             for path in names:
                 _sync(dev)
@@ -198,13 +233,23 @@ def bench_train(layers: list[str], paths: list[str], batch_size: int, steps: int
                     runs[path]()
                 _sync(dev)
                 times[path].append((time.perf_counter() - t) / steps)
+        for name in spread:
+            path, overrides = variants[name]
+            n = procs[name][1]
+            job = ProcsJob(layer, path, overrides, n, max(1, threads // n), batch_size, dof, hidden, depth, steps, rounds)
+            times[name], n_params[name] = time_in_processes(job)
+        names = [n for n in paths if n in times]
+        if not names:
+            continue
         base = sorted(times[names[0]])[len(times[names[0]]) // 2]
         for path in names:
             dt = sorted(times[path])[len(times[path]) // 2]
             typer.echo(f"  {layer:4s} {path:40s} {n_params[path]:9,} params: "
                        f"{dt * 1000:8.1f} ms/step  {batch_size / dt:10,.0f} graphs/s  x{base / dt:5.2f} vs {names[0]}")
-        if profile and dev.type == "cpu":
-            for path in names:
+        if profile and dev.type != "cpu":
+            typer.echo(f"  {layer:4s} --profile splits CPU steps only; not profiled on {dev.type}")
+        elif profile:
+            for path in [n for n in names if n in runs]:
                 fams = profile_step(runs[path], steps)
                 total = sum(ms for ms, _ in fams.values())
                 parts = "; ".join(f"{k} {ms:.1f} ms ({100 * ms / total:.0f} %{f', {g:.0f} GFLOP/s' if g else ''})"

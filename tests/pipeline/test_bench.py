@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ggik_core.errors import GGIKError
-from pipeline.bench import _variant, bench_overfit, bench_train
+from pipeline.bench import _procs, _variant, bench_overfit, bench_train
 
 
 def test_bench_train_times_variants_side_by_side(capsys):
@@ -15,6 +15,22 @@ def test_bench_train_times_variants_side_by_side(capsys):
     assert out.count("egnn pyg") == 1 and out.count("egat dense ") == 1 and "graphs/s" in out
     assert "egat dense-bf16 symmetric=true" in out and "not applicable" in out  # symmetric is EGNN-only
     assert "x 1.00 vs pyg" in out
+
+
+def test_bench_train_times_a_data_parallel_step_in_processes(capsys):
+    bench_train(["egnn"], ["dense", "dense procs=2"], batch_size=4, steps=1, rounds=2, dof=5, hidden=8, depth=2,
+                device="cpu")
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if "dense procs=2" in ln)
+    assert "graphs/s" in line and "vs dense" in line
+
+
+def test_procs_parsing_and_errors():
+    assert _procs("dense-bf16 phi_x=linear procs=2") == ("dense-bf16 phi_x=linear", 2)
+    assert _procs("pyg") == ("pyg", 1)
+    with pytest.raises(GGIKError, match="positive integer"):
+        _procs("dense procs=0")
+    with pytest.raises(GGIKError, match="split evenly"):
+        bench_train(["egnn"], ["dense procs=3"], batch_size=4, steps=1, rounds=1, dof=5, hidden=8, depth=2, device="cpu")
 
 
 def test_variant_parsing():

@@ -1,0 +1,92 @@
+"""`ggik bench train` across several processes: data-parallel training steps on the CPU cores.
+
+Two processes of one thread each, their gradients averaged over a gloo process group after every
+step, is how the gate presets train (``torchrun --nproc_per_node=2``); at the thin matrices of the
+default sizes it gets more out of two cores than one process with two threads. This module times
+that step: every process builds the same model, takes its own ``batch / procs`` of the batch's
+graphs, and runs forward, backward (with the all-reduce) and the AdamW step; the rounds are timed
+between barriers, so the time is that of the slowest process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcsJob:
+    """One variant to time in ``procs`` processes (all fields picklable for ``spawn``)."""
+
+    layer: str
+    path: str
+    overrides: dict
+    procs: int
+    threads: int  # per process
+    batch_size: int  # graphs per step over all processes
+    dof: int
+    hidden: int
+    depth: int
+    steps: int
+    rounds: int
+
+
+def _worker(rank: int, job: ProcsJob, store: str, result: str) -> None:
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from ggik_core.data.batch import make_batch
+    from ggik_core.data.graph import build_problem_graphs
+    from ggik_core.data.problems import random_problems
+    from ggik_core.model.cvae import GGIK, ModelConfig
+    from ggik_core.robots.random_robots import RandomRobotConfig
+    from pipeline.bench import _train_step
+    from pipeline.train import subset
+
+    torch.set_num_threads(job.threads)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=job.procs)
+    try:
+        gen = torch.Generator().manual_seed(0)  # the same graphs as the single-process paths
+        pb = random_problems(job.batch_size, job.dof, RandomRobotConfig(), gen)
+        graphs = build_problem_graphs(pb.chain, pb.q, pb.goal)
+        per = job.batch_size // job.procs
+        mine = subset(graphs, torch.arange(rank * per, (rank + 1) * per))
+        cfg = dataclasses.replace(ModelConfig(layer=job.layer, hidden=job.hidden, layers=job.depth), **job.overrides)
+        b = make_batch(mine, cfg.directions, home_init=cfg.home_init)
+        torch.manual_seed(0)
+        model = GGIK(cfg)
+        model.dense = job.path != "pyg"
+        net = DistributedDataParallel(model)
+        opt = torch.optim.AdamW(model.parameters(), lr=3e-4)
+        step = _train_step(net, opt, b, job.path)
+        for _ in range(2):  # warm-up (and compilation)
+            step()
+        times = []
+        for _ in range(job.rounds):
+            dist.barrier()
+            t = time.perf_counter()
+            for _ in range(job.steps):
+                step()
+            dist.barrier()
+            times.append((time.perf_counter() - t) / job.steps)
+        if rank == 0:
+            Path(result).write_text(json.dumps({"times": times, "params": sum(p.numel() for p in model.parameters())}))
+    finally:
+        dist.destroy_process_group()
+
+
+def time_in_processes(job: ProcsJob) -> tuple[list[float], int]:
+    """Seconds per step of each round, and the model's parameter count, for ``job``."""
+    import torch.multiprocessing as mp
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store, result = os.path.join(tmp, "store"), os.path.join(tmp, "result.json")
+        mp.spawn(_worker, args=(job, store, result), nprocs=job.procs, join=True)
+        out = json.loads(Path(result).read_text())
+    return out["times"], out["params"]
