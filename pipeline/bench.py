@@ -100,6 +100,17 @@ def _procs(spec: str) -> tuple[str, int]:
     return " ".join(words), procs
 
 
+def bench_model(cfg, path: str, device: torch.device = torch.device("cpu")):
+    """The seeded model of ``cfg`` on ``device`` for ``path`` (dense layers unless ``pyg``) and its
+    AdamW, as every timed variant starts; raises ``ValueError`` where ``cfg`` does not apply."""
+    from ggik_core.model.cvae import GGIK
+
+    torch.manual_seed(0)
+    model = GGIK(cfg).to(device)
+    model.dense = path != "pyg"
+    return model, torch.optim.AdamW(model.parameters(), lr=3e-4)
+
+
 def _train_step(model, opt, b, path: str):
     """One forward + backward + AdamW step on ``b`` along ``path`` (see :data:`TRAIN_PATHS`)."""
 
@@ -175,7 +186,7 @@ def bench_train(layers: list[str], paths: list[str], batch_size: int, steps: int
     family (:func:`profile_step`), CPU only."""
     from ggik_core.data.batch import make_batch
     from ggik_core.data.graph import build_problem_graphs
-    from ggik_core.model.cvae import GGIK, ModelConfig
+    from ggik_core.model.config import ModelConfig
     from ggik_core.errors import GGIKError
     from pipeline.bench_procs import ProcsJob, time_in_processes
     from pipeline.train import pick_device
@@ -202,20 +213,15 @@ def bench_train(layers: list[str], paths: list[str], batch_size: int, steps: int
         times: dict[str, list[float]] = {}
         for name in paths:
             path, overrides = variants[name]
-            cfg = dataclasses.replace(base_cfg, **overrides)
             try:
-                GGIK(cfg)
+                model, opt = bench_model(dataclasses.replace(base_cfg, **overrides), path, dev)
             except ValueError as exc:  # e.g. symmetric messages on EGAT
                 typer.echo(f"  {layer:4s} {name:40s} not applicable: {exc}")
                 continue
             if procs[name][1] > 1:  # timed in its own processes after the others (not interleaved)
                 spread.append(name)
                 continue
-            torch.manual_seed(0)
-            model = GGIK(cfg).to(dev)
             n_params[name] = sum(p.numel() for p in model.parameters())
-            model.dense = path != "pyg"
-            opt = torch.optim.AdamW(model.parameters(), lr=3e-4)
             runs[name] = _train_step(model, opt, b, path)
             t = time.perf_counter()
             for _ in range(2):  # warm-up (and compilation)
@@ -236,8 +242,8 @@ def bench_train(layers: list[str], paths: list[str], batch_size: int, steps: int
         for name in spread:
             path, overrides = variants[name]
             n = procs[name][1]
-            job = ProcsJob(layer, path, overrides, n, max(1, threads // n), batch_size, dof, hidden, depth, steps, rounds)
-            times[name], n_params[name] = time_in_processes(job)
+            job = ProcsJob(layer, path, overrides, n, max(1, threads // n), hidden, depth, steps, rounds)
+            times[name], n_params[name] = time_in_processes(job, graphs)
         names = [n for n in paths if n in times]
         if not names:
             continue

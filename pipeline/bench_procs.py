@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from ggik_core.data.graph import ProblemGraphs
+
 
 @dataclasses.dataclass(frozen=True)
 class ProcsJob:
@@ -29,42 +31,30 @@ class ProcsJob:
     overrides: dict
     procs: int
     threads: int  # per process
-    batch_size: int  # graphs per step over all processes
-    dof: int
     hidden: int
     depth: int
     steps: int
     rounds: int
 
 
-def _worker(rank: int, job: ProcsJob, store: str, result: str) -> None:
+def _worker(rank: int, job: ProcsJob, graphs: ProblemGraphs, store: str, result: str) -> None:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
     from ggik_core.data.batch import make_batch
-    from ggik_core.data.graph import build_problem_graphs
-    from ggik_core.data.problems import random_problems
-    from ggik_core.model.cvae import GGIK, ModelConfig
-    from ggik_core.robots.random_robots import RandomRobotConfig
-    from pipeline.bench import _train_step
+    from ggik_core.model.config import ModelConfig
+    from pipeline.bench import _train_step, bench_model
     from pipeline.train import subset
 
     torch.set_num_threads(job.threads)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=job.procs)
     try:
-        gen = torch.Generator().manual_seed(0)  # the same graphs as the single-process paths
-        pb = random_problems(job.batch_size, job.dof, RandomRobotConfig(), gen)
-        graphs = build_problem_graphs(pb.chain, pb.q, pb.goal)
-        per = job.batch_size // job.procs
+        per = graphs.goal.shape[0] // job.procs  # the caller's graphs, this rank's share
         mine = subset(graphs, torch.arange(rank * per, (rank + 1) * per))
         cfg = dataclasses.replace(ModelConfig(layer=job.layer, hidden=job.hidden, layers=job.depth), **job.overrides)
         b = make_batch(mine, cfg.directions, home_init=cfg.home_init)
-        torch.manual_seed(0)
-        model = GGIK(cfg)
-        model.dense = job.path != "pyg"
-        net = DistributedDataParallel(model)
-        opt = torch.optim.AdamW(model.parameters(), lr=3e-4)
-        step = _train_step(net, opt, b, job.path)
+        model, opt = bench_model(cfg, job.path)
+        step = _train_step(DistributedDataParallel(model), opt, b, job.path)
         for _ in range(2):  # warm-up (and compilation)
             step()
         times = []
@@ -81,12 +71,13 @@ def _worker(rank: int, job: ProcsJob, store: str, result: str) -> None:
         dist.destroy_process_group()
 
 
-def time_in_processes(job: ProcsJob) -> tuple[list[float], int]:
-    """Seconds per step of each round, and the model's parameter count, for ``job``."""
+def time_in_processes(job: ProcsJob, graphs: ProblemGraphs) -> tuple[list[float], int]:
+    """Seconds per step of each round, and the model's parameter count, for ``job`` on ``graphs``
+    (the whole batch; each process takes its share)."""
     import torch.multiprocessing as mp
 
     with tempfile.TemporaryDirectory() as tmp:
         store, result = os.path.join(tmp, "store"), os.path.join(tmp, "result.json")
-        mp.spawn(_worker, args=(job, store, result), nprocs=job.procs, join=True)
+        mp.spawn(_worker, args=(job, graphs, store, result), nprocs=job.procs, join=True)
         out = json.loads(Path(result).read_text())
     return out["times"], out["params"]
