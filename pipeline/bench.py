@@ -102,13 +102,15 @@ def _procs(spec: str) -> tuple[str, int]:
 
 def bench_model(cfg, path: str, device: torch.device = torch.device("cpu")):
     """The seeded model of ``cfg`` on ``device`` for ``path`` (dense layers unless ``pyg``) and its
-    AdamW, as every timed variant starts; raises ``ValueError`` where ``cfg`` does not apply."""
+    AdamW (the training stage's, :func:`pipeline.train.make_optimizer`), as every timed variant
+    starts; raises ``ValueError`` where ``cfg`` does not apply."""
     from ggik_core.model.cvae import GGIK
+    from pipeline.train import make_optimizer
 
     torch.manual_seed(0)
     model = GGIK(cfg).to(device)
     model.dense = path != "pyg"
-    return model, torch.optim.AdamW(model.parameters(), lr=3e-4)
+    return model, make_optimizer(model, 3e-4, 0.01)
 
 
 def _train_step(model, opt, b, path: str):

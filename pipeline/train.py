@@ -138,6 +138,14 @@ def subset(g: ProblemGraphs, idx: torch.Tensor) -> ProblemGraphs:
     return ProblemGraphs(dof=g.dof, pos=g.pos[idx], home=g.home[idx], known=g.known[idx], goal=g.goal[idx], q=g.q[idx])
 
 
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW over ``model``'s parameters, fused: one kernel updates every parameter (the same update
+    up to rounding), on the CPU as on CUDA. The unfused update runs about ten small operations per
+    parameter tensor: 1,260 per step for the default model, a third of all the operations of a
+    step at the training batch (about 2.6 of 3.7 ms per step on one core)."""
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
+
+
 def make_scheduler(opt: torch.optim.Optimizer, tp: TrainParams, steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
     """``train.lr_schedule``: ``step`` multiplies the lr by ``lr_gamma`` every ``lr_step_epochs``
     (stepped per epoch); ``cosine`` warms up linearly over the first ``warmup_fraction`` of all
@@ -301,8 +309,7 @@ def _train(params: Params, graph_dir: Path, out_dir: Path, metrics_dir: Path, en
     net: torch.nn.Module = model
     if env.world > 1:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    # fused: one kernel for the whole AdamW update on CUDA (the same update)
-    opt = torch.optim.AdamW(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay, fused=device.type == "cuda")
+    opt = make_optimizer(model, tp.lr, tp.weight_decay)
     steps_per_epoch = len(env.shard(batches(train_idx, tp.batch_size, None)))
     sched = make_scheduler(opt, tp, steps_per_epoch)
     ckpt_path = out_dir / "checkpoint.pt"
