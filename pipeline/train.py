@@ -182,8 +182,31 @@ def beta_ramp(beta: float, beta_start: float, t: float) -> float:
 def fingerprint(params: Params, manifest: Path) -> dict:
     """What a checkpoint must match to be resumed: time limits and threads may change, and so may
     the number of epochs under the step schedule (the cosine schedule spans all epochs, so a run
-    with more epochs is another run)."""
-    return {"model": asdict(params.model), "train": fingerprint_train(params.train), "data": sha256_file(manifest)}
+    with more epochs is another run). The code that computes a training step counts too
+    (:func:`training_code_hash`): ``dvc repro`` reruns this stage when that code changes, and
+    resuming a checkpoint that older code finished would hand back the older model."""
+    return {"model": asdict(params.model), "train": fingerprint_train(params.train), "data": sha256_file(manifest),
+            "code": training_code_hash()}
+
+
+#: the modules whose source defines a training step: the model, the batches, this loop
+TRAINING_CODE = ("ggik_core.model", "ggik_core.data", "pipeline.train")
+
+
+def training_code_hash() -> str:
+    """SHA-256 of the source files of :data:`TRAINING_CODE` (a package's every ``.py`` file), in a
+    fixed order: equal on every machine that runs the same code."""
+    import hashlib
+    import importlib
+
+    h = hashlib.sha256()
+    for name in TRAINING_CODE:
+        mod = importlib.import_module(name)
+        files = sorted(Path(mod.__file__).parent.glob("*.py")) if hasattr(mod, "__path__") else [Path(mod.__file__)]
+        for f in files:
+            h.update(f"{name}/{f.name}\0".encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
 
 
 def fingerprint_train(train: TrainParams) -> dict:
@@ -197,12 +220,16 @@ def fingerprint_train(train: TrainParams) -> dict:
 def same_run(saved: dict | None, fp: dict) -> bool:
     """Whether a checkpoint's fingerprint matches this run's (:func:`fingerprint`). A model or
     train setting added after the checkpoint was written counts as its default, so checkpoints
-    stay resumable by runs that leave the new setting alone."""
+    stay resumable by runs that leave the new setting alone; a checkpoint written before the code
+    hash was recorded is taken as made by this code."""
     if not saved:
         return False
     model = {**asdict(ModelConfig()), **saved.get("model", {})}
     train = {**fingerprint_train(TrainParams()), **saved.get("train", {})}
-    return {**saved, "model": model, "train": train} == fp
+    merged = {**saved, "model": model, "train": train}
+    if "code" in fp:
+        merged["code"] = saved.get("code", fp["code"])
+    return merged == fp
 
 
 def run_epoch(net: torch.nn.Module, graphs, plan, tp: TrainParams, beta: float | Callable[[float], float], env: Dist, opt=None,
@@ -332,7 +359,10 @@ def _train(params: Params, graph_dir: Path, out_dir: Path, metrics_dir: Path, en
             if env.main:
                 stderr.print(f"resuming from {ckpt_path} after epoch {start}")
         elif env.main:
-            stderr.print(f"{ckpt_path} was made with other params, data or process count: starting afresh")
+            aside = ckpt_path.with_suffix(ckpt_path.suffix + ".other")
+            os.replace(ckpt_path, aside)  # kept, not overwritten by this run's first epoch
+            stderr.print(f"{ckpt_path} was made with other params, data, code or process count: "
+                         f"moved it to {aside} and starting afresh")
     n_train = sum(i.numel() for i in train_idx.values())
     if env.main:
         stderr.print(f"training {cfg.layer} on {device} x {env.world}: {n_train} train / {sum(i.numel() for i in val_idx.values())} val graphs, "

@@ -144,6 +144,27 @@ def test_checkpoint_of_other_params_is_not_resumed(graphs, tmp_path):
     log = _run(other, graphs, tmp_path / "r")
     rows = (tmp_path / "r/metrics/train_loss.csv").read_text().strip().splitlines()
     assert len(rows) == 3 and log["epochs_done"] == 2  # header + 2 fresh epochs, not 4
+    kept = torch.load(tmp_path / "r/model/checkpoint.pt.other", weights_only=False)  # set aside, not lost
+    assert kept["fingerprint"]["train"]["lr"] == TINY.train.lr
+
+
+def test_a_checkpoint_finished_by_other_training_code_is_not_resumed(graphs, tmp_path):
+    """After the training code changes, `dvc repro` reruns the stage: it must train again rather
+    than hand back the model that the older code finished."""
+    _run(TINY, graphs, tmp_path / "r")
+    ckpt = tmp_path / "r/model/checkpoint.pt"
+    saved = torch.load(ckpt, weights_only=False)
+    saved["fingerprint"]["code"] = "0" * 64  # as written by other code
+    torch.save(saved, ckpt)
+    first = json.loads((tmp_path / "r/metrics/train.json").read_text())
+    log = _run(TINY, graphs, tmp_path / "r")
+    assert log["epochs_done"] == 2 and (tmp_path / "r/model/checkpoint.pt.other").exists()
+    assert log["val"] == first["val"]  # retrained, deterministically, to the same result
+    (tmp_path / "r/model/checkpoint.pt.other").unlink()
+    del saved["fingerprint"]["code"]  # a checkpoint from before the code hash: resumed
+    torch.save(saved, ckpt)
+    _run(TINY, graphs, tmp_path / "r")
+    assert not (tmp_path / "r/model/checkpoint.pt.other").exists()
 
 
 def test_corrupt_checkpoint_is_set_aside_and_training_starts_afresh(graphs, tmp_path):
@@ -285,6 +306,24 @@ def test_a_setting_added_after_the_checkpoint_counts_as_its_default():
     assert not same_run(old, {**fp, "model": {**fp["model"], "prior_mixture": "graph"}})
     assert not same_run({**old, "data": "other"}, fp)
     assert not same_run(None, fp)
+    coded = {**fp, "code": "abc"}
+    assert same_run(old, coded) and same_run(coded, coded)  # no code hash saved: taken as this code's
+    assert not same_run({**old, "code": "def"}, coded)
+
+
+def test_the_training_code_hash_covers_the_model_the_batches_and_the_loop(monkeypatch, tmp_path):
+    import ggik_core.model
+    from pipeline import train as train_mod
+
+    h = train_mod.training_code_hash()
+    assert len(h) == 64 and h == train_mod.training_code_hash()
+    fake = tmp_path / "model"
+    fake.mkdir()
+    for f in Path(ggik_core.model.__file__).parent.glob("*.py"):
+        (fake / f.name).write_bytes(f.read_bytes())
+    (fake / "egnn.py").write_bytes((fake / "egnn.py").read_bytes() + b"\n# edited\n")
+    monkeypatch.setattr(ggik_core.model, "__file__", str(fake / "__init__.py"))
+    assert train_mod.training_code_hash() != h
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
