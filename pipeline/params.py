@@ -165,6 +165,8 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise GGIKError(f"params: train.precision must be fp32, tf32 or bf16, got {p.train.precision!r}")
     if p.model.phi_x not in ("mlp", "linear"):
         raise GGIKError(f"params: model.phi_x must be mlp or linear, got {p.model.phi_x!r}")
+    if p.model.phi_e not in ("mlp", "single"):
+        raise GGIKError(f"params: model.phi_e must be mlp or single, got {p.model.phi_e!r}")
     if p.model.symmetric and p.model.layer != "egnn":
         raise GGIKError("params: model.symmetric needs model.layer egnn (EGAT's direction features are antisymmetric)")
     for key in ("full_layers", "decoder_layers", "partial_layers"):

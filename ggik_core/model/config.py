@@ -27,6 +27,7 @@ class ModelConfig:
     coords_agg_norm: float = 16.0
     home_init: bool = False  # unknown nodes of the partial graph start at their home positions
     phi_x: str = "mlp"  # mlp (two layers, the reference) | linear (one bias-free linear map: lighter)
+    phi_e: str = "mlp"  # mlp (two layers, the reference) | single (one linear map and its SiLU: no per-edge product)
     symmetric: bool = False  # egnn only: phi_e shares weights for h_i and h_j, each pair computed once
     pin_anchors: bool = False  # put the known anchors back at their positions after every layer
     full_layers: int = 0  # layers of the full-graph encoder (it feeds only the posterior); 0: same as layers

@@ -95,6 +95,8 @@ class GraphStack(nn.Module):
         super().__init__()
         if cfg.phi_x not in ("mlp", "linear"):
             raise ValueError(f"unknown phi_x {cfg.phi_x!r} (mlp or linear)")
+        if cfg.phi_e not in ("mlp", "single"):
+            raise ValueError(f"unknown phi_e {cfg.phi_e!r} (mlp or single)")
         if cfg.symmetric and cfg.layer != "egnn":
             raise ValueError("symmetric messages are for egnn layers (EGAT's direction features are antisymmetric)")
         layers = []
@@ -103,7 +105,7 @@ class GraphStack(nn.Module):
             last = i == depth - 1
             kw = dict(edge_dim=cfg.edge_dim, hidden_channels=cfg.hidden, coords_agg_norm=cfg.coords_agg_norm,
                       update_coords=coords_out or not last, update_features=features_out or not last,
-                      coord_mlp=cfg.phi_x == "mlp")
+                      coord_mlp=cfg.phi_x == "mlp", edge_mlp=cfg.phi_e == "mlp")
             if cfg.layer == "egnn":
                 layers.append(EGNNLayer(cfg.hidden, symmetric=cfg.symmetric, **kw))
             elif cfg.layer == "egat":

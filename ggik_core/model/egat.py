@@ -88,6 +88,10 @@ class EGATLayer(EquivariantConv):
             (default: :obj:`True`)
         coord_mlp (bool, optional): If set to :obj:`False`, :math:`\phi_x` is
             a single linear map instead of a two-layer MLP. (default: :obj:`True`)
+        edge_mlp (bool, optional): If set to :obj:`False`, :math:`\phi_e` is
+            one linear map and its non-linearity instead of a two-layer MLP
+            (its output width is then :obj:`message_channels`).
+            (default: :obj:`True`)
 
     Shapes:
         - **input:**
@@ -113,9 +117,10 @@ class EGATLayer(EquivariantConv):
         act: ActType = nn.SiLU,
         norm: bool = True,
         coord_mlp: bool = True,
+        edge_mlp: bool = True,
     ) -> None:
         super().__init__(channels, edge_dim, hidden_channels, message_channels, coords_agg_norm,
-                         update_coords, update_features, act, norm, coord_mlp)
+                         update_coords, update_features, act, norm, coord_mlp, edge_mlp=edge_mlp)
         self._alpha: Optional[Tensor] = None
 
     def phi_x_in(self) -> int:

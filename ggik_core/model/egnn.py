@@ -77,6 +77,10 @@ class EGNNLayer(EquivariantConv):
             :math:`\mathbf{h}_j`; with symmetric edge features the messages are
             symmetric and :meth:`forward_dense` computes each pair once (half
             the per-edge work). (default: :obj:`False`)
+        edge_mlp (bool, optional): If set to :obj:`False`, :math:`\phi_e` is
+            one linear map and its non-linearity instead of a two-layer MLP;
+            its linear map is applied per node, so no per-edge matrix product
+            is left in :math:`\phi_e`. (default: :obj:`True`)
 
     Shapes:
         - **input:**
@@ -100,9 +104,10 @@ class EGNNLayer(EquivariantConv):
         norm: bool = True,
         coord_mlp: bool = True,
         symmetric: bool = False,
+        edge_mlp: bool = True,
     ) -> None:
         super().__init__(channels, edge_dim, hidden_channels, None, coords_agg_norm,
-                         update_coords, update_features, act, norm, coord_mlp, symmetric)
+                         update_coords, update_features, act, norm, coord_mlp, symmetric, edge_mlp)
 
     def forward(
         self,

@@ -158,6 +158,12 @@ class EquivariantConv(MessagePassing):
             weights to :math:`\mathbf{h}_i` and :math:`\mathbf{h}_j`, so that
             :math:`\mathbf{m}_{ij} = \mathbf{m}_{ji}` for symmetric edge
             features; the dense path then computes each pair once.
+        edge_mlp (bool): If :obj:`True`, :math:`\phi_e` is a two-layer MLP;
+            if :obj:`False`, one linear map and its non-linearity,
+            :math:`\mathbf{m}_{ij} = \sigma(W [\mathbf{h}_i, \mathbf{h}_j,
+            \|\mathbf{x}_i - \mathbf{x}_j\|^2, \mathbf{a}_{ij}] + b)`, whose
+            linear map splits into per-node parts (:func:`split_first_linear`):
+            no per-edge matrix product is left in :math:`\phi_e`.
     """
 
     def __init__(
@@ -173,6 +179,7 @@ class EquivariantConv(MessagePassing):
         norm: bool = True,
         coord_mlp: bool = True,
         symmetric: bool = False,
+        edge_mlp: bool = True,
     ) -> None:
         super().__init__(aggr="add")
         if channels <= 0:
@@ -196,6 +203,7 @@ class EquivariantConv(MessagePassing):
         self.norm = norm
         self.coord_mlp = coord_mlp
         self.symmetric = symmetric
+        self.edge_mlp = edge_mlp
         H, M = self.hidden_channels, self.message_channels
 
         self.build_edge_mlps(act)
@@ -227,9 +235,14 @@ class EquivariantConv(MessagePassing):
 
     def build_edge_mlps(self, act: ActType) -> None:
         r"""Creates :math:`\phi_e` on :math:`[\mathbf{h}_i, \mathbf{h}_j,
-        \|\mathbf{x}_i - \mathbf{x}_j\|^2, \mathbf{a}_{ij}]`."""
+        \|\mathbf{x}_i - \mathbf{x}_j\|^2, \mathbf{a}_{ij}]`: two layers, or one
+        when not :obj:`edge_mlp`."""
+        n_in = self.edge_offset + 1 + self.edge_dim
+        if not self.edge_mlp:
+            self.phi_e = nn.Sequential(nn.Linear(n_in, self.message_channels), make_activation(act))
+            return
         self.phi_e = nn.Sequential(
-            nn.Linear(self.edge_offset + 1 + self.edge_dim, self.hidden_channels),
+            nn.Linear(n_in, self.hidden_channels),
             make_activation(act),
             nn.Linear(self.hidden_channels, self.message_channels),
             make_activation(act),

@@ -27,12 +27,14 @@ def _complete(B: int, N: int) -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.mark.parametrize("cls", [EGNNLayer, EGATLayer])
 @pytest.mark.parametrize("edge_dim", [0, 4])
 @pytest.mark.parametrize("coord_mlp", [True, False])
+@pytest.mark.parametrize("edge_mlp", [True, False])
 @pytest.mark.parametrize("update", [(True, True), (False, True), (True, False)])
-def test_dense_layer_equals_pyg_layer(cls, edge_dim, coord_mlp, update):
+def test_dense_layer_equals_pyg_layer(cls, edge_dim, coord_mlp, edge_mlp, update):
     torch.manual_seed(0)
     B, N, C = 3, 6, 8
-    layer = cls(C, edge_dim=edge_dim, hidden_channels=12, coord_mlp=coord_mlp,
+    layer = cls(C, edge_dim=edge_dim, hidden_channels=12, coord_mlp=coord_mlp, edge_mlp=edge_mlp,
                 update_coords=update[0], update_features=update[1]).double()
+    assert len(layer.phi_e) == (4 if edge_mlp else 2)
     # larger coordinate weights than the tiny initial gain, so that a wrong x update shows
     if layer.phi_x is not None:
         torch.nn.init.normal_(layer.phi_x[-1].weight)
@@ -61,6 +63,7 @@ def test_dense_attention_sums_to_one_without_self_loops():
 @pytest.mark.parametrize(("layer", "overrides"), [
     ("egnn", {}), ("egat", {}), ("egnn", {"phi_x": "linear", "full_layers": 1}),
     ("egat", {"phi_x": "linear", "full_layers": 1}), ("egnn", {"symmetric": True}),  # symmetric messages are EGNN-only
+    ("egnn", {"phi_e": "single", "phi_x": "linear", "full_layers": 1}), ("egat", {"phi_e": "single"}),
 ])
 def test_model_dense_equals_pyg(layer, overrides):
     pb = random_problems(4, 6, RandomRobotConfig(), torch.Generator().manual_seed(2))

@@ -250,6 +250,8 @@ INVALID_PARAMS = {
     "zero_batch_size": ("train:\n  batch_size: 0\n", "train",
                         "pipeline/params.py load_params accepts train.batch_size: 0; pipeline/train.py batches() then "
                         "raises RuntimeError from Tensor.split(0) with a traceback"),
+    "unknown_phi_e": ("model:\n  phi_e: linear\n", "train",
+                      "model.phi_e takes mlp or single; any other value must fail before training starts"),
 }
 
 
