@@ -359,10 +359,7 @@ def _train(params: Params, graph_dir: Path, out_dir: Path, metrics_dir: Path, en
             if env.main:
                 stderr.print(f"resuming from {ckpt_path} after epoch {start}")
         elif env.main:
-            aside = ckpt_path.with_suffix(ckpt_path.suffix + ".other")
-            os.replace(ckpt_path, aside)  # kept, not overwritten by this run's first epoch
-            stderr.print(f"{ckpt_path} was made with other params, data, code or process count: "
-                         f"moved it to {aside} and starting afresh")
+            _set_aside(ckpt_path, ".other", "was made with other params, data, code or process count")
     n_train = sum(i.numel() for i in train_idx.values())
     if env.main:
         stderr.print(f"training {cfg.layer} on {device} x {env.world}: {n_train} train / {sum(i.numel() for i in val_idx.values())} val graphs, "
@@ -444,7 +441,13 @@ def _read_checkpoint(path: Path, env: Dist) -> dict | None:
         return ckpt
     except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is handled the same way
         if env.main:
-            aside = path.with_suffix(path.suffix + ".corrupt")
-            os.replace(path, aside)
-            stderr.print(f"{path} is unreadable ({type(exc).__name__}); moved it to {aside} and starting afresh")
+            _set_aside(path, ".corrupt", f"is unreadable ({type(exc).__name__})")
         return None
+
+
+def _set_aside(path: Path, suffix: str, why: str) -> None:
+    """Moves the checkpoint ``path`` to ``path`` + ``suffix``, where the fresh run's first epoch
+    cannot overwrite it, and says ``why`` on stderr."""
+    aside = path.with_suffix(path.suffix + suffix)
+    os.replace(path, aside)
+    stderr.print(f"{path} {why}: moved it to {aside} and starting afresh")
