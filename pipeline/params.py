@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import yaml
 
 from ggik_core.errors import GGIKError
-from ggik_core.model.config import ModelConfig
+from ggik_core.model.config import CHOICES as MODEL_CHOICES, ModelConfig
 from ggik_core.robots.random_robots import GEOMETRIES, RandomRobotConfig
 from ggik_core.solve.refine import RefineConfig
 
@@ -153,8 +153,9 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise GGIKError(f"params: data.geometry must be one of {', '.join(GEOMETRIES)}, got {p.data.geometry!r}")
     if not p.data.d_min <= 0.0 <= p.data.d_max or p.data.a_max <= 0:
         raise GGIKError("params: data.d_min <= 0 <= data.d_max and data.a_max > 0 are required")
-    if p.model.layer not in ("egnn", "egat"):
-        raise GGIKError(f"params: model.layer must be egnn or egat, got {p.model.layer!r}")
+    for key, choices in MODEL_CHOICES.items():
+        if getattr(p.model, key) not in choices:
+            raise GGIKError(f"params: model.{key} must be {' or '.join(choices)}, got {getattr(p.model, key)!r}")
     if p.train.deterministic.lower() not in ("auto", "true", "false"):
         raise GGIKError(f"params: train.deterministic must be auto, true or false, got {p.train.deterministic!r}")
     if p.train.lr_schedule not in ("step", "cosine"):
@@ -163,10 +164,6 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise GGIKError(f"params: train.warmup_fraction must be in [0, 1), got {p.train.warmup_fraction}")
     if p.train.precision not in ("fp32", "tf32", "bf16"):
         raise GGIKError(f"params: train.precision must be fp32, tf32 or bf16, got {p.train.precision!r}")
-    if p.model.phi_x not in ("mlp", "linear"):
-        raise GGIKError(f"params: model.phi_x must be mlp or linear, got {p.model.phi_x!r}")
-    if p.model.phi_e not in ("mlp", "single"):
-        raise GGIKError(f"params: model.phi_e must be mlp or single, got {p.model.phi_e!r}")
     if p.model.symmetric and p.model.layer != "egnn":
         raise GGIKError("params: model.symmetric needs model.layer egnn (EGAT's direction features are antisymmetric)")
     for key in ("full_layers", "decoder_layers", "partial_layers"):

@@ -15,6 +15,11 @@ from ggik_core.data.graph import NODE_FEATURES
 REFERENCE_SIZES = {"hidden": 128, "layers": 5, "latent": 16, "components": 16}
 
 
+#: the values of the choice fields of :class:`ModelConfig`, checked by ``load_params`` (one-line
+#: params errors) and by the model (``ValueError``)
+CHOICES = {"layer": ("egnn", "egat"), "phi_x": ("mlp", "linear"), "phi_e": ("mlp", "single")}
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     layer: str = "egnn"  # egnn | egat

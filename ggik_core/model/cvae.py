@@ -73,7 +73,7 @@ import torch
 from torch import Tensor, nn
 
 from ggik_core.data.batch import GraphBatch, repeat_batch_partial, with_answer_positions
-from ggik_core.model.config import ModelConfig
+from ggik_core.model.config import CHOICES, ModelConfig
 from ggik_core.model.egat import EGATLayer
 from ggik_core.model.egnn import EGNNLayer
 
@@ -93,10 +93,9 @@ class GraphStack(nn.Module):
 
     def __init__(self, cfg: ModelConfig, coords_out: bool = True, features_out: bool = True, depth: int = 0) -> None:
         super().__init__()
-        if cfg.phi_x not in ("mlp", "linear"):
-            raise ValueError(f"unknown phi_x {cfg.phi_x!r} (mlp or linear)")
-        if cfg.phi_e not in ("mlp", "single"):
-            raise ValueError(f"unknown phi_e {cfg.phi_e!r} (mlp or single)")
+        for key in ("phi_x", "phi_e"):
+            if getattr(cfg, key) not in CHOICES[key]:
+                raise ValueError(f"unknown {key} {getattr(cfg, key)!r} ({' or '.join(CHOICES[key])})")
         if cfg.symmetric and cfg.layer != "egnn":
             raise ValueError("symmetric messages are for egnn layers (EGAT's direction features are antisymmetric)")
         layers = []
