@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import yaml
 
 from ggik_core.errors import GGIKError
-from ggik_core.model.config import CHOICES as MODEL_CHOICES, ModelConfig
+from ggik_core.model.config import CHOICES as MODEL_CHOICES, SHARED_MIXTURE_NEEDS_NODES, ModelConfig
 from ggik_core.robots.random_robots import GEOMETRIES, RandomRobotConfig
 from ggik_core.solve.refine import RefineConfig
 
@@ -164,6 +164,8 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise GGIKError(f"params: train.warmup_fraction must be in [0, 1), got {p.train.warmup_fraction}")
     if p.train.precision not in ("fp32", "tf32", "bf16"):
         raise GGIKError(f"params: train.precision must be fp32, tf32 or bf16, got {p.train.precision!r}")
+    if p.model.prior_mixture == "graph" and p.model.latent_scope == "graph":
+        raise GGIKError(f"params: model.{SHARED_MIXTURE_NEEDS_NODES}")
     if p.model.symmetric and p.model.layer != "egnn":
         raise GGIKError("params: model.symmetric needs model.layer egnn (EGAT's direction features are antisymmetric)")
     for key in ("full_layers", "decoder_layers", "partial_layers"):

@@ -17,7 +17,11 @@ REFERENCE_SIZES = {"hidden": 128, "layers": 5, "latent": 16, "components": 16}
 
 #: the values of the choice fields of :class:`ModelConfig`, checked by ``load_params`` (one-line
 #: params errors) and by the model (``ValueError``)
-CHOICES = {"layer": ("egnn", "egat"), "phi_x": ("mlp", "linear"), "phi_e": ("mlp", "single")}
+CHOICES = {"layer": ("egnn", "egat"), "phi_x": ("mlp", "linear"), "phi_e": ("mlp", "single"),
+           "latent_scope": ("node", "graph"), "prior_mixture": ("node", "graph")}
+
+#: why ``prior_mixture="graph"`` cannot go with ``latent_scope="graph"``
+SHARED_MIXTURE_NEEDS_NODES = "prior_mixture=graph needs latent_scope=node (a per-graph latent has one mixture already)"
 
 
 @dataclass(frozen=True)

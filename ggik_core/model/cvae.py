@@ -73,7 +73,7 @@ import torch
 from torch import Tensor, nn
 
 from ggik_core.data.batch import GraphBatch, repeat_batch_partial, with_answer_positions
-from ggik_core.model.config import CHOICES, ModelConfig
+from ggik_core.model.config import CHOICES, SHARED_MIXTURE_NEEDS_NODES, ModelConfig
 from ggik_core.model.egat import EGATLayer
 from ggik_core.model.egnn import EGNNLayer
 
@@ -82,6 +82,12 @@ LOG_2PI = math.log(2 * math.pi)
 
 def mlp(i: int, h: int, o: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(i, h), nn.LayerNorm(h), nn.SiLU(), nn.Linear(h, o))
+
+
+def check_choice(cfg: ModelConfig, key: str) -> None:
+    """``ValueError`` unless ``cfg.<key>`` is one of :data:`~ggik_core.model.config.CHOICES` ``[key]``."""
+    if getattr(cfg, key) not in CHOICES[key]:
+        raise ValueError(f"unknown {key} {getattr(cfg, key)!r} ({' or '.join(CHOICES[key])})")
 
 
 class GraphStack(nn.Module):
@@ -94,8 +100,7 @@ class GraphStack(nn.Module):
     def __init__(self, cfg: ModelConfig, coords_out: bool = True, features_out: bool = True, depth: int = 0) -> None:
         super().__init__()
         for key in ("phi_x", "phi_e"):
-            if getattr(cfg, key) not in CHOICES[key]:
-                raise ValueError(f"unknown {key} {getattr(cfg, key)!r} ({' or '.join(CHOICES[key])})")
+            check_choice(cfg, key)
         if cfg.symmetric and cfg.layer != "egnn":
             raise ValueError("symmetric messages are for egnn layers (EGAT's direction features are antisymmetric)")
         layers = []
@@ -152,12 +157,10 @@ class GGIK(nn.Module):
         self.posterior_head = mlp(2 * H, H, 2 * D)
         self.embed_dec = nn.Linear(D + H, H)
         self.decoder = GraphStack(cfg, features_out=False, depth=cfg.decoder_layers)
-        if cfg.latent_scope not in ("node", "graph"):
-            raise ValueError(f"unknown latent_scope {cfg.latent_scope!r} (node or graph)")
-        if cfg.prior_mixture not in ("node", "graph"):
-            raise ValueError(f"unknown prior_mixture {cfg.prior_mixture!r} (node or graph)")
+        for key in ("latent_scope", "prior_mixture"):
+            check_choice(cfg, key)
         if cfg.prior_mixture == "graph" and cfg.latent_scope == "graph":
-            raise ValueError("prior_mixture=graph needs latent_scope=node (a per-graph latent has one mixture already)")
+            raise ValueError(SHARED_MIXTURE_NEEDS_NODES)
 
     @property
     def per_graph(self) -> bool:

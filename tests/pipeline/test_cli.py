@@ -252,6 +252,14 @@ INVALID_PARAMS = {
                         "raises RuntimeError from Tensor.split(0) with a traceback"),
     "unknown_phi_e": ("model:\n  phi_e: linear\n", "train",
                       "model.phi_e takes mlp or single; any other value must fail before training starts"),
+    "unknown_latent_scope": ("model:\n  latent_scope: edge\n", "train",
+                             "model.latent_scope was checked only by GGIK.__init__ with a ValueError, so a bad value "
+                             "reached ggik train and printed a traceback"),
+    "unknown_prior_mixture": ("model:\n  prior_mixture: edge\n", "train",
+                              "model.prior_mixture was checked only by GGIK.__init__ (ValueError, a traceback)"),
+    "shared_mixture_per_graph_latent": ("model:\n  latent_scope: graph\n  prior_mixture: graph\n", "train",
+                                        "prior_mixture graph with latent_scope graph was refused only by GGIK.__init__ "
+                                        "(ValueError, a traceback)"),
 }
 
 
