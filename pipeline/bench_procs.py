@@ -11,6 +11,7 @@ between barriers, so the time is that of the slowest process.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import os
 import tempfile
@@ -20,6 +21,11 @@ from pathlib import Path
 import torch
 
 from ggik_core.data.graph import ProblemGraphs
+from ggik_core.errors import GGIKError
+
+#: how long a process waits for the others to join the group (a peer that died before joining
+#: would otherwise keep it waiting for gloo's default half hour)
+JOIN_TIMEOUT = datetime.timedelta(minutes=2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +53,8 @@ def _worker(rank: int, job: ProcsJob, graphs: ProblemGraphs, store: str, result:
     from pipeline.train import subset
 
     torch.set_num_threads(job.threads)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=job.procs)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=job.procs,
+                            timeout=JOIN_TIMEOUT)
     try:
         per = graphs.goal.shape[0] // job.procs  # the caller's graphs, this rank's share
         mine = subset(graphs, torch.arange(rank * per, (rank + 1) * per))
@@ -75,9 +82,15 @@ def time_in_processes(job: ProcsJob, graphs: ProblemGraphs) -> tuple[list[float]
     """Seconds per step of each round, and the model's parameter count, for ``job`` on ``graphs``
     (the whole batch; each process takes its share)."""
     import torch.multiprocessing as mp
+    from torch.multiprocessing.spawn import ProcessException
 
     with tempfile.TemporaryDirectory() as tmp:
         store, result = os.path.join(tmp, "store"), os.path.join(tmp, "result.json")
-        mp.spawn(_worker, args=(job, graphs, store, result), nprocs=job.procs, join=True)
+        try:
+            mp.spawn(_worker, args=(job, graphs, store, result), nprocs=job.procs, join=True)
+        except ProcessException as exc:  # one worker failed; spawn has stopped the others
+            last = str(exc).strip().splitlines()[-1]
+            raise GGIKError(f"bench train: a worker of --path '{job.path} procs={job.procs}' failed: {last} "
+                            "(the workers are fresh Python processes: the package must import there)") from None
         out = json.loads(Path(result).read_text())
     return out["times"], out["params"]

@@ -24,6 +24,22 @@ def test_bench_train_times_a_data_parallel_step_in_processes(capsys):
     assert "graphs/s" in line and "vs dense" in line
 
 
+def test_a_failing_worker_is_a_one_line_error_not_a_traceback():
+    """A worker that fails (here: a model its config cannot build) stops the others and is reported
+    as a user error naming the path, instead of spawn's traceback."""
+    import torch
+
+    from ggik_core.data.graph import build_problem_graphs
+    from pipeline.bench import RandomRobotConfig, random_problems
+    from pipeline.bench_procs import ProcsJob, time_in_processes
+
+    pb = random_problems(4, 5, RandomRobotConfig(), torch.Generator().manual_seed(0))
+    job = ProcsJob("egnn", "dense", {"phi_x": "banana"}, procs=2, threads=1, hidden=8, depth=1, steps=1, rounds=1)
+    with pytest.raises(GGIKError, match=r"a worker of --path 'dense procs=2' failed: .*unknown phi_x 'banana'") as err:
+        time_in_processes(job, build_problem_graphs(pb.chain, pb.q, pb.goal))
+    assert "\n" not in str(err.value)
+
+
 def test_procs_parsing_and_errors():
     assert _procs("dense-bf16 phi_x=linear procs=2") == ("dense-bf16 phi_x=linear", 2)
     assert _procs("pyg") == ("pyg", 1)
