@@ -99,7 +99,7 @@ class GraphStack(nn.Module):
 
     def __init__(self, cfg: ModelConfig, coords_out: bool = True, features_out: bool = True, depth: int = 0) -> None:
         super().__init__()
-        for key in ("phi_x", "phi_e"):
+        for key in ("layer", "phi_x", "phi_e"):
             check_choice(cfg, key)
         if cfg.symmetric and cfg.layer != "egnn":
             raise ValueError("symmetric messages are for egnn layers (EGAT's direction features are antisymmetric)")
@@ -112,10 +112,8 @@ class GraphStack(nn.Module):
                       coord_mlp=cfg.phi_x == "mlp", edge_mlp=cfg.phi_e == "mlp")
             if cfg.layer == "egnn":
                 layers.append(EGNNLayer(cfg.hidden, symmetric=cfg.symmetric, **kw))
-            elif cfg.layer == "egat":
-                layers.append(EGATLayer(cfg.hidden, message_channels=cfg.message, **kw))
             else:
-                raise ValueError(f"unknown layer {cfg.layer!r} (egnn or egat)")
+                layers.append(EGATLayer(cfg.hidden, message_channels=cfg.message, **kw))
         self.layers = nn.ModuleList(layers)
 
     def forward(self, h: Tensor, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> tuple[Tensor, Tensor]:
