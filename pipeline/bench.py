@@ -57,7 +57,8 @@ def _sync(device: torch.device) -> None:
 
 
 #: the training-step variants `ggik bench train` can time side by side
-TRAIN_PATHS = ("pyg", "dense", "dense-bf16", "dense-tf32", "dense-compile", "dense-bf16-compile", "dense-cudagraphs")
+TRAIN_PATHS = ("pyg", "dense", "dense-bf16", "dense-tf32", "dense-compile", "dense-bf16-compile", "dense-cudagraphs",
+               "dense-fused", "dense-bf16-fused")
 #: the suffixes of the compiled paths (cudagraphs: compiled, then replayed as CUDA graphs, no launch overhead)
 COMPILED = ("compile", "cudagraphs")
 
@@ -110,6 +111,7 @@ def bench_model(cfg, path: str, device: torch.device = torch.device("cpu")):
     torch.manual_seed(0)
     model = GGIK(cfg).to(device)
     model.dense = path != "pyg"
+    model.use_fused(path.endswith("fused"))
     return model, make_optimizer(model, 3e-4, 0.01)
 
 

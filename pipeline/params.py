@@ -70,6 +70,7 @@ class TrainParams:
     max_minutes: float = 0.0  # stop a chunk after this many minutes (0: no limit); resume continues
     num_threads: int = 0  # 0: automatic (ggik_core.runtime.pick_threads: free cores, or GGIK_THREADS)
     precision: str = "bf16"  # bf16 (autocast of the feature path; coordinates and losses stay fp32) | tf32 (CUDA) | fp32
+    kernels: str = "fused"  # fused: EGNN's per-edge block as fused CPU kernels (ggik_core.model.fused_egnn) | eager: torch ops
     log_every: int = 20  # steps between reads of the device-side loss sums (the only host syncs)
     probes: int = 10  # accuracy probes (raw samples in mm on data.robots, else the five arms) evenly spaced over the run; 0: none
     probe_goals: int = 16  # goals per arm in each probe (32 samples each)
@@ -164,6 +165,8 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise GGIKError(f"params: train.warmup_fraction must be in [0, 1), got {p.train.warmup_fraction}")
     if p.train.precision not in ("fp32", "tf32", "bf16"):
         raise GGIKError(f"params: train.precision must be fp32, tf32 or bf16, got {p.train.precision!r}")
+    if p.train.kernels not in ("fused", "eager"):
+        raise GGIKError(f"params: train.kernels must be fused or eager, got {p.train.kernels!r}")
     if p.model.prior_mixture == "graph" and p.model.latent_scope == "graph":
         raise GGIKError(f"params: model.{SHARED_MIXTURE_NEEDS_NODES}")
     if p.model.symmetric and p.model.layer != "egnn":

@@ -333,6 +333,7 @@ def _train(params: Params, graph_dir: Path, out_dir: Path, metrics_dir: Path, en
     graphs = {dof: _to(g, device) for dof, g in graphs.items()}  # device-resident: batches are built there
     cfg = params.model
     model = GGIK(cfg).to(device)
+    model.use_fused(tp.kernels == "fused")  # CPU only: the layers fall back to torch ops on a GPU
     net: torch.nn.Module = model
     if env.world > 1:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)

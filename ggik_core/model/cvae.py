@@ -175,6 +175,13 @@ class GGIK(nn.Module):
         N = b.nodes_per_graph
         return z[:, None, :].expand(z.shape[0], N, z.shape[-1]).reshape(-1, z.shape[-1])
 
+    def use_fused(self, fused: bool = True) -> None:
+        """Run the EGNN layers' dense path through the fused CPU kernels where they apply
+        (:meth:`EGNNLayer.fusable`); EGAT layers are unaffected."""
+        for layer in self.modules():
+            if isinstance(layer, EGNNLayer):
+                layer.fused = fused
+
     #: run the layers on dense ``(B, N, N, F)`` edge tensors (same function as the PyG path,
     #: which stays as the reference; tests check that both agree)
     dense: bool = True

@@ -260,6 +260,8 @@ INVALID_PARAMS = {
     "shared_mixture_per_graph_latent": ("model:\n  latent_scope: graph\n  prior_mixture: graph\n", "train",
                                         "prior_mixture graph with latent_scope graph was refused only by GGIK.__init__ "
                                         "(ValueError, a traceback)"),
+    "unknown_kernels": ("train:\n  kernels: numba\n", "train",
+                        "train.kernels takes fused or eager; any other value must fail before training starts"),
 }
 
 
