@@ -70,7 +70,7 @@ class TrainParams:
     max_minutes: float = 0.0  # stop a chunk after this many minutes (0: no limit); resume continues
     num_threads: int = 0  # 0: automatic (ggik_core.runtime.pick_threads: free cores, or GGIK_THREADS)
     precision: str = "bf16"  # bf16 (autocast of the feature path; coordinates and losses stay fp32) | tf32 (CUDA) | fp32
-    kernels: str = "fused"  # fused: EGNN's per-edge block as fused CPU kernels (ggik_core.model.fused_egnn) | eager: torch ops
+    kernels: str = "fused"  # fused: the layers' per-edge blocks as fused CPU kernels (ggik_core.model.fused_egnn, fused_egat) | eager: torch ops
     log_every: int = 20  # steps between reads of the device-side loss sums (the only host syncs)
     probes: int = 10  # accuracy probes (raw samples in mm on data.robots, else the five arms) evenly spaced over the run; 0: none
     probe_goals: int = 16  # goals per arm in each probe (32 samples each)

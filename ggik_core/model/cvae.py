@@ -176,10 +176,10 @@ class GGIK(nn.Module):
         return z[:, None, :].expand(z.shape[0], N, z.shape[-1]).reshape(-1, z.shape[-1])
 
     def use_fused(self, fused: bool = True) -> None:
-        """Run the EGNN layers' dense path through the fused CPU kernels where they apply
-        (:meth:`EGNNLayer.fusable`); EGAT layers are unaffected."""
+        """Run the layers' dense path through the fused CPU kernels where they apply
+        (:meth:`~ggik_core.model.equivariant.EquivariantConv.fusable`)."""
         for layer in self.modules():
-            if isinstance(layer, EGNNLayer):
+            if isinstance(layer, (EGNNLayer, EGATLayer)):
                 layer.fused = fused
 
     #: run the layers on dense ``(B, N, N, F)`` edge tensors (same function as the PyG path,

@@ -209,6 +209,10 @@ class EGATLayer(EquivariantConv):
 
     def forward_dense(self, h: Tensor, x: Tensor, e: Optional[Tensor],
                       return_attention: bool = False) -> Union[Tuple[Tensor, Tensor], Tuple[Tensor, Tensor, Tensor]]:
+        if self.fusable(h) and not return_attention:
+            from ggik_core.model.fused_egat import fused_egat_edges
+
+            return self.node_update(h, x, torch.cat(fused_egat_edges(self, h, x, e), dim=-1))
         m, rel_x = self.dense_edge_message(h, x, e)
         a_tgt, a_src = split_first_linear(self.phi_att[0], h, self.channels)
         score = self.attention_score(a_tgt[:, None, :, :], a_src[:, :, None, :], e)  # [b, j, i]

@@ -141,17 +141,6 @@ class EGNNLayer(EquivariantConv):
         m_ij = self.edge_message(h_tgt_i, h_src_j, dist_sq, edge_attr)
         return torch.cat([m_ij, self.coord_message(rel_x, m_ij)], dim=-1)
 
-    #: run :meth:`forward_dense` through the fused CPU kernels of :mod:`ggik_core.model.fused_egnn`
-    #: where they apply (:meth:`fusable`); the same function up to rounding
-    fused: bool = False
-
-    def fusable(self, h: Tensor) -> bool:
-        r"""Whether the fused kernels cover this layer on :obj:`h`: a CPU tensor, two-layer
-        :math:`\phi_e` (and :math:`\phi_x` where the layer moves the nodes), messages not
-        symmetric."""
-        return (self.fused and h.device.type == "cpu" and (self.phi_x is None or self.coord_mlp)
-                and self.edge_mlp and not self.symmetric)
-
     def forward_dense(self, h: Tensor, x: Tensor, e: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
         if self.fusable(h):
             from ggik_core.model.fused_egnn import fused_egnn_edges

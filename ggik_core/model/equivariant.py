@@ -266,6 +266,18 @@ class EquivariantConv(MessagePassing):
         h_src = torch.nn.functional.linear(h, lin.weight[:, :self.channels])
         return h_src + lin.bias, h_src
 
+    #: run :meth:`forward_dense` through the fused CPU kernels (:mod:`ggik_core.model.fused_egnn`,
+    #: :mod:`ggik_core.model.fused_egat`) where they apply (:meth:`fusable`); the same function up
+    #: to rounding
+    fused: bool = False
+
+    def fusable(self, h: Tensor) -> bool:
+        r"""Whether the fused kernels cover this layer on :obj:`h`: asked for (:attr:`fused`), a
+        CPU tensor, a two-layer :math:`\phi_e` (and :math:`\phi_x` where the layer moves the
+        nodes), messages not symmetric."""
+        return (self.fused and h.device.type == "cpu" and (self.phi_x is None or self.coord_mlp)
+                and self.edge_mlp and not self.symmetric)
+
     def reset_parameters(self) -> None:
         r"""Resets all learnable parameters of the module."""
         super().reset_parameters()

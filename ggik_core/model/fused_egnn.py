@@ -28,115 +28,21 @@ the graphs in parallel; nothing is written twice by two threads.
 from __future__ import annotations
 
 import functools
-import math
 from types import SimpleNamespace
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ggik_core.model.equivariant import _DIST_SQ_EPS
-
-#: the coefficients of the rational tanh on [-9, 9] used for float32 (odd numerator of degree 13,
-#: even denominator of degree 6); beyond 9, tanh is 1 to float32 precision
-_TANH_P = (4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
-           -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16)
-_TANH_Q = (4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06)
-
-
-#: how the kernels compute and store: compute dtype, and whether edge tensors are bf16 (their bit
-#: patterns, as uint16) or stored in the compute dtype
-MODES = {"float64": ("float64", False), "float32": ("float32", False), "bf16": ("float32", True)}
-
-
-def _bit_casts():
-    """numba intrinsics that reinterpret uint32 bits as float32 and back (no conversion)."""
-    from llvmlite import ir
-    from numba.core import types
-    from numba.extending import intrinsic
-
-    @intrinsic
-    def as_float(typingctx, u):
-        def codegen(context, builder, sig, args):
-            return builder.bitcast(args[0], ir.FloatType())
-        return types.float32(types.uint32), codegen
-
-    @intrinsic
-    def as_bits(typingctx, v):
-        def codegen(context, builder, sig, args):
-            return builder.bitcast(args[0], ir.IntType(32))
-        return types.uint32(types.float32), codegen
-
-    return as_float, as_bits
+from ggik_core.model.kernels import MODES, as_numpy, match_threads, primitives
 
 
 @functools.lru_cache(maxsize=None)
 def kernels(mode: str) -> SimpleNamespace:
-    """The six kernels for ``mode`` (:data:`MODES`), compiled on first use."""
-    import numba as nb
-
-    dtype, bf16 = MODES[mode]
-    f = np.dtype(dtype).type
-    exact = dtype == "float64"
-    HALF, ONE, LIM, EPS = f(0.5), f(1.0), f(9.0), f(_DIST_SQ_EPS)
-    P0, P1, P2, P3, P4, P5, P6 = (f(c) for c in _TANH_P)
-    Q0, Q1, Q2, Q3 = (f(c) for c in _TANH_Q)
-    jit = nb.njit(fastmath=True, inline="always")
-    par = nb.njit(parallel=True, fastmath=True)
-
-    if bf16:
-        as_float, as_bits = _bit_casts()
-        SIXTEEN, ROUND, ONE_BIT = np.uint32(16), np.uint32(0x7FFF), np.uint32(1)
-
-        @jit
-        def ld(v):
-            return as_float(np.uint32(v) << SIXTEEN)
-
-        @jit
-        def st(v):  # round to nearest even
-            u = as_bits(v)
-            return np.uint16((u + ROUND + ((u >> SIXTEEN) & ONE_BIT)) >> SIXTEEN)
-    else:
-        @jit
-        def ld(v):
-            return v
-
-        @jit
-        def st(v):
-            return v
-
-    if exact:
-        @jit
-        def sigmoid(p):
-            return ONE / (ONE + math.exp(-p))
-    else:
-        @jit
-        def sigmoid(p):
-            y = min(max(HALF * p, -LIM), LIM)
-            y2 = y * y
-            num = y * (P0 + y2 * (P1 + y2 * (P2 + y2 * (P3 + y2 * (P4 + y2 * (P5 + y2 * P6))))))
-            den = Q0 + y2 * (Q1 + y2 * (Q2 + y2 * Q3))
-            return HALF + HALF * (num / den)
-
-    @jit
-    def geometry(x, b, i, j, diff):
-        """``diff = x_i - x_j``; returns the squared distance and the clamped distance."""
-        diff[0] = x[b, i, 0] - x[b, j, 0]
-        diff[1] = x[b, i, 1] - x[b, j, 1]
-        diff[2] = x[b, i, 2] - x[b, j, 2]
-        d2 = diff[0] * diff[0] + diff[1] * diff[1] + diff[2] * diff[2]
-        return d2, math.sqrt(max(d2, EPS))
-
-    @jit
-    def pre_activation(t, s, e, WeT, b, i, j, d2, p):
-        """``p = t_i + s_j + W_d d2 + W_a e_ij`` (one edge, all channels)."""
-        H = p.shape[0]
-        for c in range(H):
-            p[c] = t[b, i, c] + s[b, j, c] + WeT[0, c] * d2
-        for k in range(e.shape[3]):
-            ek = e[b, j, i, k]
-            for c in range(H):
-                p[c] += WeT[1 + k, c] * ek
+    """The six kernels for ``mode`` (:data:`~ggik_core.model.kernels.MODES`), compiled on first use."""
+    k = primitives(mode)
+    nb, f, ONE, EPS, par = k.nb, k.f, k.ONE, k.EPS, k.par
+    ld, st, sigmoid, geometry, pre_activation = k.ld, k.st, k.sigmoid, k.geometry, k.pre_activation
 
     @par
     def edge_input(t, s, x, e, WeT, A):
@@ -282,36 +188,6 @@ def kernels(mode: str) -> SimpleNamespace:
                            edge_input_backward=edge_input_backward)
 
 
-@functools.lru_cache(maxsize=None)
-def _start_pool() -> None:
-    """Starts numba's thread pool once, and puts torch's thread count back: starting numba's OpenMP
-    layer resets it to every core (seen with torch 2.13 and numba 0.68; without this, training with
-    one thread per process would run its torch ops on two)."""
-    from numba.np.ufunc.parallel import _launch_threads
-
-    n = torch.get_num_threads()
-    _launch_threads()
-    torch.set_num_threads(n)
-
-
-def _match_threads() -> None:
-    """The kernels use as many threads as torch does (the process's share of the cores)."""
-    import numba as nb
-
-    _start_pool()
-    n = max(1, min(torch.get_num_threads(), nb.config.NUMBA_NUM_THREADS))
-    if nb.get_num_threads() != n:
-        nb.set_num_threads(n)
-
-
-def _np(t: Tensor) -> np.ndarray:
-    """A zero-copy NumPy view of ``t`` (bf16 as its uint16 bit patterns)."""
-    t = t.detach()
-    if t.dtype == torch.bfloat16:
-        return t.view(torch.int16).numpy().view(np.uint16)
-    return t.numpy()
-
-
 class FusedEGNNEdges(torch.autograd.Function):
     r"""Autograd function of the fused block: :math:`(\mathbf{m}_i, \Delta\mathbf{x}_i)` from the
     per-node parts ``t``, ``s`` :math:`(B, N, H)`, ``x`` :math:`(B, N, 3)`, constant edge features
@@ -325,18 +201,18 @@ class FusedEGNNEdges(torch.autograd.Function):
     def forward(ctx, t: Tensor, s: Tensor, x: Tensor, e: Tensor, WeT: Tensor, W2: Tensor, b2: Tensor,
                 Wx: Tensor, bx: Tensor, wx: Tensor, mode: str) -> tuple[Tensor, Tensor]:
         k = kernels(mode)
-        _match_threads()
+        match_threads()
         B, N, H = t.shape
         M = W2.shape[0]
         E = B * N * N
         et = torch.bfloat16 if MODES[mode][1] else t.dtype  # the edge tensors' dtype
         W2e, Wxe = W2.to(et), None if Wx is None else Wx.to(et)
         A = torch.empty(B, N, N, H, dtype=et)
-        k.edge_input(_np(t), _np(s), _np(x), _np(e), _np(WeT), _np(A))
+        k.edge_input(as_numpy(t), as_numpy(s), as_numpy(x), as_numpy(e), as_numpy(WeT), as_numpy(A))
         Z = torch.mm(A.view(E, H), W2e.t()).view(B, N, N, M)
         Mt = torch.empty_like(Z)
         m_i = torch.empty(B, N, M, dtype=t.dtype)
-        k.message(_np(Z), _np(b2), _np(Mt), _np(m_i))
+        k.message(as_numpy(Z), as_numpy(b2), as_numpy(Mt), as_numpy(m_i))
         U = s_ij = None
         if Wx is None:  # a layer that does not move the nodes
             dx = torch.zeros(B, N, 3, dtype=t.dtype)
@@ -344,7 +220,7 @@ class FusedEGNNEdges(torch.autograd.Function):
             U = torch.mm(Mt.view(E, M), Wxe.t()).view(B, N, N, H)
             s_ij = torch.empty(B, N, N, dtype=t.dtype)
             dx = torch.empty(B, N, 3, dtype=t.dtype)
-            k.coordinate(_np(U), _np(bx), _np(wx), _np(x), _np(s_ij), _np(dx))
+            k.coordinate(as_numpy(U), as_numpy(bx), as_numpy(wx), as_numpy(x), as_numpy(s_ij), as_numpy(dx))
         ctx.save_for_backward(t, s, x, e, WeT, W2e, b2, Wxe, bx, wx, A, Z, Mt, U, s_ij)
         ctx.mode = mode
         return m_i, dx
@@ -353,7 +229,7 @@ class FusedEGNNEdges(torch.autograd.Function):
     def backward(ctx, g_mi: Tensor | None, g_dx: Tensor | None):
         t, s, x, e, WeT, W2e, b2, Wxe, bx, wx, A, Z, Mt, U, s_ij = ctx.saved_tensors
         k = kernels(ctx.mode)
-        _match_threads()
+        match_threads()
         B, N, H = t.shape
         M = W2e.shape[0]
         E = B * N * N
@@ -367,23 +243,30 @@ class FusedEGNNEdges(torch.autograd.Function):
             dU = torch.empty_like(U)
             g_x = torch.empty_like(x)
             g_wx, g_bx = torch.empty(B, H, dtype=t.dtype), torch.empty(B, H, dtype=t.dtype)
-            k.coordinate_backward(_np(g_dx), _np(x), _np(s_ij), _np(U), _np(bx), _np(wx), _np(dU), _np(g_x),
-                                  _np(g_wx), _np(g_bx))
+            k.coordinate_backward(as_numpy(g_dx), as_numpy(x), as_numpy(s_ij), as_numpy(U), as_numpy(bx), as_numpy(wx), as_numpy(dU), as_numpy(g_x),
+                                  as_numpy(g_wx), as_numpy(g_bx))
             dU2 = dU.view(E, H)
             dM = torch.mm(dU2, Wxe).view(B, N, N, M)
             g_Wx = torch.mm(dU2.t(), Mt.view(E, M)).to(t.dtype)
             g_bx, g_wx = g_bx.sum(0), g_wx.sum(0)
         dZ = torch.empty_like(Z)
         g_b2 = torch.empty(B, M, dtype=t.dtype)
-        k.message_backward(_np(dM), _np(g_mi), _np(Z), _np(b2), _np(dZ), _np(g_b2))
+        k.message_backward(as_numpy(dM), as_numpy(g_mi), as_numpy(Z), as_numpy(b2), as_numpy(dZ), as_numpy(g_b2))
         dZ2 = dZ.view(E, M)
         dA = torch.mm(dZ2, W2e).view(B, N, N, H)
         g_W2 = torch.mm(dZ2.t(), A.view(E, H)).to(t.dtype)
         g_t, g_s = torch.empty_like(t), torch.empty_like(s)
         g_WeT = torch.empty(B, *WeT.shape, dtype=t.dtype)
-        k.edge_input_backward(_np(dA), _np(t), _np(s), _np(x), _np(e), _np(WeT), _np(g_t), _np(g_s),
-                              _np(g_WeT), _np(g_x))
+        k.edge_input_backward(as_numpy(dA), as_numpy(t), as_numpy(s), as_numpy(x), as_numpy(e), as_numpy(WeT), as_numpy(g_t), as_numpy(g_s),
+                              as_numpy(g_WeT), as_numpy(g_x))
         return g_t, g_s, g_x, None, g_WeT.sum(0), g_W2, g_b2.sum(0), g_Wx, g_bx, g_wx, None
+
+
+def kernel_mode(dtype: torch.dtype) -> str:
+    """The kernels' mode for coordinates of ``dtype``: "bf16" under CPU bf16 autocast (float32
+    coordinates), otherwise the dtype's own."""
+    bf16 = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    return "bf16" if bf16 and dtype == torch.float32 else str(dtype).removeprefix("torch.")
 
 
 def fused_egnn_edges(layer, h: Tensor, x: Tensor, e: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -392,8 +275,7 @@ def fused_egnn_edges(layer, h: Tensor, x: Tensor, e: Tensor | None) -> tuple[Ten
     symmetric) on dense graphs, through :class:`FusedEGNNEdges`: in "bf16" mode under CPU bf16
     autocast, otherwise in ``x``'s dtype (float32 or float64)."""
     dt = x.dtype
-    bf16 = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
-    mode = "bf16" if bf16 and dt == torch.float32 else str(dt).removeprefix("torch.")
+    mode = kernel_mode(dt)
     with torch.autocast("cpu", enabled=False):
         t, s = layer.node_parts(h.to(dt))
         B, N = h.shape[:2]

@@ -1,0 +1,163 @@
+r"""What the fused CPU kernels of the EGNN and EGAT layers share (:mod:`ggik_core.model.fused_egnn`,
+:mod:`ggik_core.model.fused_egat`): the compute modes, the numba primitives they are built from
+(SiLU's sigmoid, bf16 loads and stores, the edge geometry, the first linear map of an edge MLP) and
+the thread and array plumbing between torch and numba. numba is imported on first use.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ggik_core.model.equivariant import _DIST_SQ_EPS
+
+#: the coefficients of the rational tanh on [-9, 9] used for float32 (odd numerator of degree 13,
+#: even denominator of degree 6); beyond 9, tanh is 1 to float32 precision
+_TANH_P = (4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
+           -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16)
+_TANH_Q = (4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06)
+
+
+#: how the kernels compute and store: compute dtype, and whether edge tensors are bf16 (their bit
+#: patterns, as uint16) or stored in the compute dtype
+MODES = {"float64": ("float64", False), "float32": ("float32", False), "bf16": ("float32", True)}
+
+
+def _bit_casts():
+    """numba intrinsics that reinterpret uint32 bits as float32 and back (no conversion)."""
+    from llvmlite import ir
+    from numba.core import types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def as_float(typingctx, u):
+        def codegen(context, builder, sig, args):
+            return builder.bitcast(args[0], ir.FloatType())
+        return types.float32(types.uint32), codegen
+
+    @intrinsic
+    def as_bits(typingctx, v):
+        def codegen(context, builder, sig, args):
+            return builder.bitcast(args[0], ir.IntType(32))
+        return types.uint32(types.float32), codegen
+
+    return as_float, as_bits
+
+
+@functools.lru_cache(maxsize=None)
+def primitives(mode: str) -> SimpleNamespace:
+    """The inlined building blocks of the kernels for ``mode`` (:data:`MODES`), with the scalar
+    type ``f``, its constants and the decorators ``par`` (a parallel kernel) and ``jit``."""
+    import numba as nb
+
+    dtype, bf16 = MODES[mode]
+    f = np.dtype(dtype).type
+    exact = dtype == "float64"
+    HALF, ONE, LIM, EPS = f(0.5), f(1.0), f(9.0), f(_DIST_SQ_EPS)
+    P0, P1, P2, P3, P4, P5, P6 = (f(c) for c in _TANH_P)
+    Q0, Q1, Q2, Q3 = (f(c) for c in _TANH_Q)
+    jit = nb.njit(fastmath=True, inline="always")
+    par = nb.njit(parallel=True, fastmath=True)
+
+    if bf16:
+        as_float, as_bits = _bit_casts()
+        SIXTEEN, ROUND, ONE_BIT = np.uint32(16), np.uint32(0x7FFF), np.uint32(1)
+
+        @jit
+        def ld(v):
+            return as_float(np.uint32(v) << SIXTEEN)
+
+        @jit
+        def st(v):  # round to nearest even
+            u = as_bits(v)
+            return np.uint16((u + ROUND + ((u >> SIXTEEN) & ONE_BIT)) >> SIXTEEN)
+    else:
+        @jit
+        def ld(v):
+            return v
+
+        @jit
+        def st(v):
+            return v
+
+    if exact:
+        @jit
+        def sigmoid(p):
+            return ONE / (ONE + math.exp(-p))
+    else:
+        @jit
+        def sigmoid(p):
+            y = min(max(HALF * p, -LIM), LIM)
+            y2 = y * y
+            num = y * (P0 + y2 * (P1 + y2 * (P2 + y2 * (P3 + y2 * (P4 + y2 * (P5 + y2 * P6))))))
+            den = Q0 + y2 * (Q1 + y2 * (Q2 + y2 * Q3))
+            return HALF + HALF * (num / den)
+
+    @jit
+    def geometry(x, b, i, j, diff):
+        """``diff = x_i - x_j``; returns the squared distance and the clamped distance."""
+        diff[0] = x[b, i, 0] - x[b, j, 0]
+        diff[1] = x[b, i, 1] - x[b, j, 1]
+        diff[2] = x[b, i, 2] - x[b, j, 2]
+        d2 = diff[0] * diff[0] + diff[1] * diff[1] + diff[2] * diff[2]
+        return d2, math.sqrt(max(d2, EPS))
+
+    @jit
+    def add_edge_terms(e, WT, first, b, i, j, p):
+        """``p += W e_ij`` with ``W^T`` the rows ``first, first + 1, ...`` of ``WT`` (one edge)."""
+        for k in range(e.shape[3]):
+            ek = e[b, j, i, k]
+            for c in range(p.shape[0]):
+                p[c] += WT[first + k, c] * ek
+
+    @jit
+    def pre_activation(t, s, e, WeT, b, i, j, d2, p):
+        """``p = t_i + s_j + W_d d2 + W_a e_ij`` (one edge, all channels): ``WeT`` holds
+        :math:`W_d` in row 0 and :math:`W_a^T` below it."""
+        for c in range(p.shape[0]):
+            p[c] = t[b, i, c] + s[b, j, c] + WeT[0, c] * d2
+        add_edge_terms(e, WeT, 1, b, i, j, p)
+
+    @jit
+    def silu_grad(p, sg):
+        """The derivative of SiLU at ``p`` from the sigmoid ``sg`` of ``p``."""
+        return sg * (ONE + p * (ONE - sg))
+
+    return SimpleNamespace(nb=nb, f=f, ONE=ONE, EPS=EPS, jit=jit, par=par, ld=ld, st=st, sigmoid=sigmoid,
+                           geometry=geometry, add_edge_terms=add_edge_terms, pre_activation=pre_activation,
+                           silu_grad=silu_grad)
+
+
+@functools.lru_cache(maxsize=None)
+def _start_pool() -> None:
+    """Starts numba's thread pool once, and puts torch's thread count back: starting numba's OpenMP
+    layer resets it to every core (seen with torch 2.13 and numba 0.68; without this, training with
+    one thread per process would run its torch ops on two)."""
+    from numba.np.ufunc.parallel import _launch_threads
+
+    n = torch.get_num_threads()
+    _launch_threads()
+    torch.set_num_threads(n)
+
+
+def match_threads() -> None:
+    """The kernels use as many threads as torch does (the process's share of the cores)."""
+    import numba as nb
+
+    _start_pool()
+    n = max(1, min(torch.get_num_threads(), nb.config.NUMBA_NUM_THREADS))
+    if nb.get_num_threads() != n:
+        nb.set_num_threads(n)
+
+
+def as_numpy(t: Tensor) -> np.ndarray:
+    """A zero-copy NumPy view of ``t`` (bf16 as its uint16 bit patterns)."""
+    t = t.detach()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(np.uint16)
+    return t.numpy()

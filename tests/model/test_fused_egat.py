@@ -1,0 +1,127 @@
+"""The fused CPU kernels of the EGAT edge block (attention included) compute the PyG layer's
+function with its gradients in float64, and stay close to it in float32 and bf16 autocast."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from test_fused_egnn import UPDATES, _close, _complete, _inputs, _outputs_and_grads, _rotation
+
+from ggik_core.data.batch import make_batch
+from ggik_core.data.graph import build_problem_graphs
+from ggik_core.data.problems import random_problems
+from ggik_core.model import EGATLayer
+from ggik_core.model.config import ModelConfig
+from ggik_core.model.cvae import GGIK
+from ggik_core.robots.random_robots import RandomRobotConfig
+
+
+def _layer(edge_dim: int, update: tuple[bool, bool], seed: int = 0) -> EGATLayer:
+    torch.manual_seed(seed)
+    layer = EGATLayer(8, edge_dim=edge_dim, hidden_channels=12, message_channels=10, coords_agg_norm=3.0,
+                      update_coords=update[0], update_features=update[1]).double()
+    for p in layer.parameters():  # weights large enough that every term (the attention too) shows
+        torch.nn.init.normal_(p, std=0.4)
+    layer.fused = True
+    return layer
+
+
+@pytest.mark.parametrize("edge_dim", [0, 5])
+@pytest.mark.parametrize("update", UPDATES)
+def test_fused_layer_equals_pyg_layer_with_gradients(edge_dim, update, monkeypatch):
+    from ggik_core.model import fused_egat
+
+    calls = []
+    apply = fused_egat.FusedEGATEdges.apply
+    monkeypatch.setattr(fused_egat.FusedEGATEdges, "apply", lambda *a: calls.append(1) or apply(*a))
+    B, N = 3, 6
+    layer = _layer(edge_dim, update)
+    h, x, e = _inputs(B, N, edge_dim)
+    one, ei = _complete(B, N)
+    ea = e[:, one[0], one[1]].reshape(-1, edge_dim) if edge_dim else None
+    ref = _outputs_and_grads(lambda: layer(h.reshape(-1, 8), x.reshape(-1, 3), ei, ea), layer, h, x)
+    got = _outputs_and_grads(lambda: layer.forward_dense(h, x, e), layer, h, x)
+    assert calls == [1]  # the fused kernels ran
+    assert torch.allclose(got[0].reshape(-1, 8), ref[0], atol=1e-11, rtol=0)
+    assert torch.allclose(got[1].reshape(-1, 3), ref[1], atol=1e-11, rtol=0)
+    names = ["h", "x", *(n for n, _ in layer.named_parameters())]
+    for name, a, b in zip(names, got[2], ref[2]):
+        assert (a is None) == (b is None), name
+        if a is not None:
+            assert a.abs().max() > 0, name
+            assert torch.allclose(a, b, atol=1e-10, rtol=0), name
+
+
+def test_fused_layer_is_equivariant_with_invariant_edge_features():
+    B, N = 2, 7
+    layer = _layer(3, (True, True))
+    h, x, e = _inputs(B, N, 3)
+    e = e + e.transpose(1, 2)
+    R, t = _rotation(5), torch.tensor([1.0, 0.5, -0.7], dtype=torch.float64)
+    perm = torch.randperm(N, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        h1, x1 = layer.forward_dense(h, x, e)
+        h2, x2 = layer.forward_dense(h[:, perm], x[:, perm] @ R.T + t, e[:, perm][:, :, perm])
+    assert torch.allclose(h2, h1[:, perm], atol=1e-11, rtol=0)
+    assert torch.allclose(x2, x1[:, perm] @ R.T + t, atol=1e-11, rtol=0)
+
+
+@pytest.mark.parametrize("update", UPDATES)
+def test_float32_and_bf16_kernels_stay_close_to_float64(update):
+    B, N = 4, 8
+    ref_layer = _layer(5, update)
+    h, x, e = _inputs(B, N, 5)
+    ref = _outputs_and_grads(lambda: ref_layer.forward_dense(h, x, e), ref_layer, h, x)
+    layer = copy.deepcopy(ref_layer).float()
+    h32, x32 = h.detach().float().requires_grad_(), x.detach().float().requires_grad_()
+    got = _outputs_and_grads(lambda: layer.forward_dense(h32, x32, e.float()), layer, h32, x32)
+    assert _close(got[0], ref[0]) < 1e-5 and _close(got[1], ref[1]) < 1e-5
+    for a, b in zip(got[2], ref[2]):
+        if b is not None:
+            assert _close(a, b) < 1e-4
+    errs = {}
+    for fused in (True, False):  # bf16: the fused kernels against the eager bf16 path
+        layer.fused = fused
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = _outputs_and_grads(lambda: layer.forward_dense(h32, x32, e.float()), layer, h32, x32)
+        assert out[1].dtype == torch.float32
+        errs[fused] = max(_close(a, b) for a, b in zip(out[2], ref[2]) if b is not None)
+        assert _close(out[1], ref[1]) < 1e-2
+    assert errs[True] < 0.05 and errs[True] < 2 * errs[False]
+
+
+def test_attention_is_returned_by_the_eager_path():
+    layer = _layer(2, (True, True))
+    h, x, e = _inputs(2, 5, 2)
+    with torch.no_grad():
+        h1, x1, alpha = layer.forward_dense(h, x, e, return_attention=True)
+        h2, x2 = layer.forward_dense(h, x, e)
+    assert torch.allclose(alpha.sum(dim=1), torch.ones(2, 5, dtype=torch.float64))
+    assert torch.allclose(h1, h2, atol=1e-12, rtol=0) and torch.allclose(x1, x2, atol=1e-12, rtol=0)
+
+
+def test_model_with_fused_egat_layers_equals_pyg_model():
+    pb = random_problems(3, 6, RandomRobotConfig(), torch.Generator().manual_seed(2))
+    g = build_problem_graphs(pb.chain, pb.q, pb.goal)
+    cfg = ModelConfig(layer="egat", hidden=16, layers=2, latent=4, components=3, message=16)
+    torch.manual_seed(0)
+    model = GGIK(cfg).double()
+    b = make_batch(g, cfg.directions, dtype=torch.float64)
+    out, grads = {}, {}
+    for fused in (False, True):
+        model.dense = fused
+        model.use_fused(fused)
+        torch.manual_seed(5)
+        out[fused] = model(b, 1.0)
+        grads[fused] = torch.autograd.grad(out[fused]["total"], list(model.parameters()), allow_unused=True)
+        torch.manual_seed(6)
+        out[fused]["sample"] = model.sample(b, 2, generator=torch.Generator().manual_seed(7))
+    for key in ("total", "rec", "kl", "sample"):
+        assert torch.allclose(out[True][key], out[False][key], atol=1e-10, rtol=0), key
+    for a, c in zip(grads[True], grads[False]):
+        assert (a is None) == (c is None)
+        if a is not None:
+            assert torch.allclose(a, c, atol=1e-9, rtol=0)
+    assert all(layer.fused for layer in model.modules() if isinstance(layer, EGATLayer))
