@@ -34,8 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ggik_core.model.equivariant import split_first_linear
-from ggik_core.model.kernels import MODES, as_numpy, match_threads, primitives
+from ggik_core.model.kernels import MODES, as_numpy, match_threads, node_parts, primitives
 
 
 @functools.lru_cache(maxsize=None)
@@ -356,8 +355,7 @@ def fused_egat_edges(layer, h: Tensor, x: Tensor, e: Tensor | None) -> tuple[Ten
     C = layer.channels
     with torch.autocast("cpu", enabled=False):
         h = h.to(dt)
-        t, s = split_first_linear(layer.phi_e[0], h, C)
-        u, v = split_first_linear(layer.phi_att[0], h, C)
+        t, s, u, v = node_parts(h, [layer.phi_e[0], layer.phi_att[0]], C)
         B, N = h.shape[:2]
         e = torch.zeros(B, N, N, 0, dtype=dt) if e is None else e.to(dt)
         WeT = layer.phi_e[0].weight[:, 2 * C:].t().to(dt)
@@ -370,6 +368,6 @@ def fused_egat_edges(layer, h: Tensor, x: Tensor, e: Tensor | None) -> tuple[Ten
             M = layer.message_channels
             Wxm, WxeT = W[:, :M].contiguous(), W[:, M:].t().contiguous()
             bx, wx = layer.phi_x[0].bias.to(dt), layer.phi_x[2].weight.reshape(-1).to(dt)
-        return FusedEGATEdges.apply(t.contiguous(), s.contiguous(), u.contiguous(), v.contiguous(), x.contiguous(),
+        return FusedEGATEdges.apply(t, s, u, v, x.contiguous(),
                                     e.detach().contiguous(), WeT.contiguous(), WaT.contiguous(), w_att,
                                     lin1.weight.to(dt), lin1.bias.to(dt), Wxm, bx, WxeT, wx, mode)

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ggik_core.model.kernels import MODES, as_numpy, match_threads, primitives
+from ggik_core.model.kernels import MODES, as_numpy, match_threads, node_parts, primitives
 
 
 @functools.lru_cache(maxsize=None)
@@ -277,7 +277,7 @@ def fused_egnn_edges(layer, h: Tensor, x: Tensor, e: Tensor | None) -> tuple[Ten
     dt = x.dtype
     mode = kernel_mode(dt)
     with torch.autocast("cpu", enabled=False):
-        t, s = layer.node_parts(h.to(dt))
+        t, s = node_parts(h.to(dt), [layer.phi_e[0]], layer.channels)
         B, N = h.shape[:2]
         e = torch.zeros(B, N, N, 0, dtype=dt) if e is None else e.to(dt)
         lin0, lin1 = layer.phi_e[0], layer.phi_e[2]
@@ -285,5 +285,5 @@ def fused_egnn_edges(layer, h: Tensor, x: Tensor, e: Tensor | None) -> tuple[Ten
         Wx = bx = wx = None
         if layer.phi_x is not None:
             Wx, bx, wx = layer.phi_x[0].weight.to(dt), layer.phi_x[0].bias.to(dt), layer.phi_x[2].weight.reshape(-1).to(dt)
-        return FusedEGNNEdges.apply(t.contiguous(), s.contiguous(), x.contiguous(), e.detach().contiguous(),
+        return FusedEGNNEdges.apply(t, s, x.contiguous(), e.detach().contiguous(),
                                     WeT.contiguous(), lin1.weight.to(dt), lin1.bias.to(dt), Wx, bx, wx, mode)

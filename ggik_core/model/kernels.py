@@ -161,3 +161,18 @@ def as_numpy(t: Tensor) -> np.ndarray:
     if t.dtype == torch.bfloat16:
         return t.view(torch.int16).numpy().view(np.uint16)
     return t.numpy()
+
+
+def node_parts(h: Tensor, maps: list[torch.nn.Linear], C: int) -> list[Tensor]:
+    r"""The per-node parts :math:`(W_1 \mathbf{h} + \mathbf{b}, W_2 \mathbf{h})` of each first
+    linear map in ``maps`` (each applied to :math:`[\mathbf{h}_i, \mathbf{h}_j, \ldots]`, as in
+    :func:`~ggik_core.model.equivariant.split_first_linear`), all from one matrix product, in order
+    and contiguous."""
+    weights, biases = [], []
+    for lin in maps:
+        W = lin.weight.to(h.dtype)
+        weights += [W[:, :C], W[:, C:2 * C]]
+        biases += [lin.bias.to(h.dtype), torch.zeros(W.shape[0], dtype=h.dtype)]
+    out = torch.nn.functional.linear(h, torch.cat(weights), torch.cat(biases))
+    return [part.contiguous() for part in out.split([w.shape[0] for w in weights], dim=-1)]
+
