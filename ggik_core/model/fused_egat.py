@@ -44,6 +44,7 @@ def kernels(mode: str) -> SimpleNamespace:
     nb, f, ONE, EPS, par = k.nb, k.f, k.ONE, k.EPS, k.par
     ld, st, sigmoid, geometry = k.ld, k.st, k.sigmoid, k.geometry
     add_edge_terms, pre_activation, silu_grad = k.add_edge_terms, k.pre_activation, k.silu_grad
+    pre_activation_backward = k.pre_activation_backward
 
     @par
     def edge_input(t, s, u, v, x, e, WeT, WaT, w_att, A, alpha):
@@ -216,24 +217,7 @@ def kernels(mode: str) -> SimpleNamespace:
                 for i in range(N):
                     if j == i:
                         continue
-                    d2, _ = geometry(x, b, i, j, diff)
-                    pre_activation(t, s, e, WeT, b, i, j, d2, p)
-                    g_d2 = f(0.0)
-                    for c in range(H):
-                        dp = ld(dA[b, j, i, c]) * silu_grad(p[c], sigmoid(p[c]))
-                        p[c] = dp
-                        g_t[b, i, c] += dp
-                        g_s[b, j, c] += dp
-                        g_WeT[b, 0, c] += dp * d2
-                        g_d2 += dp * WeT[0, c]
-                    for k in range(e.shape[3]):
-                        ek = e[b, j, i, k]
-                        for c in range(H):
-                            g_WeT[b, 1 + k, c] += p[c] * ek
-                    for k in range(3):
-                        gk = 2 * diff[k] * g_d2
-                        g_x[b, i, k] += gk
-                        g_x[b, j, k] -= gk
+                    pre_activation_backward(dA, t, s, e, WeT, x, b, i, j, p, diff, g_t, g_s, g_WeT, g_x)
                     for c in range(pa.shape[0]):
                         pa[c] = u[b, i, c] + v[b, j, c]
                     add_edge_terms(e, WaT, 0, b, i, j, pa)

@@ -43,6 +43,7 @@ def kernels(mode: str) -> SimpleNamespace:
     k = primitives(mode)
     nb, f, ONE, EPS, par = k.nb, k.f, k.ONE, k.EPS, k.par
     ld, st, sigmoid, geometry, pre_activation = k.ld, k.st, k.sigmoid, k.geometry, k.pre_activation
+    silu_grad, pre_activation_backward = k.silu_grad, k.pre_activation_backward
 
     @par
     def edge_input(t, s, x, e, WeT, A):
@@ -125,7 +126,7 @@ def kernels(mode: str) -> SimpleNamespace:
                         u = ld(U[b, j, i, c]) + bx[c]
                         sg = sigmoid(u)
                         g_wx[b, c] += ds * u * sg
-                        du = ds * wx[c] * sg * (ONE + u * (ONE - sg))
+                        du = ds * wx[c] * silu_grad(u, sg)
                         dU[b, j, i, c] = st(du)
                         g_bx[b, c] += du
 
@@ -144,7 +145,7 @@ def kernels(mode: str) -> SimpleNamespace:
                     for c in range(C):
                         z = ld(Z[b, j, i, c]) + b2[c]
                         sg = sigmoid(z)
-                        dz = (ld(dM[b, j, i, c]) + g_mi[b, i, c]) * sg * (ONE + z * (ONE - sg))
+                        dz = (ld(dM[b, j, i, c]) + g_mi[b, i, c]) * silu_grad(z, sg)
                         dZ[b, j, i, c] = st(dz)
                         g_b2[b, c] += dz
 
@@ -161,27 +162,8 @@ def kernels(mode: str) -> SimpleNamespace:
             g_WeT[b] = 0
             for j in range(N):
                 for i in range(N):
-                    if j == i:
-                        continue
-                    d2, _ = geometry(x, b, i, j, diff)
-                    pre_activation(t, s, e, WeT, b, i, j, d2, p)
-                    g_d2 = f(0.0)
-                    for c in range(H):
-                        sg = sigmoid(p[c])
-                        dp = ld(dA[b, j, i, c]) * sg * (ONE + p[c] * (ONE - sg))
-                        p[c] = dp
-                        g_t[b, i, c] += dp
-                        g_s[b, j, c] += dp
-                        g_WeT[b, 0, c] += dp * d2
-                        g_d2 += dp * WeT[0, c]
-                    for k in range(e.shape[3]):
-                        ek = e[b, j, i, k]
-                        for c in range(H):
-                            g_WeT[b, 1 + k, c] += p[c] * ek
-                    for k in range(3):
-                        gk = 2 * diff[k] * g_d2
-                        g_x[b, i, k] += gk
-                        g_x[b, j, k] -= gk
+                    if j != i:
+                        pre_activation_backward(dA, t, s, e, WeT, x, b, i, j, p, diff, g_t, g_s, g_WeT, g_x)
 
     return SimpleNamespace(edge_input=edge_input, message=message, coordinate=coordinate,
                            coordinate_backward=coordinate_backward, message_backward=message_backward,

@@ -128,9 +128,33 @@ def primitives(mode: str) -> SimpleNamespace:
         """The derivative of SiLU at ``p`` from the sigmoid ``sg`` of ``p``."""
         return sg * (ONE + p * (ONE - sg))
 
+    @jit
+    def pre_activation_backward(dA, t, s, e, WeT, x, b, i, j, p, diff, g_t, g_s, g_WeT, g_x):
+        """Backward of ``A = SiLU(p)`` through :func:`pre_activation` for edge ``(j, i)``: adds to
+        the gradients of ``t_i``, ``s_j``, the per-graph ``WeT`` partial and ``x_i``, ``x_j`` (the
+        distance term)."""
+        d2, _ = geometry(x, b, i, j, diff)
+        pre_activation(t, s, e, WeT, b, i, j, d2, p)
+        g_d2 = f(0.0)
+        for c in range(p.shape[0]):
+            dp = ld(dA[b, j, i, c]) * silu_grad(p[c], sigmoid(p[c]))
+            p[c] = dp
+            g_t[b, i, c] += dp
+            g_s[b, j, c] += dp
+            g_WeT[b, 0, c] += dp * d2
+            g_d2 += dp * WeT[0, c]
+        for k in range(e.shape[3]):
+            ek = e[b, j, i, k]
+            for c in range(p.shape[0]):
+                g_WeT[b, 1 + k, c] += p[c] * ek
+        for k in range(3):
+            gk = 2 * diff[k] * g_d2
+            g_x[b, i, k] += gk
+            g_x[b, j, k] -= gk
+
     return SimpleNamespace(nb=nb, f=f, ONE=ONE, EPS=EPS, jit=jit, par=par, ld=ld, st=st, sigmoid=sigmoid,
                            geometry=geometry, add_edge_terms=add_edge_terms, pre_activation=pre_activation,
-                           silu_grad=silu_grad)
+                           silu_grad=silu_grad, pre_activation_backward=pre_activation_backward)
 
 
 @functools.lru_cache(maxsize=None)

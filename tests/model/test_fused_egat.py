@@ -7,15 +7,10 @@ import copy
 
 import pytest
 import torch
-from test_fused_egnn import UPDATES, _close, _complete, _inputs, _outputs_and_grads, _rotation
+from test_fused_egnn import UPDATES, _close, _complete, _inputs, _outputs_and_grads, _rotation, check_model_equals_pyg
 
-from ggik_core.data.batch import make_batch
-from ggik_core.data.graph import build_problem_graphs
-from ggik_core.data.problems import random_problems
 from ggik_core.model import EGATLayer
 from ggik_core.model.config import ModelConfig
-from ggik_core.model.cvae import GGIK
-from ggik_core.robots.random_robots import RandomRobotConfig
 
 
 def _layer(edge_dim: int, update: tuple[bool, bool], seed: int = 0) -> EGATLayer:
@@ -103,25 +98,4 @@ def test_attention_is_returned_by_the_eager_path():
 
 
 def test_model_with_fused_egat_layers_equals_pyg_model():
-    pb = random_problems(3, 6, RandomRobotConfig(), torch.Generator().manual_seed(2))
-    g = build_problem_graphs(pb.chain, pb.q, pb.goal)
-    cfg = ModelConfig(layer="egat", hidden=16, layers=2, latent=4, components=3, message=16)
-    torch.manual_seed(0)
-    model = GGIK(cfg).double()
-    b = make_batch(g, cfg.directions, dtype=torch.float64)
-    out, grads = {}, {}
-    for fused in (False, True):
-        model.dense = fused
-        model.use_fused(fused)
-        torch.manual_seed(5)
-        out[fused] = model(b, 1.0)
-        grads[fused] = torch.autograd.grad(out[fused]["total"], list(model.parameters()), allow_unused=True)
-        torch.manual_seed(6)
-        out[fused]["sample"] = model.sample(b, 2, generator=torch.Generator().manual_seed(7))
-    for key in ("total", "rec", "kl", "sample"):
-        assert torch.allclose(out[True][key], out[False][key], atol=1e-10, rtol=0), key
-    for a, c in zip(grads[True], grads[False]):
-        assert (a is None) == (c is None)
-        if a is not None:
-            assert torch.allclose(a, c, atol=1e-9, rtol=0)
-    assert all(layer.fused for layer in model.modules() if isinstance(layer, EGATLayer))
+    check_model_equals_pyg(ModelConfig(layer="egat", hidden=16, layers=2, latent=4, components=3, message=16), EGATLayer)

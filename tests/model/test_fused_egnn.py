@@ -146,12 +146,11 @@ def test_not_fusable_layers_fall_back_to_the_eager_path():
     assert layer.fusable(h) and not layer.fusable(h.to("meta"))
 
 
-def test_model_with_fused_layers_equals_pyg_model():
-    """The whole model (encoders, prior, decoder) with fused EGNN layers: same losses, samples and
+def check_model_equals_pyg(cfg: ModelConfig, layer_cls: type) -> None:
+    """The whole model (encoders, prior, decoder) with fused layers: the same losses, samples and
     gradients as the PyG reference in float64."""
     pb = random_problems(3, 6, RandomRobotConfig(), torch.Generator().manual_seed(2))
     g = build_problem_graphs(pb.chain, pb.q, pb.goal)
-    cfg = ModelConfig(hidden=16, layers=2, latent=4, components=3)
     torch.manual_seed(0)
     model = GGIK(cfg).double()
     b = make_batch(g, cfg.directions, dtype=torch.float64)
@@ -170,10 +169,12 @@ def test_model_with_fused_layers_equals_pyg_model():
         assert (a is None) == (c is None)
         if a is not None:
             assert torch.allclose(a, c, atol=1e-9, rtol=0)
-    assert all(layer.fused for layer in model.modules() if isinstance(layer, EGNNLayer))
+    assert all(layer.fused for layer in model.modules() if isinstance(layer, layer_cls))
     assert not math.isnan(float(out[True]["total"].detach()))
 
 
+def test_model_with_fused_layers_equals_pyg_model():
+    check_model_equals_pyg(ModelConfig(hidden=16, layers=2, latent=4, components=3), EGNNLayer)
 
 def test_the_kernels_keep_torchs_thread_count():
     """Starting numba's thread pool resets torch's thread count to every core unless it is put
