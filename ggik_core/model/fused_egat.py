@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ggik_core.model.kernels import MODES, as_numpy, match_threads, node_parts, primitives
+from ggik_core.model.kernels import MODES, as_numpy, kernel_mode, match_threads, node_parts, primitives
 
 
 @functools.lru_cache(maxsize=None)
@@ -331,9 +331,7 @@ def fused_egat_edges(layer, h: Tensor, x: Tensor, e: Tensor | None) -> tuple[Ten
     r""":math:`(\sum_j \alpha_{ij} \mathbf{m}_{ij}, \sum_j \alpha_{ij} \mathrm{rel}_{ij} \phi_x(\cdot))`
     of an :class:`~ggik_core.model.EGATLayer` (two-layer :math:`\phi_e` and :math:`\phi_x`) on dense
     graphs, through :class:`FusedEGATEdges`, in the mode of
-    :func:`~ggik_core.model.fused_egnn.fused_egnn_edges`."""
-    from ggik_core.model.fused_egnn import kernel_mode
-
+    :func:`~ggik_core.model.kernels.kernel_mode`."""
     dt = x.dtype
     mode = kernel_mode(dt)
     C = layer.channels

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ggik_core.model.kernels import MODES, as_numpy, match_threads, node_parts, primitives
+from ggik_core.model.kernels import MODES, as_numpy, kernel_mode, match_threads, node_parts, primitives
 
 
 @functools.lru_cache(maxsize=None)
@@ -61,7 +61,7 @@ def kernels(mode: str) -> SimpleNamespace:
 
     @par
     def message(Z, b2, M, m_i):
-        """Kernel 2: ``M = SiLU(Z + b2)`` in place of nothing (``Z`` is read), ``m_i = sum_{j != i} M``."""
+        """Kernel 2: ``M = SiLU(Z + b2)``, ``m_i = sum_{j != i} M_ij``."""
         B, N, _, C = Z.shape
         for b in nb.prange(B):
             m_i[b] = 0
@@ -176,8 +176,9 @@ class FusedEGNNEdges(torch.autograd.Function):
     ``e`` :math:`(B, N, N, F)` indexed ``[b, j, i]``, and the weights: ``WeT`` :math:`(1 + F, H)`
     (distance and edge-feature columns of :math:`\phi_e`'s first map, transposed), ``W2``
     :math:`(M, H)`, ``b2``, ``Wx`` :math:`(H, M)`, ``bx``, ``wx`` :math:`(H,)` (``None`` for a layer
-    that does not move the nodes: :math:`\Delta\mathbf{x} = 0`), all in the compute dtype. ``mode``: a key of :data:`MODES`; with "bf16" the :math:`(B, N, N, \cdot)` edge tensors
-    and the four products are bf16, the rest float32."""
+    that does not move the nodes: :math:`\Delta\mathbf{x} = 0`), all in the compute dtype.
+    ``mode``: a key of :data:`MODES`; with "bf16" the :math:`(B, N, N, \cdot)` edge tensors and the
+    four products are bf16, the rest float32."""
 
     @staticmethod
     def forward(ctx, t: Tensor, s: Tensor, x: Tensor, e: Tensor, WeT: Tensor, W2: Tensor, b2: Tensor,
@@ -190,11 +191,11 @@ class FusedEGNNEdges(torch.autograd.Function):
         et = torch.bfloat16 if MODES[mode][1] else t.dtype  # the edge tensors' dtype
         W2e, Wxe = W2.to(et), None if Wx is None else Wx.to(et)
         A = torch.empty(B, N, N, H, dtype=et)
-        k.edge_input(as_numpy(t), as_numpy(s), as_numpy(x), as_numpy(e), as_numpy(WeT), as_numpy(A))
+        k.edge_input(*map(as_numpy, (t, s, x, e, WeT, A)))
         Z = torch.mm(A.view(E, H), W2e.t()).view(B, N, N, M)
         Mt = torch.empty_like(Z)
         m_i = torch.empty(B, N, M, dtype=t.dtype)
-        k.message(as_numpy(Z), as_numpy(b2), as_numpy(Mt), as_numpy(m_i))
+        k.message(*map(as_numpy, (Z, b2, Mt, m_i)))
         U = s_ij = None
         if Wx is None:  # a layer that does not move the nodes
             dx = torch.zeros(B, N, 3, dtype=t.dtype)
@@ -202,7 +203,7 @@ class FusedEGNNEdges(torch.autograd.Function):
             U = torch.mm(Mt.view(E, M), Wxe.t()).view(B, N, N, H)
             s_ij = torch.empty(B, N, N, dtype=t.dtype)
             dx = torch.empty(B, N, 3, dtype=t.dtype)
-            k.coordinate(as_numpy(U), as_numpy(bx), as_numpy(wx), as_numpy(x), as_numpy(s_ij), as_numpy(dx))
+            k.coordinate(*map(as_numpy, (U, bx, wx, x, s_ij, dx)))
         ctx.save_for_backward(t, s, x, e, WeT, W2e, b2, Wxe, bx, wx, A, Z, Mt, U, s_ij)
         ctx.mode = mode
         return m_i, dx
@@ -225,30 +226,21 @@ class FusedEGNNEdges(torch.autograd.Function):
             dU = torch.empty_like(U)
             g_x = torch.empty_like(x)
             g_wx, g_bx = torch.empty(B, H, dtype=t.dtype), torch.empty(B, H, dtype=t.dtype)
-            k.coordinate_backward(as_numpy(g_dx), as_numpy(x), as_numpy(s_ij), as_numpy(U), as_numpy(bx), as_numpy(wx), as_numpy(dU), as_numpy(g_x),
-                                  as_numpy(g_wx), as_numpy(g_bx))
+            k.coordinate_backward(*map(as_numpy, (g_dx, x, s_ij, U, bx, wx, dU, g_x, g_wx, g_bx)))
             dU2 = dU.view(E, H)
             dM = torch.mm(dU2, Wxe).view(B, N, N, M)
             g_Wx = torch.mm(dU2.t(), Mt.view(E, M)).to(t.dtype)
             g_bx, g_wx = g_bx.sum(0), g_wx.sum(0)
         dZ = torch.empty_like(Z)
         g_b2 = torch.empty(B, M, dtype=t.dtype)
-        k.message_backward(as_numpy(dM), as_numpy(g_mi), as_numpy(Z), as_numpy(b2), as_numpy(dZ), as_numpy(g_b2))
+        k.message_backward(*map(as_numpy, (dM, g_mi, Z, b2, dZ, g_b2)))
         dZ2 = dZ.view(E, M)
         dA = torch.mm(dZ2, W2e).view(B, N, N, H)
         g_W2 = torch.mm(dZ2.t(), A.view(E, H)).to(t.dtype)
         g_t, g_s = torch.empty_like(t), torch.empty_like(s)
         g_WeT = torch.empty(B, *WeT.shape, dtype=t.dtype)
-        k.edge_input_backward(as_numpy(dA), as_numpy(t), as_numpy(s), as_numpy(x), as_numpy(e), as_numpy(WeT), as_numpy(g_t), as_numpy(g_s),
-                              as_numpy(g_WeT), as_numpy(g_x))
+        k.edge_input_backward(*map(as_numpy, (dA, t, s, x, e, WeT, g_t, g_s, g_WeT, g_x)))
         return g_t, g_s, g_x, None, g_WeT.sum(0), g_W2, g_b2.sum(0), g_Wx, g_bx, g_wx, None
-
-
-def kernel_mode(dtype: torch.dtype) -> str:
-    """The kernels' mode for coordinates of ``dtype``: "bf16" under CPU bf16 autocast (float32
-    coordinates), otherwise the dtype's own."""
-    bf16 = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
-    return "bf16" if bf16 and dtype == torch.float32 else str(dtype).removeprefix("torch.")
 
 
 def fused_egnn_edges(layer, h: Tensor, x: Tensor, e: Tensor | None) -> tuple[Tensor, Tensor]:

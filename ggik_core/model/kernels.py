@@ -28,6 +28,13 @@ _TANH_Q = (4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.1
 MODES = {"float64": ("float64", False), "float32": ("float32", False), "bf16": ("float32", True)}
 
 
+def kernel_mode(dtype: torch.dtype) -> str:
+    """The kernels' mode for coordinates of ``dtype``: "bf16" under CPU bf16 autocast (float32
+    coordinates), otherwise the dtype's own."""
+    bf16 = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    return "bf16" if bf16 and dtype == torch.float32 else str(dtype).removeprefix("torch.")
+
+
 def _bit_casts():
     """numba intrinsics that reinterpret uint32 bits as float32 and back (no conversion)."""
     from llvmlite import ir
