@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import typer
@@ -84,21 +85,45 @@ def _variant(spec: str) -> tuple[str, dict]:
     return path, overrides
 
 
-def _procs(spec: str) -> tuple[str, int]:
-    """``"dense-bf16 phi_x=linear procs=2"`` -> (``"dense-bf16 phi_x=linear"``, 2): the number of
-    data-parallel processes that share the cores (1 when absent; :mod:`pipeline.bench_procs`)."""
+#: ``malloc=`` values of a ``--path``: the allocator policy of the training entry points
+#: (:func:`ggik_core.runtime.keep_freed_memory`), or glibc's own, as every path ran before it
+MALLOC_POLICIES = ("kept", "default")
+
+
+class Placement(NamedTuple):
+    """Where a ``--path`` runs: its spec without the placement words, the number of data-parallel
+    processes, and the allocator policy (:data:`MALLOC_POLICIES`)."""
+
+    spec: str
+    procs: int = 1
+    malloc: str = "kept"
+
+    @property
+    def own_processes(self) -> bool:
+        """Timed in fresh processes of its own, after the in-process paths (not interleaved)."""
+        return self.procs > 1 or self.malloc != "kept"
+
+
+def _procs(spec: str) -> Placement:
+    """``"dense-bf16 phi_x=linear procs=2"`` -> ``Placement("dense-bf16 phi_x=linear", 2, "kept")``:
+    ``procs=N`` data-parallel processes that share the cores (1 when absent;
+    :mod:`pipeline.bench_procs`) and ``malloc=default`` for glibc's own allocator policy."""
     from ggik_core.errors import GGIKError
 
-    words, procs = [], 1
+    words, procs, malloc = [], 1, "kept"
     for w in spec.split():
-        if w.startswith("procs="):
-            value = w.partition("=")[2]
+        key, _, value = w.partition("=")
+        if key == "procs":
             if not value.isdigit() or int(value) < 1:
                 raise GGIKError(f"--path {spec!r}: procs must be a positive integer (got {value!r})")
             procs = int(value)
+        elif key == "malloc":
+            if value not in MALLOC_POLICIES:
+                raise GGIKError(f"--path {spec!r}: malloc must be one of {', '.join(MALLOC_POLICIES)} (got {value!r})")
+            malloc = value
         else:
             words.append(w)
-    return " ".join(words), procs
+    return Placement(" ".join(words), procs, malloc)
 
 
 def bench_model(cfg, path: str, device: torch.device = torch.device("cpu")):
@@ -196,9 +221,9 @@ def bench_train(layers: list[str], paths: list[str], batch_size: int, steps: int
     from pipeline.train import pick_device
 
     procs = {v: _procs(v) for v in paths}
-    variants = {v: _variant(spec) for v, (spec, _) in procs.items()}
+    variants = {v: _variant(place.spec) for v, place in procs.items()}
     dev = torch.device(device) if device else pick_device()
-    for v, (_, n) in procs.items():
+    for v, (_, n, _) in procs.items():
         if n > 1 and dev.type != "cpu":
             raise GGIKError(f"--path {v!r}: procs > 1 shares the CPU cores between processes; it needs --device cpu")
         if batch_size % n:
@@ -222,7 +247,7 @@ def bench_train(layers: list[str], paths: list[str], batch_size: int, steps: int
             except ValueError as exc:  # e.g. symmetric messages on EGAT
                 typer.echo(f"  {layer:4s} {name:40s} not applicable: {exc}")
                 continue
-            if procs[name][1] > 1:  # timed in its own processes after the others (not interleaved)
+            if procs[name].own_processes:  # timed after the others (not interleaved)
                 spread.append(name)
                 continue
             n_params[name] = sum(p.numel() for p in model.parameters())
@@ -245,8 +270,9 @@ def bench_train(layers: list[str], paths: list[str], batch_size: int, steps: int
                 times[path].append((time.perf_counter() - t) / steps)
         for name in spread:
             path, overrides = variants[name]
-            n = procs[name][1]
-            job = ProcsJob(layer, path, overrides, n, max(1, threads // n), hidden, depth, steps, rounds)
+            n = procs[name].procs
+            job = ProcsJob(layer, path, overrides, n, max(1, threads // n), hidden, depth, steps, rounds,
+                           keep_freed_memory=procs[name].malloc == "kept")
             times[name], n_params[name] = time_in_processes(job, graphs)
         names = [n for n in paths if n in times]
         if not names:

@@ -6,6 +6,10 @@ default sizes it gets more out of two cores than one process with two threads. T
 that step: every process builds the same model, takes its own ``batch / procs`` of the batch's
 graphs, and runs forward, backward (with the all-reduce) and the AdamW step; the rounds are timed
 between barriers, so the time is that of the slowest process.
+
+A path with ``malloc=default`` runs here too (one process unless ``procs=N``, no process group then):
+a fresh process is the only way to time glibc's own allocator policy, since the benchmark's own
+process keeps freed memory (:func:`ggik_core.runtime.keep_freed_memory`) and that cannot be undone.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ class ProcsJob:
     depth: int
     steps: int
     rounds: int
+    keep_freed_memory: bool = True  # the allocator policy of training (False: glibc's default)
 
 
 def _worker(rank: int, job: ProcsJob, graphs: ProblemGraphs, store: str, result: str) -> None:
@@ -50,32 +55,39 @@ def _worker(rank: int, job: ProcsJob, graphs: ProblemGraphs, store: str, result:
     from ggik_core.data.batch import make_batch
     from ggik_core.model.config import ModelConfig
     from pipeline.bench import _train_step, bench_model
+    from ggik_core.runtime import keep_freed_memory
     from pipeline.train import subset
 
+    if job.keep_freed_memory:
+        keep_freed_memory()
     torch.set_num_threads(job.threads)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=job.procs,
-                            timeout=JOIN_TIMEOUT)
+    group = job.procs > 1
+    if group:
+        dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=job.procs,
+                                timeout=JOIN_TIMEOUT)
+    barrier = dist.barrier if group else (lambda: None)
     try:
         per = graphs.goal.shape[0] // job.procs  # the caller's graphs, this rank's share
         mine = subset(graphs, torch.arange(rank * per, (rank + 1) * per))
         cfg = dataclasses.replace(ModelConfig(layer=job.layer, hidden=job.hidden, layers=job.depth), **job.overrides)
         b = make_batch(mine, cfg.directions, home_init=cfg.home_init)
         model, opt = bench_model(cfg, job.path)
-        step = _train_step(DistributedDataParallel(model), opt, b, job.path)
+        step = _train_step(DistributedDataParallel(model) if group else model, opt, b, job.path)
         for _ in range(2):  # warm-up (and compilation)
             step()
         times = []
         for _ in range(job.rounds):
-            dist.barrier()
+            barrier()
             t = time.perf_counter()
             for _ in range(job.steps):
                 step()
-            dist.barrier()
+            barrier()
             times.append((time.perf_counter() - t) / job.steps)
         if rank == 0:
             Path(result).write_text(json.dumps({"times": times, "params": sum(p.numel() for p in model.parameters())}))
     finally:
-        dist.destroy_process_group()
+        if group:
+            dist.destroy_process_group()
 
 
 def time_in_processes(job: ProcsJob, graphs: ProblemGraphs) -> tuple[list[float], int]:
@@ -90,7 +102,8 @@ def time_in_processes(job: ProcsJob, graphs: ProblemGraphs) -> tuple[list[float]
             mp.spawn(_worker, args=(job, graphs, store, result), nprocs=job.procs, join=True)
         except ProcessException as exc:  # one worker failed; spawn has stopped the others
             last = str(exc).strip().splitlines()[-1]
-            raise GGIKError(f"bench train: a worker of --path '{job.path} procs={job.procs}' failed: {last} "
+            malloc = "" if job.keep_freed_memory else " malloc=default"
+            raise GGIKError(f"bench train: a worker of --path '{job.path} procs={job.procs}{malloc}' failed: {last} "
                             "(the workers are fresh Python processes: the package must import there)") from None
         out = json.loads(Path(result).read_text())
     return out["times"], out["params"]

@@ -220,7 +220,7 @@ def bench_data(
 @bench_app.command("train")
 def bench_train(
     layer: list[str] = typer.Option(["egnn", "egat"], "--layer"),
-    path: list[str] = typer.Option(["pyg", "dense"], "--path", help="A path (pyg | dense | dense-bf16 | dense-tf32 | dense-compile | dense-bf16-compile | dense-cudagraphs | dense-fused | dense-bf16-fused: the layers' fused CPU kernels, train.kernels=fused), optionally followed by model KEY=VALUE overrides, e.g. 'dense-bf16 phi_x=linear', and by procs=N (N data-parallel processes sharing the threads, CPU); the first is the baseline."),
+    path: list[str] = typer.Option(["pyg", "dense"], "--path", help="A path (pyg | dense | dense-bf16 | dense-tf32 | dense-compile | dense-bf16-compile | dense-cudagraphs | dense-fused | dense-bf16-fused: the layers' fused CPU kernels, train.kernels=fused), optionally followed by model KEY=VALUE overrides, e.g. 'dense-bf16 phi_x=linear', and by procs=N (N data-parallel processes sharing the threads, CPU) and malloc=default (glibc's own allocator policy, as before ggik kept freed memory; in a process of its own); the first is the baseline."),
     batch_size: int = typer.Option(128),
     steps: int = typer.Option(5),
     rounds: int = typer.Option(3, help="Interleaved timing rounds; the median is reported."),

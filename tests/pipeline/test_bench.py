@@ -24,6 +24,13 @@ def test_bench_train_times_a_data_parallel_step_in_processes(capsys):
     assert "graphs/s" in line and "vs dense" in line
 
 
+def test_bench_train_times_the_default_allocator_in_a_process_of_its_own(capsys):
+    bench_train(["egnn"], ["pyg malloc=default", "pyg"], batch_size=4, steps=1, rounds=2, dof=5, hidden=8, depth=2,
+                device="cpu")
+    out = capsys.readouterr().out
+    assert "egnn pyg malloc=default" in out and "vs pyg malloc=default" in out and out.count("graphs/s") == 2
+
+
 def test_a_failing_worker_is_a_one_line_error_not_a_traceback():
     """A worker that fails (here: a model its config cannot build) stops the others and is reported
     as a user error naming the path, instead of spawn's traceback."""
@@ -41,10 +48,14 @@ def test_a_failing_worker_is_a_one_line_error_not_a_traceback():
 
 
 def test_procs_parsing_and_errors():
-    assert _procs("dense-bf16 phi_x=linear procs=2") == ("dense-bf16 phi_x=linear", 2)
-    assert _procs("pyg") == ("pyg", 1)
+    assert _procs("dense-bf16 phi_x=linear procs=2") == ("dense-bf16 phi_x=linear", 2, "kept")
+    assert _procs("pyg") == ("pyg", 1, "kept")
+    assert _procs("pyg malloc=default") == ("pyg", 1, "default")
+    assert _procs("pyg malloc=default").own_processes and not _procs("pyg").own_processes
     with pytest.raises(GGIKError, match="positive integer"):
         _procs("dense procs=0")
+    with pytest.raises(GGIKError, match="malloc must be one of kept, default"):
+        _procs("dense malloc=jemalloc")
     with pytest.raises(GGIKError, match="split evenly"):
         bench_train(["egnn"], ["dense procs=3"], batch_size=4, steps=1, rounds=1, dof=5, hidden=8, depth=2, device="cpu")
 
