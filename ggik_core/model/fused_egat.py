@@ -39,27 +39,34 @@ from ggik_core.model.kernels import MODES, as_numpy, kernel_mode, match_threads,
 
 @functools.lru_cache(maxsize=None)
 def kernels(mode: str) -> SimpleNamespace:
-    """The six kernels for ``mode`` (:data:`~ggik_core.model.kernels.MODES`), compiled on first use."""
+    """The six kernels for ``mode`` (:data:`~ggik_core.model.kernels.MODES`), compiled on first use;
+    the edge tensors' layout is :func:`~ggik_core.model.fused_egnn.kernels`'."""
     k = primitives(mode)
     nb, f, ONE, EPS, par = k.nb, k.f, k.ONE, k.EPS, k.par
-    ld, st, sigmoid, geometry = k.ld, k.st, k.sigmoid, k.geometry
+    ld, st, sigmoid, geometry, target = k.ld, k.st, k.sigmoid, k.geometry, k.target
     add_edge_terms, pre_activation, silu_grad = k.add_edge_terms, k.pre_activation, k.silu_grad
     pre_activation_backward = k.pre_activation_backward
 
     @par
-    def edge_input(t, s, u, v, x, e, WeT, WaT, w_att, A, alpha):
-        """Kernel 1: ``A[b, j, i] = SiLU(p_ij)`` and the attention ``alpha[b, j, i]`` (0 on the diagonal)."""
+    def edge_input(t, s, u, v, x, e, WeT, WaT, w_att, A, G, alpha):
+        """Kernel 1: ``A = SiLU(p_ij)``, its derivative ``G`` and the attention ``alpha[b, j, i]``
+        (0 on the diagonal)."""
         B, N, H = t.shape
         for b in nb.prange(B):
             p = np.empty(H, t.dtype)
             pa = np.empty(u.shape[2], t.dtype)
             diff = np.empty(3, t.dtype)
+            q = 0
             for j in range(N):
-                for i in range(N):
+                alpha[b, j, j] = 0
+                for kk in range(N - 1):
+                    i = target(j, kk)
                     d2, _ = geometry(x, b, i, j, diff)
                     pre_activation(t, s, e, WeT, b, i, j, d2, p)
                     for c in range(H):
-                        A[b, j, i, c] = st(p[c] * sigmoid(p[c]))
+                        sg = sigmoid(p[c])
+                        A[b, q, c] = st(p[c] * sg)
+                        G[b, q, c] = st(silu_grad(p[c], sg))
                     for c in range(pa.shape[0]):
                         pa[c] = u[b, i, c] + v[b, j, c]
                     add_edge_terms(e, WaT, 0, b, i, j, pa)
@@ -67,6 +74,7 @@ def kernels(mode: str) -> SimpleNamespace:
                     for c in range(pa.shape[0]):
                         score += w_att[c] * pa[c] * sigmoid(pa[c])
                     alpha[b, j, i] = score
+                    q += 1
             for i in range(N):  # softmax over the sources j != i
                 top = -np.inf
                 for j in range(N):
@@ -81,99 +89,106 @@ def kernels(mode: str) -> SimpleNamespace:
                     alpha[b, j, i] /= total
 
     @par
-    def message(Z, b2, alpha, M, m_i):
-        """Kernel 2: ``M = SiLU(Z + b2)``, ``m_i = sum_j alpha_ij M_ij``."""
-        B, N, _, C = Z.shape
+    def message(Z, b2, alpha, M, G, m_i):
+        """Kernel 2: ``M = SiLU(Z + b2)``, its derivative ``G`` and ``m_i = sum_j alpha_ij M_ij``."""
+        B, N, _ = alpha.shape
+        C = Z.shape[2]
         for b in nb.prange(B):
             m_i[b] = 0
+            q = 0
             for j in range(N):
-                for i in range(N):
+                for kk in range(N - 1):
+                    i = target(j, kk)
                     a = alpha[b, j, i]
                     for c in range(C):
-                        z = ld(Z[b, j, i, c]) + b2[c]
-                        m = z * sigmoid(z)
-                        M[b, j, i, c] = st(m)
+                        z = ld(Z[b, q, c]) + b2[c]
+                        sg = sigmoid(z)
+                        m = z * sg
+                        M[b, q, c] = st(m)
+                        G[b, q, c] = st(silu_grad(z, sg))
                         m_i[b, i, c] += a * m
+                    q += 1
 
     @par
     def coordinate(U, bx, WxeT, e, wx, x, alpha, s_out, dx):
         """Kernel 3: ``s = wx . SiLU(U + W_xe e + bx)``, ``dx_i = sum_j alpha_ij rel_ij s_ij``."""
-        B, N, _, H = U.shape
+        B, N, _ = x.shape
+        H = U.shape[2]
         for b in nb.prange(B):
-            q = np.empty(H, x.dtype)
+            r = np.empty(H, x.dtype)
             diff = np.empty(3, x.dtype)
             dx[b] = 0
+            q = 0
             for j in range(N):
-                for i in range(N):
+                for kk in range(N - 1):
+                    i = target(j, kk)
                     for c in range(H):
-                        q[c] = ld(U[b, j, i, c]) + bx[c]
-                    add_edge_terms(e, WxeT, 0, b, i, j, q)
+                        r[c] = ld(U[b, q, c]) + bx[c]
+                    add_edge_terms(e, WxeT, 0, b, i, j, r)
                     acc = f(0.0)
                     for c in range(H):
-                        acc += wx[c] * q[c] * sigmoid(q[c])
-                    s_out[b, j, i] = acc
-                    if j != i:
-                        _, dist = geometry(x, b, i, j, diff)
-                        w = alpha[b, j, i] * acc / (dist + ONE)
-                        for k in range(3):
-                            dx[b, i, k] += diff[k] * w
+                        acc += wx[c] * r[c] * sigmoid(r[c])
+                    s_out[b, q] = acc
+                    _, dist = geometry(x, b, i, j, diff)
+                    w = alpha[b, j, i] * acc / (dist + ONE)
+                    for d in range(3):
+                        dx[b, i, d] += diff[d] * w
+                    q += 1
 
     @par
     def coordinate_backward(coords, g_dx, g_mi, x, alpha, Mt, s_in, U, bx, WxeT, e, wx,
                             dU, g_x, g_wx, g_bx, g_WxeT, d_score):
         """Backward of kernel 3 (only the attention's part when not ``coords``) and of the softmax:
-        ``dU`` (zero on the diagonal), the coordinate part of ``g_x``, per-graph partial sums of the
-        gradients of ``wx``, ``bx`` and ``W_xe^T``, and the gradient of the scores ``d_score``."""
-        B, N, _, C = Mt.shape
+        ``dU``, the coordinate part of ``g_x``, per-graph partial sums of the gradients of ``wx``,
+        ``bx`` and ``W_xe^T``, and the gradient of the scores ``d_score``."""
+        B, N, _ = x.shape
+        C = Mt.shape[2]
         for b in nb.prange(B):
             H = wx.shape[0]
-            q = np.empty(H, x.dtype)
+            r = np.empty(H, x.dtype)
             diff = np.empty(3, x.dtype)
-            d_alpha = np.empty((N, N), x.dtype)
+            d_alpha = np.zeros((N, N), x.dtype)
             g_x[b] = 0
             g_wx[b] = 0
             g_bx[b] = 0
             g_WxeT[b] = 0
+            q = 0
             for j in range(N):
-                for i in range(N):
-                    if j == i:
-                        d_alpha[j, i] = 0
-                        if coords:
-                            for c in range(H):
-                                dU[b, j, i, c] = 0
-                        continue
+                for kk in range(N - 1):
+                    i = target(j, kk)
                     da = f(0.0)
                     for c in range(C):
-                        da += g_mi[b, i, c] * ld(Mt[b, j, i, c])
+                        da += g_mi[b, i, c] * ld(Mt[b, q, c])
                     if coords:
                         d2, dist = geometry(x, b, i, j, diff)
-                        r = ONE / (dist + ONE)
+                        rd = ONE / (dist + ONE)
                         a = alpha[b, j, i]
-                        s = s_in[b, j, i]
+                        s = s_in[b, q]
                         g_diff = g_dx[b, i, 0] * diff[0] + g_dx[b, i, 1] * diff[1] + g_dx[b, i, 2] * diff[2]
-                        da += g_diff * r * s
-                        ds = a * g_diff * r
+                        da += g_diff * rd * s
+                        ds = a * g_diff * rd
                         # rel = diff * r(dist): d rel = r d diff - r^2 diff d dist, d dist = diff / dist d diff
-                        coef = -r * r / dist * g_diff * a * s if d2 > EPS else f(0.0)
-                        for k in range(3):
-                            gk = g_dx[b, i, k] * a * s * r + diff[k] * coef
-                            g_x[b, i, k] += gk
-                            g_x[b, j, k] -= gk
+                        coef = -rd * rd / dist * g_diff * a * s if d2 > EPS else f(0.0)
+                        for d in range(3):
+                            gd = g_dx[b, i, d] * a * s * rd + diff[d] * coef
+                            g_x[b, i, d] += gd
+                            g_x[b, j, d] -= gd
                         for c in range(H):
-                            q[c] = ld(U[b, j, i, c]) + bx[c]
-                        add_edge_terms(e, WxeT, 0, b, i, j, q)
+                            r[c] = ld(U[b, q, c]) + bx[c]
+                        add_edge_terms(e, WxeT, 0, b, i, j, r)
                         for c in range(H):
-                            sg = sigmoid(q[c])
-                            g_wx[b, c] += ds * q[c] * sg
-                            dq = ds * wx[c] * silu_grad(q[c], sg)
-                            dU[b, j, i, c] = st(dq)
-                            g_bx[b, c] += dq
-                            q[c] = dq
-                        for k in range(e.shape[3]):
-                            ek = e[b, j, i, k]
+                            sg = sigmoid(r[c])
+                            g_wx[b, c] += ds * r[c] * sg
+                            dr = ds * wx[c] * silu_grad(r[c], sg)
+                            dU[b, q, c] = st(dr)
+                            g_bx[b, c] += dr
+                            r[c] = dr
+                        for m in range(e.shape[3]):
+                            em = e[b, j, i, m]
                             for c in range(H):
-                                g_WxeT[b, k, c] += q[c] * ek
+                                g_WxeT[b, m, c] += r[c] * em
                     d_alpha[j, i] = da
+                    q += 1
             for i in range(N):  # softmax: d score_ij = alpha_ij (d alpha_ij - sum_k alpha_ik d alpha_ik)
                 dot = f(0.0)
                 for j in range(N):
@@ -182,30 +197,34 @@ def kernels(mode: str) -> SimpleNamespace:
                     d_score[b, j, i] = alpha[b, j, i] * (d_alpha[j, i] - dot)
 
     @par
-    def message_backward(dM, g_mi, alpha, Z, b2, dZ, g_b2):
-        """Backward of kernel 2: ``dZ = (dM + alpha_ij g_mi) SiLU'(Z + b2)``."""
-        B, N, _, C = Z.shape
+    def message_backward(coords, dM, g_mi, alpha, G, dZ, g_b2):
+        """Backward of kernel 2: ``dZ = (dM + alpha_ij g_mi) G`` (``dM`` read only with ``coords``)."""
+        B, N, _ = alpha.shape
+        C = G.shape[2]
         for b in nb.prange(B):
             g_b2[b] = 0
+            q = 0
             for j in range(N):
-                for i in range(N):
+                for kk in range(N - 1):
+                    i = target(j, kk)
                     a = alpha[b, j, i]
                     for c in range(C):
-                        z = ld(Z[b, j, i, c]) + b2[c]
-                        dz = (ld(dM[b, j, i, c]) + a * g_mi[b, i, c]) * silu_grad(z, sigmoid(z))
-                        dZ[b, j, i, c] = st(dz)
+                        dm = a * g_mi[b, i, c] + ld(dM[b, q, c]) if coords else a * g_mi[b, i, c]
+                        dz = dm * ld(G[b, q, c])
+                        dZ[b, q, c] = st(dz)
                         g_b2[b, c] += dz
+                    q += 1
 
     @par
-    def edge_input_backward(dA, d_score, t, s, u, v, x, e, WeT, WaT, w_att,
+    def edge_input_backward(dA, G, d_score, u, v, x, e, WeT, WaT, w_att,
                             g_t, g_s, g_u, g_v, g_WeT, g_WaT, g_watt, g_x):
-        """Backward of kernel 1 (off the diagonal): gradients of ``t``, ``s``, ``u``, ``v``, per-graph
-        partial sums for ``WeT``, ``WaT`` and ``w_att``, and the distance part of ``g_x`` (added)."""
-        B, N, H = t.shape
+        """Backward of kernel 1: gradients of ``t``, ``s``, ``u``, ``v``, per-graph partial sums for
+        ``WeT``, ``WaT`` and ``w_att``, and the distance part of ``g_x`` (added)."""
+        B, N, H = g_t.shape
         for b in nb.prange(B):
-            p = np.empty(H, t.dtype)
-            pa = np.empty(u.shape[2], t.dtype)
-            diff = np.empty(3, t.dtype)
+            p = np.empty(H, g_t.dtype)
+            pa = np.empty(u.shape[2], g_t.dtype)
+            diff = np.empty(3, g_t.dtype)
             g_t[b] = 0
             g_s[b] = 0
             g_u[b] = 0
@@ -213,11 +232,11 @@ def kernels(mode: str) -> SimpleNamespace:
             g_WeT[b] = 0
             g_WaT[b] = 0
             g_watt[b] = 0
+            q = 0
             for j in range(N):
-                for i in range(N):
-                    if j == i:
-                        continue
-                    pre_activation_backward(dA, t, s, e, WeT, x, b, i, j, p, diff, g_t, g_s, g_WeT, g_x)
+                for kk in range(N - 1):
+                    i = target(j, kk)
+                    pre_activation_backward(dA, G, e, WeT, x, b, i, j, q, p, diff, g_t, g_s, g_WeT, g_x)
                     for c in range(pa.shape[0]):
                         pa[c] = u[b, i, c] + v[b, j, c]
                     add_edge_terms(e, WaT, 0, b, i, j, pa)
@@ -229,10 +248,11 @@ def kernels(mode: str) -> SimpleNamespace:
                         g_u[b, i, c] += dpa
                         g_v[b, j, c] += dpa
                         pa[c] = dpa
-                    for k in range(e.shape[3]):
-                        ek = e[b, j, i, k]
+                    for m in range(e.shape[3]):
+                        em = e[b, j, i, m]
                         for c in range(pa.shape[0]):
-                            g_WaT[b, k, c] += pa[c] * ek
+                            g_WaT[b, m, c] += pa[c] * em
+                    q += 1
 
     return SimpleNamespace(edge_input=edge_input, message=message, coordinate=coordinate,
                            coordinate_backward=coordinate_backward, message_backward=message_backward,
@@ -246,7 +266,8 @@ class FusedEGATEdges(torch.autograd.Function):
     :math:`(B, N, 3)`, constant edge features ``e`` :math:`(B, N, N, F)` indexed ``[b, j, i]`` and
     the weights ``WeT`` :math:`(1 + F, H)`, ``WaT`` :math:`(F, H)`, ``w_att`` :math:`(H,)`, ``W2``
     :math:`(M, H)`, ``b2``, ``Wxm`` :math:`(H, M)`, ``bx``, ``WxeT`` :math:`(F, H)`, ``wx``
-    :math:`(H,)` (the last four ``None`` for a layer that does not move the nodes). ``mode``: see
+    :math:`(H,)` (the last four ``None`` for a layer that does not move the nodes). ``mode``, the
+    edge tensors and the stored SiLU derivatives: as in
     :class:`~ggik_core.model.fused_egnn.FusedEGNNEdges`."""
 
     @staticmethod
@@ -257,71 +278,71 @@ class FusedEGATEdges(torch.autograd.Function):
         match_threads()
         B, N, H = t.shape
         M = W2.shape[0]
-        E = B * N * N
+        P = N * (N - 1)
         et = torch.bfloat16 if MODES[mode][1] else t.dtype
         W2e = W2.to(et)
-        A = torch.empty(B, N, N, H, dtype=et)
+        A, G1 = torch.empty(B, P, H, dtype=et), torch.empty(B, P, H, dtype=et)
         alpha = torch.empty(B, N, N, dtype=t.dtype)
-        k.edge_input(*map(as_numpy, (t, s, u, v, x, e, WeT, WaT, w_att, A, alpha)))
-        Z = torch.mm(A.view(E, H), W2e.t()).view(B, N, N, M)
-        Mt = torch.empty_like(Z)
+        k.edge_input(*map(as_numpy, (t, s, u, v, x, e, WeT, WaT, w_att, A, G1, alpha)))
+        Z = torch.mm(A.view(B * P, H), W2e.t()).view(B, P, M)
+        Mt, G2 = torch.empty_like(Z), torch.empty_like(Z)
         m_i = torch.empty(B, N, M, dtype=t.dtype)
-        k.message(*map(as_numpy, (Z, b2, alpha, Mt, m_i)))
+        k.message(*map(as_numpy, (Z, b2, alpha, Mt, G2, m_i)))
+        del Z
         U = s_ij = Wxe = None
         if Wxm is None:
             dx = torch.zeros(B, N, 3, dtype=t.dtype)
         else:
             Wxe = Wxm.to(et)
-            U = torch.mm(Mt.view(E, M), Wxe.t()).view(B, N, N, -1)
-            s_ij = torch.empty(B, N, N, dtype=t.dtype)
+            U = torch.mm(Mt.view(B * P, M), Wxe.t()).view(B, P, -1)
+            s_ij = torch.empty(B, P, dtype=t.dtype)
             dx = torch.empty(B, N, 3, dtype=t.dtype)
             k.coordinate(*map(as_numpy, (U, bx, WxeT, e, wx, x, alpha, s_ij, dx)))
-        ctx.save_for_backward(t, s, u, v, x, e, WeT, WaT, w_att, W2e, b2, Wxe, bx, WxeT, wx, A, alpha, Z, Mt, U, s_ij)
+        ctx.save_for_backward(u, v, x, e, WeT, WaT, w_att, W2e, Wxe, bx, WxeT, wx, A, G1, alpha, Mt, G2, U, s_ij)
         ctx.mode = mode
         return m_i, dx
 
     @staticmethod
     def backward(ctx, g_mi: Tensor | None, g_dx: Tensor | None):
-        t, s, u, v, x, e, WeT, WaT, w_att, W2e, b2, Wxe, bx, WxeT, wx, A, alpha, Z, Mt, U, s_ij = ctx.saved_tensors
+        u, v, x, e, WeT, WaT, w_att, W2e, Wxe, bx, WxeT, wx, A, G1, alpha, Mt, G2, U, s_ij = ctx.saved_tensors
         k = kernels(ctx.mode)
         match_threads()
-        B, N, H = t.shape
-        M = W2e.shape[0]
-        E = B * N * N
-        dt = t.dtype
+        B, N, _ = x.shape
+        P, H, M = A.shape[1], A.shape[2], G2.shape[2]
+        dt = x.dtype
         g_mi = torch.zeros(B, N, M, dtype=dt) if g_mi is None else g_mi.to(dt).contiguous()
         g_dx = torch.zeros(B, N, 3, dtype=dt) if g_dx is None else g_dx.to(dt).contiguous()
         coords = U is not None
         Hx = wx.shape[0] if coords else 0
-        none4 = torch.empty(0, 0, 0, 0, dtype=Mt.dtype)
-        dU = torch.empty_like(U) if coords else none4
+        none3 = torch.empty(0, 0, 0, dtype=Mt.dtype)
+        dU = torch.empty_like(U) if coords else none3
         g_x = torch.empty_like(x)
         g_wx, g_bx = torch.empty(B, Hx, dtype=dt), torch.empty(B, Hx, dtype=dt)
         g_WxeT = torch.empty(B, e.shape[3], Hx, dtype=dt)
         d_score = torch.empty(B, N, N, dtype=dt)
-        empty1, empty2, empty3 = torch.empty(0, dtype=dt), torch.empty(0, 0, dtype=dt), torch.empty(0, 0, 0, dtype=dt)
+        empty1, empty2 = torch.empty(0, dtype=dt), torch.empty(0, 0, dtype=dt)
         k.coordinate_backward(coords, *map(as_numpy, (
-            g_dx, g_mi, x, alpha, Mt, s_ij if coords else empty3, U if coords else none4, bx if coords else empty1,
+            g_dx, g_mi, x, alpha, Mt, s_ij if coords else empty2, U if coords else none3, bx if coords else empty1,
             WxeT if coords else empty2, e, wx if coords else empty1, dU, g_x, g_wx, g_bx, g_WxeT, d_score)))
         g_Wxm = g_bx_out = g_WxeT_out = g_wx_out = None
+        dM = none3
         if coords:
-            dU2 = dU.view(E, Hx)
-            dM = torch.mm(dU2, Wxe).view(B, N, N, M)
-            g_Wxm = torch.mm(dU2.t(), Mt.view(E, M)).to(dt)
+            dU2 = dU.view(B * P, Hx)
+            dM = torch.mm(dU2, Wxe).view(B, P, M)
+            g_Wxm = torch.mm(dU2.t(), Mt.view(B * P, M)).to(dt)
             g_bx_out, g_WxeT_out, g_wx_out = g_bx.sum(0), g_WxeT.sum(0), g_wx.sum(0)
-        else:
-            dM = torch.zeros_like(Z)
-        dZ = torch.empty_like(Z)
+        dZ = torch.empty_like(G2)
         g_b2 = torch.empty(B, M, dtype=dt)
-        k.message_backward(*map(as_numpy, (dM, g_mi, alpha, Z, b2, dZ, g_b2)))
-        dZ2 = dZ.view(E, M)
-        dA = torch.mm(dZ2, W2e).view(B, N, N, H)
-        g_W2 = torch.mm(dZ2.t(), A.view(E, H)).to(dt)
-        g_t, g_s, g_u, g_v = (torch.empty_like(a) for a in (t, s, u, v))
+        k.message_backward(coords, *map(as_numpy, (dM, g_mi, alpha, G2, dZ, g_b2)))
+        dZ2 = dZ.view(B * P, M)
+        dA = torch.mm(dZ2, W2e).view(B, P, H)
+        g_W2 = torch.mm(dZ2.t(), A.view(B * P, H)).to(dt)
+        g_t, g_s = torch.empty(B, N, H, dtype=dt), torch.empty(B, N, H, dtype=dt)
+        g_u, g_v = torch.empty_like(u), torch.empty_like(v)
         g_WeT = torch.empty(B, *WeT.shape, dtype=dt)
         g_WaT = torch.empty(B, *WaT.shape, dtype=dt)
         g_watt = torch.empty(B, w_att.shape[0], dtype=dt)
-        k.edge_input_backward(*map(as_numpy, (dA, d_score, t, s, u, v, x, e, WeT, WaT, w_att,
+        k.edge_input_backward(*map(as_numpy, (dA, G1, d_score, u, v, x, e, WeT, WaT, w_att,
                                               g_t, g_s, g_u, g_v, g_WeT, g_WaT, g_watt, g_x)))
         return (g_t, g_s, g_u, g_v, g_x, None, g_WeT.sum(0), g_WaT.sum(0), g_watt.sum(0), g_W2, g_b2.sum(0),
                 g_Wxm, g_bx_out, g_WxeT_out, g_wx_out, None)

@@ -39,131 +39,143 @@ from ggik_core.model.kernels import MODES, as_numpy, kernel_mode, match_threads,
 
 @functools.lru_cache(maxsize=None)
 def kernels(mode: str) -> SimpleNamespace:
-    """The six kernels for ``mode`` (:data:`~ggik_core.model.kernels.MODES`), compiled on first use."""
+    """The six kernels for ``mode`` (:data:`~ggik_core.model.kernels.MODES`), compiled on first use.
+    Edge tensors are ``(B, N (N - 1), C)``: row ``q = j (N - 1) + k`` is the edge from source ``j``
+    to its ``k``-th target (:func:`~ggik_core.model.kernels.primitives`' ``target``)."""
     k = primitives(mode)
     nb, f, ONE, EPS, par = k.nb, k.f, k.ONE, k.EPS, k.par
     ld, st, sigmoid, geometry, pre_activation = k.ld, k.st, k.sigmoid, k.geometry, k.pre_activation
-    silu_grad, pre_activation_backward = k.silu_grad, k.pre_activation_backward
+    silu_grad, pre_activation_backward, target = k.silu_grad, k.pre_activation_backward, k.target
 
     @par
-    def edge_input(t, s, x, e, WeT, A):
-        """Kernel 1: ``A[b, j, i] = SiLU(p_ij)``."""
+    def edge_input(t, s, x, e, WeT, A, G):
+        """Kernel 1: ``A = SiLU(p_ij)`` and its derivative ``G = SiLU'(p_ij)`` for the backward pass."""
         B, N, H = t.shape
         for b in nb.prange(B):
             p = np.empty(H, t.dtype)
             diff = np.empty(3, t.dtype)
+            q = 0
             for j in range(N):
-                for i in range(N):
+                for kk in range(N - 1):
+                    i = target(j, kk)
                     d2, _ = geometry(x, b, i, j, diff)
                     pre_activation(t, s, e, WeT, b, i, j, d2, p)
                     for c in range(H):
-                        A[b, j, i, c] = st(p[c] * sigmoid(p[c]))
+                        sg = sigmoid(p[c])
+                        A[b, q, c] = st(p[c] * sg)
+                        G[b, q, c] = st(silu_grad(p[c], sg))
+                    q += 1
 
     @par
-    def message(Z, b2, M, m_i):
-        """Kernel 2: ``M = SiLU(Z + b2)``, ``m_i = sum_{j != i} M_ij``."""
-        B, N, _, C = Z.shape
+    def message(Z, b2, M, G, m_i):
+        """Kernel 2: ``M = SiLU(Z + b2)``, its derivative ``G`` and ``m_i = sum_{j != i} M_ij``."""
+        B, N, C = m_i.shape
         for b in nb.prange(B):
             m_i[b] = 0
+            q = 0
             for j in range(N):
-                for i in range(N):
-                    off = f(0.0) if j == i else ONE
+                for kk in range(N - 1):
+                    i = target(j, kk)
                     for c in range(C):
-                        z = ld(Z[b, j, i, c]) + b2[c]
-                        m = z * sigmoid(z)
-                        M[b, j, i, c] = st(m)
-                        m_i[b, i, c] += off * m
+                        z = ld(Z[b, q, c]) + b2[c]
+                        sg = sigmoid(z)
+                        m = z * sg
+                        M[b, q, c] = st(m)
+                        G[b, q, c] = st(silu_grad(z, sg))
+                        m_i[b, i, c] += m
+                    q += 1
 
     @par
     def coordinate(U, bx, wx, x, s_out, dx):
         """Kernel 3: ``s = wx . SiLU(U + bx)``, ``dx_i = sum_{j != i} rel_ij s_ij``."""
-        B, N, _, H = U.shape
+        B, N, _ = x.shape
+        H = U.shape[2]
         for b in nb.prange(B):
             diff = np.empty(3, x.dtype)
             dx[b] = 0
+            q = 0
             for j in range(N):
-                for i in range(N):
+                for kk in range(N - 1):
+                    i = target(j, kk)
                     acc = f(0.0)
                     for c in range(H):
-                        u = ld(U[b, j, i, c]) + bx[c]
+                        u = ld(U[b, q, c]) + bx[c]
                         acc += wx[c] * u * sigmoid(u)
-                    s_out[b, j, i] = acc
-                    if j != i:
-                        _, dist = geometry(x, b, i, j, diff)
-                        w = acc / (dist + ONE)
-                        for k in range(3):
-                            dx[b, i, k] += diff[k] * w
+                    s_out[b, q] = acc
+                    _, dist = geometry(x, b, i, j, diff)
+                    w = acc / (dist + ONE)
+                    for d in range(3):
+                        dx[b, i, d] += diff[d] * w
+                    q += 1
 
     @par
     def coordinate_backward(g_dx, x, s_in, U, bx, wx, dU, g_x, g_wx, g_bx):
-        """Backward of kernel 3: ``dU`` (zero on the diagonal), the coordinate part of ``g_x`` and
-        per-graph partial sums of the gradients of ``wx`` and ``bx``."""
-        B, N, _, H = U.shape
+        """Backward of kernel 3: ``dU``, the coordinate part of ``g_x`` and per-graph partial sums of
+        the gradients of ``wx`` and ``bx``."""
+        B, N, _ = x.shape
+        H = U.shape[2]
         for b in nb.prange(B):
             diff = np.empty(3, x.dtype)
             g_x[b] = 0
             g_wx[b] = 0
             g_bx[b] = 0
+            q = 0
             for j in range(N):
-                for i in range(N):
-                    if j == i:
-                        for c in range(H):
-                            dU[b, j, i, c] = 0
-                        continue
+                for kk in range(N - 1):
+                    i = target(j, kk)
                     d2, dist = geometry(x, b, i, j, diff)
                     r = ONE / (dist + ONE)
-                    g0, g1, g2 = g_dx[b, i, 0], g_dx[b, i, 1], g_dx[b, i, 2]
-                    ds = (g0 * diff[0] + g1 * diff[1] + g2 * diff[2]) * r
-                    s = s_in[b, j, i]
+                    g_diff = g_dx[b, i, 0] * diff[0] + g_dx[b, i, 1] * diff[1] + g_dx[b, i, 2] * diff[2]
+                    ds = g_diff * r
+                    s = s_in[b, q]
                     # rel = diff * r(dist): d rel = r d diff - r^2 diff d dist, d dist = diff / dist d diff
-                    g_rel_diff = (g0 * diff[0] + g1 * diff[1] + g2 * diff[2]) * s
-                    coef = -r * r / dist * g_rel_diff if d2 > EPS else f(0.0)
-                    for k in range(3):
-                        gk = g_dx[b, i, k] * s * r + diff[k] * coef
-                        g_x[b, i, k] += gk
-                        g_x[b, j, k] -= gk
+                    coef = -r * r / dist * g_diff * s if d2 > EPS else f(0.0)
+                    for d in range(3):
+                        gd = g_dx[b, i, d] * s * r + diff[d] * coef
+                        g_x[b, i, d] += gd
+                        g_x[b, j, d] -= gd
                     for c in range(H):
-                        u = ld(U[b, j, i, c]) + bx[c]
+                        u = ld(U[b, q, c]) + bx[c]
                         sg = sigmoid(u)
                         g_wx[b, c] += ds * u * sg
                         du = ds * wx[c] * silu_grad(u, sg)
-                        dU[b, j, i, c] = st(du)
+                        dU[b, q, c] = st(du)
                         g_bx[b, c] += du
+                    q += 1
 
     @par
-    def message_backward(dM, g_mi, Z, b2, dZ, g_b2):
-        """Backward of kernel 2: ``dZ = (dM + g_mi) SiLU'(Z + b2)`` off the diagonal (zero on it)."""
-        B, N, _, C = Z.shape
+    def message_backward(coords, dM, g_mi, G, dZ, g_b2):
+        """Backward of kernel 2: ``dZ = (dM + g_mi) G`` (``dM`` read only with ``coords``)."""
+        B, N, C = g_mi.shape
         for b in nb.prange(B):
             g_b2[b] = 0
+            q = 0
             for j in range(N):
-                for i in range(N):
-                    if j == i:
-                        for c in range(C):
-                            dZ[b, j, i, c] = 0
-                        continue
+                for kk in range(N - 1):
+                    i = target(j, kk)
                     for c in range(C):
-                        z = ld(Z[b, j, i, c]) + b2[c]
-                        sg = sigmoid(z)
-                        dz = (ld(dM[b, j, i, c]) + g_mi[b, i, c]) * silu_grad(z, sg)
-                        dZ[b, j, i, c] = st(dz)
+                        dm = g_mi[b, i, c] + ld(dM[b, q, c]) if coords else g_mi[b, i, c]
+                        dz = dm * ld(G[b, q, c])
+                        dZ[b, q, c] = st(dz)
                         g_b2[b, c] += dz
+                    q += 1
 
     @par
-    def edge_input_backward(dA, t, s, x, e, WeT, g_t, g_s, g_WeT, g_x):
-        """Backward of kernel 1 (off the diagonal): gradients of ``t``, ``s``, per-graph partial
-        sums for ``WeT``, and the distance part of ``g_x`` (added)."""
-        B, N, H = t.shape
+    def edge_input_backward(dA, G, e, WeT, x, g_t, g_s, g_WeT, g_x):
+        """Backward of kernel 1: gradients of ``t``, ``s``, per-graph partial sums for ``WeT``, and
+        the distance part of ``g_x`` (added)."""
+        B, N, H = g_t.shape
         for b in nb.prange(B):
-            p = np.empty(H, t.dtype)
-            diff = np.empty(3, t.dtype)
+            p = np.empty(H, g_t.dtype)
+            diff = np.empty(3, g_t.dtype)
             g_t[b] = 0
             g_s[b] = 0
             g_WeT[b] = 0
+            q = 0
             for j in range(N):
-                for i in range(N):
-                    if j != i:
-                        pre_activation_backward(dA, t, s, e, WeT, x, b, i, j, p, diff, g_t, g_s, g_WeT, g_x)
+                for kk in range(N - 1):
+                    pre_activation_backward(dA, G, e, WeT, x, b, target(j, kk), j, q, p, diff, g_t, g_s, g_WeT, g_x)
+                    q += 1
 
     return SimpleNamespace(edge_input=edge_input, message=message, coordinate=coordinate,
                            coordinate_backward=coordinate_backward, message_backward=message_backward,
@@ -177,8 +189,10 @@ class FusedEGNNEdges(torch.autograd.Function):
     (distance and edge-feature columns of :math:`\phi_e`'s first map, transposed), ``W2``
     :math:`(M, H)`, ``b2``, ``Wx`` :math:`(H, M)`, ``bx``, ``wx`` :math:`(H,)` (``None`` for a layer
     that does not move the nodes: :math:`\Delta\mathbf{x} = 0`), all in the compute dtype.
-    ``mode``: a key of :data:`MODES`; with "bf16" the :math:`(B, N, N, \cdot)` edge tensors and the
-    four products are bf16, the rest float32."""
+    ``mode``: a key of :data:`MODES`; with "bf16" the :math:`(B, N (N - 1), \cdot)` edge tensors and
+    the four products are bf16, the rest float32. The diagonal :math:`j = i` is never stored or
+    multiplied, and the SiLU derivatives of :math:`\phi_e` are stored by the forward pass, so the
+    backward pass evaluates one sigmoid per edge channel instead of three."""
 
     @staticmethod
     def forward(ctx, t: Tensor, s: Tensor, x: Tensor, e: Tensor, WeT: Tensor, W2: Tensor, b2: Tensor,
@@ -187,59 +201,61 @@ class FusedEGNNEdges(torch.autograd.Function):
         match_threads()
         B, N, H = t.shape
         M = W2.shape[0]
-        E = B * N * N
+        P = N * (N - 1)
         et = torch.bfloat16 if MODES[mode][1] else t.dtype  # the edge tensors' dtype
         W2e, Wxe = W2.to(et), None if Wx is None else Wx.to(et)
-        A = torch.empty(B, N, N, H, dtype=et)
-        k.edge_input(*map(as_numpy, (t, s, x, e, WeT, A)))
-        Z = torch.mm(A.view(E, H), W2e.t()).view(B, N, N, M)
-        Mt = torch.empty_like(Z)
+        A, G1 = torch.empty(B, P, H, dtype=et), torch.empty(B, P, H, dtype=et)
+        k.edge_input(*map(as_numpy, (t, s, x, e, WeT, A, G1)))
+        Z = torch.mm(A.view(B * P, H), W2e.t()).view(B, P, M)
+        Mt, G2 = torch.empty_like(Z), torch.empty_like(Z)
         m_i = torch.empty(B, N, M, dtype=t.dtype)
-        k.message(*map(as_numpy, (Z, b2, Mt, m_i)))
+        k.message(*map(as_numpy, (Z, b2, Mt, G2, m_i)))
+        del Z
         U = s_ij = None
         if Wx is None:  # a layer that does not move the nodes
             dx = torch.zeros(B, N, 3, dtype=t.dtype)
         else:
-            U = torch.mm(Mt.view(E, M), Wxe.t()).view(B, N, N, H)
-            s_ij = torch.empty(B, N, N, dtype=t.dtype)
+            U = torch.mm(Mt.view(B * P, M), Wxe.t()).view(B, P, H)
+            s_ij = torch.empty(B, P, dtype=t.dtype)
             dx = torch.empty(B, N, 3, dtype=t.dtype)
             k.coordinate(*map(as_numpy, (U, bx, wx, x, s_ij, dx)))
-        ctx.save_for_backward(t, s, x, e, WeT, W2e, b2, Wxe, bx, wx, A, Z, Mt, U, s_ij)
+        ctx.save_for_backward(x, e, WeT, W2e, Wxe, bx, wx, A, G1, Mt, G2, U, s_ij)
         ctx.mode = mode
         return m_i, dx
 
     @staticmethod
     def backward(ctx, g_mi: Tensor | None, g_dx: Tensor | None):
-        t, s, x, e, WeT, W2e, b2, Wxe, bx, wx, A, Z, Mt, U, s_ij = ctx.saved_tensors
+        x, e, WeT, W2e, Wxe, bx, wx, A, G1, Mt, G2, U, s_ij = ctx.saved_tensors
         k = kernels(ctx.mode)
         match_threads()
-        B, N, H = t.shape
-        M = W2e.shape[0]
-        E = B * N * N
-        g_mi = torch.zeros(B, N, M, dtype=t.dtype) if g_mi is None else g_mi.to(t.dtype).contiguous()
-        g_dx = torch.zeros(B, N, 3, dtype=t.dtype) if g_dx is None else g_dx.to(t.dtype).contiguous()
+        B, N, _ = x.shape
+        dt = x.dtype
+        P, H, M = A.shape[1], A.shape[2], G2.shape[2]
+        g_mi = torch.zeros(B, N, M, dtype=dt) if g_mi is None else g_mi.to(dt).contiguous()
+        g_dx = torch.zeros(B, N, 3, dtype=dt) if g_dx is None else g_dx.to(dt).contiguous()
         g_Wx = g_bx = g_wx = None
-        if U is None:
-            dM = torch.zeros_like(Z)
-            g_x = torch.zeros_like(x)
-        else:
+        coords = U is not None
+        if coords:
             dU = torch.empty_like(U)
             g_x = torch.empty_like(x)
-            g_wx, g_bx = torch.empty(B, H, dtype=t.dtype), torch.empty(B, H, dtype=t.dtype)
+            g_wx, g_bx = torch.empty(B, H, dtype=dt), torch.empty(B, H, dtype=dt)
             k.coordinate_backward(*map(as_numpy, (g_dx, x, s_ij, U, bx, wx, dU, g_x, g_wx, g_bx)))
-            dU2 = dU.view(E, H)
-            dM = torch.mm(dU2, Wxe).view(B, N, N, M)
-            g_Wx = torch.mm(dU2.t(), Mt.view(E, M)).to(t.dtype)
+            dU2 = dU.view(B * P, -1)
+            dM = torch.mm(dU2, Wxe).view(B, P, M)
+            g_Wx = torch.mm(dU2.t(), Mt.view(B * P, M)).to(dt)
             g_bx, g_wx = g_bx.sum(0), g_wx.sum(0)
-        dZ = torch.empty_like(Z)
-        g_b2 = torch.empty(B, M, dtype=t.dtype)
-        k.message_backward(*map(as_numpy, (dM, g_mi, Z, b2, dZ, g_b2)))
-        dZ2 = dZ.view(E, M)
-        dA = torch.mm(dZ2, W2e).view(B, N, N, H)
-        g_W2 = torch.mm(dZ2.t(), A.view(E, H)).to(t.dtype)
-        g_t, g_s = torch.empty_like(t), torch.empty_like(s)
-        g_WeT = torch.empty(B, *WeT.shape, dtype=t.dtype)
-        k.edge_input_backward(*map(as_numpy, (dA, t, s, x, e, WeT, g_t, g_s, g_WeT, g_x)))
+        else:
+            dM = torch.empty(0, 0, 0, dtype=G2.dtype)
+            g_x = torch.zeros_like(x)
+        dZ = torch.empty_like(G2)
+        g_b2 = torch.empty(B, M, dtype=dt)
+        k.message_backward(coords, *map(as_numpy, (dM, g_mi, G2, dZ, g_b2)))
+        dZ2 = dZ.view(B * P, M)
+        dA = torch.mm(dZ2, W2e).view(B, P, H)
+        g_W2 = torch.mm(dZ2.t(), A.view(B * P, H)).to(dt)
+        g_t, g_s = torch.empty(B, N, H, dtype=dt), torch.empty(B, N, H, dtype=dt)
+        g_WeT = torch.empty(B, *WeT.shape, dtype=dt)
+        k.edge_input_backward(*map(as_numpy, (dA, G1, e, WeT, x, g_t, g_s, g_WeT, g_x)))
         return g_t, g_s, g_x, None, g_WeT.sum(0), g_W2, g_b2.sum(0), g_Wx, g_bx, g_wx, None
 
 

@@ -136,15 +136,15 @@ def primitives(mode: str) -> SimpleNamespace:
         return sg * (ONE + p * (ONE - sg))
 
     @jit
-    def pre_activation_backward(dA, t, s, e, WeT, x, b, i, j, p, diff, g_t, g_s, g_WeT, g_x):
-        """Backward of ``A = SiLU(p)`` through :func:`pre_activation` for edge ``(j, i)``: adds to
-        the gradients of ``t_i``, ``s_j``, the per-graph ``WeT`` partial and ``x_i``, ``x_j`` (the
+    def pre_activation_backward(dA, G, e, WeT, x, b, i, j, q, p, diff, g_t, g_s, g_WeT, g_x):
+        """Backward of ``A = SiLU(p)`` through :func:`pre_activation` for edge ``(j, i)``, row ``q``
+        of the edge tensors, from the SiLU derivative ``G`` the forward pass stored: adds to the
+        gradients of ``t_i``, ``s_j``, the per-graph ``WeT`` partial and ``x_i``, ``x_j`` (the
         distance term)."""
         d2, _ = geometry(x, b, i, j, diff)
-        pre_activation(t, s, e, WeT, b, i, j, d2, p)
         g_d2 = f(0.0)
         for c in range(p.shape[0]):
-            dp = ld(dA[b, j, i, c]) * silu_grad(p[c], sigmoid(p[c]))
+            dp = ld(dA[b, q, c]) * ld(G[b, q, c])
             p[c] = dp
             g_t[b, i, c] += dp
             g_s[b, j, c] += dp
@@ -159,9 +159,15 @@ def primitives(mode: str) -> SimpleNamespace:
             g_x[b, i, k] += gk
             g_x[b, j, k] -= gk
 
+    @jit
+    def target(j, k):
+        """The target node ``i`` of row ``k`` among source ``j``'s edges (every ``i != j``, in order)."""
+        return k + 1 if k >= j else k
+
     return SimpleNamespace(nb=nb, f=f, ONE=ONE, EPS=EPS, jit=jit, par=par, ld=ld, st=st, sigmoid=sigmoid,
                            geometry=geometry, add_edge_terms=add_edge_terms, pre_activation=pre_activation,
-                           silu_grad=silu_grad, pre_activation_backward=pre_activation_backward)
+                           silu_grad=silu_grad, pre_activation_backward=pre_activation_backward,
+                           target=target)
 
 
 @functools.lru_cache(maxsize=None)
