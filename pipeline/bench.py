@@ -140,6 +140,20 @@ def bench_model(cfg, path: str, device: torch.device = torch.device("cpu")):
     return model, make_optimizer(model, 3e-4, 0.01)
 
 
+def _timed(step, steps: int, device: torch.device):
+    """A round of ``steps`` calls of ``step``: returns seconds per step (synchronised on CUDA)."""
+
+    def round_() -> float:
+        _sync(device)
+        t = time.perf_counter()
+        for _ in range(steps):
+            step()
+        _sync(device)
+        return (time.perf_counter() - t) / steps
+
+    return round_
+
+
 def _train_step(model, opt, b, path: str):
     """One forward + backward + AdamW step on ``b`` along ``path`` (see :data:`TRAIN_PATHS`)."""
 
@@ -210,22 +224,25 @@ def bench_train(layers: list[str], paths: list[str], batch_size: int, steps: int
                 depth: int, device: str | None, profile: bool = False) -> None:
     """Training graphs per second (forward + backward + AdamW step) at the given sizes, for each
     layer and each path, timed in interleaved rounds (the median round is reported). A path with
-    ``procs=N`` runs data-parallel in ``N`` processes that share the threads (:mod:`pipeline.bench_procs`),
-    timed after the others. ``profile``: then each single-process path's step time by operator
+    ``procs=N`` runs data-parallel in ``N`` processes that share the threads, and one with
+    ``malloc=default`` in a process of its own (:mod:`pipeline.bench_procs`); their rounds interleave
+    with the others'. ``profile``: then each single-process path's step time by operator
     family (:func:`profile_step`), CPU only."""
     from ggik_core.data.batch import make_batch
     from ggik_core.data.graph import build_problem_graphs
     from ggik_core.model.config import ModelConfig
     from ggik_core.errors import GGIKError
-    from pipeline.bench_procs import ProcsJob, time_in_processes
+    from contextlib import ExitStack
+
+    from pipeline.bench_procs import ProcsJob, ProcsPath
     from pipeline.train import pick_device
 
     procs = {v: _procs(v) for v in paths}
     variants = {v: _variant(place.spec) for v, place in procs.items()}
     dev = torch.device(device) if device else pick_device()
     for v, (_, n, _) in procs.items():
-        if n > 1 and dev.type != "cpu":
-            raise GGIKError(f"--path {v!r}: procs > 1 shares the CPU cores between processes; it needs --device cpu")
+        if procs[v].own_processes and dev.type != "cpu":
+            raise GGIKError(f"--path {v!r} runs in processes of its own on the CPU cores; it needs --device cpu")
         if batch_size % n:
             raise GGIKError(f"--path {v!r}: the batch of {batch_size} graphs does not split evenly over {n} processes")
     gen = torch.Generator().manual_seed(0)
@@ -238,43 +255,37 @@ def bench_train(layers: list[str], paths: list[str], batch_size: int, steps: int
     for layer in layers:
         base_cfg = ModelConfig(layer=layer, hidden=hidden, layers=depth)
         b = make_batch(graphs, base_cfg.directions, home_init=base_cfg.home_init).to(dev)
-        runs, n_params, spread = {}, {}, []
-        times: dict[str, list[float]] = {}
-        for name in paths:
-            path, overrides = variants[name]
-            try:
-                model, opt = bench_model(dataclasses.replace(base_cfg, **overrides), path, dev)
-            except ValueError as exc:  # e.g. symmetric messages on EGAT
-                typer.echo(f"  {layer:4s} {name:40s} not applicable: {exc}")
-                continue
-            if procs[name].own_processes:  # timed after the others (not interleaved)
-                spread.append(name)
-                continue
-            n_params[name] = sum(p.numel() for p in model.parameters())
-            runs[name] = _train_step(model, opt, b, path)
-            t = time.perf_counter()
-            for _ in range(2):  # warm-up (and compilation)
-                runs[name]()
-            _sync(dev)
-            if path.endswith(COMPILED):
-                typer.echo(f"  {layer} {name}: compiled in {time.perf_counter() - t:.1f} s")
-        names = [n for n in paths if n in runs]
-        times.update({p: [] for p in names})
-        for _ in range(rounds):
-            for path in names:
-                _sync(dev)
+        with ExitStack() as stack:
+            runs, steps_of, n_params = {}, {}, {}
+            for name in paths:
+                path, overrides = variants[name]
+                try:
+                    model, opt = bench_model(dataclasses.replace(base_cfg, **overrides), path, dev)
+                except ValueError as exc:  # e.g. symmetric messages on EGAT
+                    typer.echo(f"  {layer:4s} {name:40s} not applicable: {exc}")
+                    continue
+                if procs[name].own_processes:  # its processes, started once and asked for each round
+                    n = procs[name].procs
+                    job = ProcsJob(layer, path, overrides, n, max(1, threads // n), hidden, depth, steps, rounds,
+                                   keep_freed_memory=procs[name].malloc == "kept")
+                    del model, opt
+                    runner = stack.enter_context(ProcsPath(job, graphs))
+                    runs[name], n_params[name] = runner.round, runner.params
+                    continue
+                n_params[name] = sum(p.numel() for p in model.parameters())
+                steps_of[name] = step = _train_step(model, opt, b, path)
+                runs[name] = _timed(step, steps, dev)
                 t = time.perf_counter()
-                for _ in range(steps):
-                    runs[path]()
+                for _ in range(2):  # warm-up (and compilation)
+                    step()
                 _sync(dev)
-                times[path].append((time.perf_counter() - t) / steps)
-        for name in spread:
-            path, overrides = variants[name]
-            n = procs[name].procs
-            job = ProcsJob(layer, path, overrides, n, max(1, threads // n), hidden, depth, steps, rounds,
-                           keep_freed_memory=procs[name].malloc == "kept")
-            times[name], n_params[name] = time_in_processes(job, graphs)
-        names = [n for n in paths if n in times]
+                if path.endswith(COMPILED):
+                    typer.echo(f"  {layer} {name}: compiled in {time.perf_counter() - t:.1f} s")
+            names = [n for n in paths if n in runs]
+            times: dict[str, list[float]] = {p: [] for p in names}
+            for _ in range(rounds):  # interleaved: every path once per round
+                for name in names:
+                    times[name].append(runs[name]())
         if not names:
             continue
         base = sorted(times[names[0]])[len(times[names[0]]) // 2]
@@ -285,8 +296,8 @@ def bench_train(layers: list[str], paths: list[str], batch_size: int, steps: int
         if profile and dev.type != "cpu":
             typer.echo(f"  {layer:4s} --profile splits CPU steps only; not profiled on {dev.type}")
         elif profile:
-            for path in [n for n in names if n in runs]:
-                fams = profile_step(runs[path], steps)
+            for path in [n for n in names if n in steps_of]:
+                fams = profile_step(steps_of[path], steps)
                 total = sum(ms for ms, _ in fams.values())
                 parts = "; ".join(f"{k} {ms:.1f} ms ({100 * ms / total:.0f} %{f', {g:.0f} GFLOP/s' if g else ''})"
                                   for k, (ms, g) in sorted(fams.items(), key=lambda kv: -kv[1][0]))

@@ -5,7 +5,9 @@ step, is how the gate presets train (``torchrun --nproc_per_node=2``); at the th
 default sizes it gets more out of two cores than one process with two threads. This module times
 that step: every process builds the same model, takes its own ``batch / procs`` of the batch's
 graphs, and runs forward, backward (with the all-reduce) and the AdamW step; the rounds are timed
-between barriers, so the time is that of the slowest process.
+between barriers, so the time is that of the slowest process. The processes stay up for the whole
+benchmark and run one round at a time when asked (:class:`ProcsPath`), between the other paths'
+rounds.
 
 A path with ``malloc=default`` runs here too (one process unless ``procs=N``, no process group then):
 a fresh process is the only way to time glibc's own allocator policy, since the benchmark's own
@@ -16,11 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import os
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
@@ -48,25 +48,28 @@ class ProcsJob:
     keep_freed_memory: bool = True  # the allocator policy of training (False: glibc's default)
 
 
-def _worker(rank: int, job: ProcsJob, graphs: ProblemGraphs, store: str, result: str) -> None:
+def _serve(rank: int, job: ProcsJob, graphs: ProblemGraphs, store: str, conn) -> None:
+    """One process of ``job``: builds the model and its step, warms up, says ``("ready", params)``,
+    then times ``job.steps`` steps for every ``"round"`` it is sent (``("time", seconds per step)``)
+    until ``"stop"``. A failure is sent back as ``("error", its last line)``."""
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
     from ggik_core.data.batch import make_batch
     from ggik_core.model.config import ModelConfig
-    from pipeline.bench import _train_step, bench_model
     from ggik_core.runtime import keep_freed_memory
+    from pipeline.bench import _train_step, bench_model
     from pipeline.train import subset
 
-    if job.keep_freed_memory:
-        keep_freed_memory()
-    torch.set_num_threads(job.threads)
     group = job.procs > 1
-    if group:
-        dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=job.procs,
-                                timeout=JOIN_TIMEOUT)
-    barrier = dist.barrier if group else (lambda: None)
     try:
+        if job.keep_freed_memory:
+            keep_freed_memory()
+        torch.set_num_threads(job.threads)
+        if group:
+            dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=job.procs,
+                                    timeout=JOIN_TIMEOUT)
+        barrier = dist.barrier if group else (lambda: None)
         per = graphs.goal.shape[0] // job.procs  # the caller's graphs, this rank's share
         mine = subset(graphs, torch.arange(rank * per, (rank + 1) * per))
         cfg = dataclasses.replace(ModelConfig(layer=job.layer, hidden=job.hidden, layers=job.depth), **job.overrides)
@@ -75,35 +78,101 @@ def _worker(rank: int, job: ProcsJob, graphs: ProblemGraphs, store: str, result:
         step = _train_step(DistributedDataParallel(model) if group else model, opt, b, job.path)
         for _ in range(2):  # warm-up (and compilation)
             step()
-        times = []
-        for _ in range(job.rounds):
+        conn.send(("ready", sum(p.numel() for p in model.parameters())))
+        while _next(conn) == "round":
             barrier()
             t = time.perf_counter()
             for _ in range(job.steps):
                 step()
-            barrier()
-            times.append((time.perf_counter() - t) / job.steps)
-        if rank == 0:
-            Path(result).write_text(json.dumps({"times": times, "params": sum(p.numel() for p in model.parameters())}))
+            barrier()  # the slowest process's time
+            conn.send(("time", (time.perf_counter() - t) / job.steps))
+    except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        try:
+            conn.send(("error", lines[-1]))
+        except OSError:  # the parent is gone
+            pass
     finally:
-        if group:
+        if group and dist.is_initialized():
             dist.destroy_process_group()
 
 
-def time_in_processes(job: ProcsJob, graphs: ProblemGraphs) -> tuple[list[float], int]:
-    """Seconds per step of each round, and the model's parameter count, for ``job`` on ``graphs``
-    (the whole batch; each process takes its share)."""
-    import torch.multiprocessing as mp
-    from torch.multiprocessing.spawn import ProcessException
+def _next(conn) -> str:
+    """The parent's next command; "stop" when it has closed the pipe."""
+    try:
+        return conn.recv()
+    except EOFError:
+        return "stop"
 
-    with tempfile.TemporaryDirectory() as tmp:
-        store, result = os.path.join(tmp, "store"), os.path.join(tmp, "result.json")
+
+class ProcsPath:
+    """A ``--path`` timed in processes of its own (:class:`ProcsJob`), started once and asked for one
+    round at a time, so that its rounds interleave with the in-process paths' like theirs do. Idle
+    workers wait on a pipe and take no CPU. Use as a context manager."""
+
+    def __init__(self, job: ProcsJob, graphs: ProblemGraphs) -> None:
+        import torch.multiprocessing as mp
+
+        self.job = job
+        self._tmp = tempfile.TemporaryDirectory()
+        ctx = mp.get_context("spawn")
+        self._conns, self._procs = [], []
         try:
-            mp.spawn(_worker, args=(job, graphs, store, result), nprocs=job.procs, join=True)
-        except ProcessException as exc:  # one worker failed; spawn has stopped the others
-            last = str(exc).strip().splitlines()[-1]
-            malloc = "" if job.keep_freed_memory else " malloc=default"
-            raise GGIKError(f"bench train: a worker of --path '{job.path} procs={job.procs}{malloc}' failed: {last} "
-                            "(the workers are fresh Python processes: the package must import there)") from None
-        out = json.loads(Path(result).read_text())
-    return out["times"], out["params"]
+            for rank in range(job.procs):
+                parent, child = ctx.Pipe()
+                proc = ctx.Process(target=_serve, args=(rank, job, graphs, os.path.join(self._tmp.name, "store"), child),
+                                   daemon=True)
+                proc.start()
+                child.close()
+                self._conns.append(parent)
+                self._procs.append(proc)
+            #: the model's parameter count
+            self.params = self._replies()[0]
+        except BaseException:
+            self.close()
+            raise
+
+    def round(self) -> float:
+        """Seconds per step over ``job.steps`` steps (the slowest process's)."""
+        for conn in self._conns:
+            conn.send("round")
+        return self._replies()[0]
+
+    def _replies(self) -> list:
+        out = []
+        for conn in self._conns:
+            try:
+                kind, value = conn.recv()
+            except EOFError:
+                kind, value = "error", "the process ended without a reply"
+            if kind == "error":
+                self.close()
+                malloc = "" if self.job.keep_freed_memory else " malloc=default"
+                raise GGIKError(f"bench train: a worker of --path '{self.job.path} procs={self.job.procs}{malloc}' "
+                                f"failed: {value} (the workers are fresh Python processes: the package must import "
+                                "there)")
+            out.append(value)
+        return out
+
+    def close(self) -> None:
+        """Stops the workers (those that do not stop within seconds are terminated)."""
+        for conn in self._conns:
+            try:
+                conn.send("stop")
+            except (BrokenPipeError, OSError):
+                pass
+        for proc in self._procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join()
+        for conn in self._conns:
+            conn.close()
+        self._conns, self._procs = [], []
+        self._tmp.cleanup()
+
+    def __enter__(self) -> "ProcsPath":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
