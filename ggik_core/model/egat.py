@@ -191,7 +191,7 @@ class EGATLayer(EquivariantConv):
                              x=x, edge_attr=edge_attr)
         alpha, self._alpha = self._alpha, None
         assert alpha is not None
-        h_out, x_out = self.node_update(h, x, out)
+        h_out, x_out = self.node_update(h, x, *self.split_aggregate(out))
         if return_attention:
             return h_out, x_out, alpha
         return h_out, x_out
@@ -212,7 +212,7 @@ class EGATLayer(EquivariantConv):
         if self.fusable(h) and not return_attention:
             from ggik_core.model.fused_egat import fused_egat_edges
 
-            return self.node_update(h, x, torch.cat(fused_egat_edges(self, h, x, e), dim=-1))
+            return self.node_update(h, x, *fused_egat_edges(self, h, x, e))
         m, rel_x = self.dense_edge_message(h, x, e)
         a_tgt, a_src = split_first_linear(self.phi_att[0], h, self.channels)
         score = self.attention_score(a_tgt[:, None, :, :], a_src[:, :, None, :], e)  # [b, j, i]
@@ -220,7 +220,7 @@ class EGATLayer(EquivariantConv):
         alpha = torch.softmax(score.masked_fill(self_loop, float("-inf")), dim=1)  # over sources j
         x_msg = self.coord_message(rel_x, self.coord_input(m, e))
         out = (alpha.unsqueeze(-1) * torch.cat([m, x_msg], dim=-1)).sum(dim=1)
-        h_out, x_out = self.node_update(h, x, out)
+        h_out, x_out = self.node_update(h, x, *self.split_aggregate(out))
         if return_attention:
             return h_out, x_out, alpha
         return h_out, x_out

@@ -133,7 +133,7 @@ class EGNNLayer(EquivariantConv):
         # One pass aggregates both: out[:, :H] = sum_j m_ij, out[:, H:] = sum_j coordinate messages.
         h_tgt, h_src = self.node_parts(h)
         out = self.propagate(edge_index, h_tgt=h_tgt, h_src=h_src, x=x, edge_attr=edge_attr)
-        return self.node_update(h, x, out)
+        return self.node_update(h, x, *self.split_aggregate(out))
 
     def message(self, h_tgt_i: Tensor, h_src_j: Tensor, x_i: Tensor, x_j: Tensor,
                 edge_attr: Optional[Tensor]) -> Tensor:
@@ -146,14 +146,14 @@ class EGNNLayer(EquivariantConv):
             from ggik_core.model.fused_egnn import fused_egnn_edges
 
             m_i, delta_x = fused_egnn_edges(self, h, x, e)
-            return self.node_update(h, x, torch.cat([m_i, delta_x], dim=-1))
+            return self.node_update(h, x, m_i, delta_x)
         if self.symmetric:
             return self._forward_pairs(h, x, e)
         m, rel_x = self.dense_edge_message(h, x, e)
         # sum over sources j != i: the full sum minus the diagonal (its coordinate message is 0)
         m_i = m.sum(dim=1) - m.diagonal(dim1=1, dim2=2).transpose(1, 2)
         delta_x = self.coord_message(rel_x, m).sum(dim=1)
-        return self.node_update(h, x, torch.cat([m_i, delta_x], dim=-1))
+        return self.node_update(h, x, m_i, delta_x)
 
     def _forward_pairs(self, h: Tensor, x: Tensor, e: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
         r"""Symmetric messages computed once per unordered pair :math:`(a, b)`:
@@ -169,4 +169,4 @@ class EGNNLayer(EquivariantConv):
         x_msg = self.coord_message(rel_x, m)
         with torch.autocast(x.device.type, enabled=False):  # coordinates in full precision
             delta_x = torch.einsum("np,bpd->bnd", signed.to(x_msg.dtype), x_msg)
-        return self.node_update(h, x, torch.cat([m_i, delta_x], dim=-1))
+        return self.node_update(h, x, m_i, delta_x)

@@ -328,10 +328,14 @@ class EquivariantConv(MessagePassing):
                 return rel_x * self.phi_x[-1](hidden.to(rel_x.dtype))
         return rel_x * self.phi_x(phi_x_input)
 
-    def node_update(self, h: Tensor, x: Tensor, out: Tensor) -> Tuple[Tensor, Tensor]:
-        r"""Applies the feature and coordinate updates from the aggregated
-        :obj:`out = [sum_j w_ij m_ij, sum_j w_ij (coordinate message)_ij]`."""
-        m_i, delta_x = out.split([self.message_channels, x.size(-1)], dim=-1)
+    def split_aggregate(self, out: Tensor) -> Tuple[Tensor, Tensor]:
+        r"""The aggregated :obj:`out = [sum_j w_ij m_ij, sum_j w_ij (coordinate message)_ij]` as
+        its two parts :math:`(\mathbf{m}_i, \Delta\mathbf{x}_i)`."""
+        return out[..., :self.message_channels], out[..., self.message_channels:]
+
+    def node_update(self, h: Tensor, x: Tensor, m_i: Tensor, delta_x: Tensor) -> Tuple[Tensor, Tensor]:
+        r"""Applies the feature and coordinate updates from the aggregated message
+        :math:`\mathbf{m}_i` and coordinate update :math:`\Delta\mathbf{x}_i`."""
         h_out = h
         if self.phi_h is not None:
             h_out = h + self.phi_h(torch.cat([h, m_i], dim=-1))
