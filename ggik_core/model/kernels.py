@@ -194,7 +194,8 @@ def match_threads() -> None:
 
 def as_numpy(t: Tensor) -> np.ndarray:
     """A zero-copy NumPy view of ``t`` (bf16 as its uint16 bit patterns)."""
-    t = t.detach()
+    if t.requires_grad:
+        t = t.detach()
     if t.dtype == torch.bfloat16:
         return t.view(torch.int16).numpy().view(np.uint16)
     return t.numpy()
