@@ -192,7 +192,14 @@ OP_FAMILIES = (
 )
 
 
+#: the profiler's names of the fused per-edge blocks' autograd functions (forward and backward); their
+#: self time is the numba kernels' (the matrix products inside them count as "matmul")
+FUSED_BLOCKS = ("FusedEGNNEdges", "FusedEGATEdges")
+
+
 def _family(name: str) -> str:
+    if name.startswith(FUSED_BLOCKS):  # the layers' fused per-edge blocks: numba kernels and their products
+        return "fused blocks"
     base = name.removeprefix("aten::").removesuffix("_backward").rstrip("_") if name.startswith("aten::") else ""
     if not base:
         return "other"
