@@ -100,7 +100,8 @@ class Placement(NamedTuple):
 
     @property
     def own_processes(self) -> bool:
-        """Timed in fresh processes of its own, after the in-process paths (not interleaved)."""
+        """Timed in fresh processes of its own (:class:`~pipeline.bench_procs.ProcsPath`), round by round
+        between the in-process paths' rounds."""
         return self.procs > 1 or self.malloc != "kept"
 
 
@@ -273,7 +274,7 @@ def bench_train(layers: list[str], paths: list[str], batch_size: int, steps: int
                     continue
                 if procs[name].own_processes:  # its processes, started once and asked for each round
                     n = procs[name].procs
-                    job = ProcsJob(layer, path, overrides, n, max(1, threads // n), hidden, depth, steps, rounds,
+                    job = ProcsJob(layer, path, overrides, n, max(1, threads // n), hidden, depth, steps,
                                    keep_freed_memory=procs[name].malloc == "kept")
                     del model, opt
                     runner = stack.enter_context(ProcsPath(job, graphs))

@@ -43,8 +43,7 @@ class ProcsJob:
     threads: int  # per process
     hidden: int
     depth: int
-    steps: int
-    rounds: int
+    steps: int  # per round
     keep_freed_memory: bool = True  # the allocator policy of training (False: glibc's default)
 
 
