@@ -248,11 +248,12 @@ def bench_train(layers: list[str], paths: list[str], batch_size: int, steps: int
     procs = {v: _procs(v) for v in paths}
     variants = {v: _variant(place.spec) for v, place in procs.items()}
     dev = torch.device(device) if device else pick_device()
-    for v, (_, n, _) in procs.items():
-        if procs[v].own_processes and dev.type != "cpu":
+    for v, place in procs.items():
+        if place.own_processes and dev.type != "cpu":
             raise GGIKError(f"--path {v!r} runs in processes of its own on the CPU cores; it needs --device cpu")
-        if batch_size % n:
-            raise GGIKError(f"--path {v!r}: the batch of {batch_size} graphs does not split evenly over {n} processes")
+        if batch_size % place.procs:
+            raise GGIKError(f"--path {v!r}: the batch of {batch_size} graphs does not split evenly over "
+                            f"{place.procs} processes")
     gen = torch.Generator().manual_seed(0)
     pb = random_problems(batch_size, dof, RandomRobotConfig(), gen)
     graphs = build_problem_graphs(pb.chain, pb.q, pb.goal)
