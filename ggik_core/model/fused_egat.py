@@ -34,27 +34,33 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ggik_core.model.kernels import MODES, as_numpy, kernel_mode, match_threads, node_parts, primitives
+from ggik_core.model.kernels import (MODES, as_numpy, kernel_mode, match_threads, node_parts, primitives,
+                                     sized_primitives)
 
 
 @functools.lru_cache(maxsize=None)
-def kernels(mode: str) -> SimpleNamespace:
-    """The six kernels for ``mode`` (:data:`~ggik_core.model.kernels.MODES`), compiled on first use;
-    the edge tensors' layout is :func:`~ggik_core.model.fused_egnn.kernels`'."""
+def kernels(mode: str, H: int, Ha: int, M: int, Hx: int, F: int) -> SimpleNamespace:
+    """The six kernels for ``mode`` (:data:`~ggik_core.model.kernels.MODES`) with the sizes compiled
+    in: ``H`` hidden channels of :math:`\phi_e`, ``Ha`` of :math:`\phi_{att}`, ``M`` message
+    channels, ``Hx`` hidden channels of :math:`\phi_x` (0 for a layer that does not move the nodes)
+    and ``F`` edge features; the edge tensors' layout is :func:`~ggik_core.model.fused_egnn.kernels`'."""
     k = primitives(mode)
     nb, f, ONE, EPS, par = k.nb, k.f, k.ONE, k.EPS, k.par
-    ld, st, sigmoid, geometry, target = k.ld, k.st, k.sigmoid, k.geometry, k.target
-    add_edge_terms, pre_activation, silu_grad = k.add_edge_terms, k.pre_activation, k.silu_grad
-    pre_activation_backward = k.pre_activation_backward
+    ld, st, sigmoid, geometry, target, silu_grad = k.ld, k.st, k.sigmoid, k.geometry, k.target, k.silu_grad
+    e_h, e_a, e_x = sized_primitives(mode, H, F), sized_primitives(mode, Ha, F), sized_primitives(mode, Hx, F)
+    pre_activation, pre_activation_backward = e_h.pre_activation, e_h.pre_activation_backward
+    attention_terms, attention_terms_backward = e_a.add_edge_terms, e_a.edge_terms_backward
+    coordinate_terms, coordinate_terms_backward = e_x.add_edge_terms, e_x.edge_terms_backward
 
     @par
-    def edge_input(t, s, u, v, x, e, WeT, WaT, w_att, A, G, alpha):
-        """Kernel 1: ``A = SiLU(p_ij)``, its derivative ``G`` and the attention ``alpha[b, j, i]``
-        (0 on the diagonal)."""
-        B, N, H = t.shape
+    def edge_input(t, s, u, v, x, e, WeT, WaT, w_att, A, G, Sa, Ga, alpha):
+        """Kernel 1: ``A = SiLU(p_ij)``, its derivative ``G``, the attention ``alpha[b, j, i]``
+        (0 on the diagonal) and, for the backward pass, the attention MLP's hidden SiLU ``Sa`` and
+        its derivative ``Ga``."""
+        B, N = t.shape[0], t.shape[1]
         for b in nb.prange(B):
             p = np.empty(H, t.dtype)
-            pa = np.empty(u.shape[2], t.dtype)
+            pa = np.empty(Ha, t.dtype)
             diff = np.empty(3, t.dtype)
             q = 0
             for j in range(N):
@@ -67,12 +73,16 @@ def kernels(mode: str) -> SimpleNamespace:
                         sg = sigmoid(p[c])
                         A[b, q, c] = st(p[c] * sg)
                         G[b, q, c] = st(silu_grad(p[c], sg))
-                    for c in range(pa.shape[0]):
+                    for c in range(Ha):
                         pa[c] = u[b, i, c] + v[b, j, c]
-                    add_edge_terms(e, WaT, 0, b, i, j, pa)
+                    attention_terms(e, WaT, 0, b, i, j, pa)
                     score = f(0.0)
-                    for c in range(pa.shape[0]):
-                        score += w_att[c] * pa[c] * sigmoid(pa[c])
+                    for c in range(Ha):
+                        sg = sigmoid(pa[c])
+                        sa = pa[c] * sg
+                        score += w_att[c] * sa
+                        Sa[b, q, c] = st(sa)
+                        Ga[b, q, c] = st(silu_grad(pa[c], sg))
                     alpha[b, j, i] = score
                     q += 1
             for i in range(N):  # softmax over the sources j != i
@@ -89,10 +99,9 @@ def kernels(mode: str) -> SimpleNamespace:
                     alpha[b, j, i] /= total
 
     @par
-    def message(Z, b2, alpha, M, G, m_i):
-        """Kernel 2: ``M = SiLU(Z + b2)``, its derivative ``G`` and ``m_i = sum_j alpha_ij M_ij``."""
-        B, N, _ = alpha.shape
-        C = Z.shape[2]
+    def message(Z, b2, alpha, Mt, G, m_i):
+        """Kernel 2: ``Mt = SiLU(Z + b2)``, its derivative ``G`` and ``m_i = sum_j alpha_ij Mt_ij``."""
+        B, N = alpha.shape[0], alpha.shape[1]
         for b in nb.prange(B):
             m_i[b] = 0
             q = 0
@@ -100,34 +109,38 @@ def kernels(mode: str) -> SimpleNamespace:
                 for kk in range(N - 1):
                     i = target(j, kk)
                     a = alpha[b, j, i]
-                    for c in range(C):
+                    for c in range(M):
                         z = ld(Z[b, q, c]) + b2[c]
                         sg = sigmoid(z)
                         m = z * sg
-                        M[b, q, c] = st(m)
+                        Mt[b, q, c] = st(m)
                         G[b, q, c] = st(silu_grad(z, sg))
                         m_i[b, i, c] += a * m
                     q += 1
 
     @par
-    def coordinate(U, bx, WxeT, e, wx, x, alpha, s_out, dx):
-        """Kernel 3: ``s = wx . SiLU(U + W_xe e + bx)``, ``dx_i = sum_j alpha_ij rel_ij s_ij``."""
-        B, N, _ = x.shape
-        H = U.shape[2]
+    def coordinate(U, bx, WxeT, e, wx, x, alpha, s_out, S, G, dx):
+        """Kernel 3: ``s = wx . SiLU(U + W_xe e + bx)``, ``dx_i = sum_j alpha_ij rel_ij s_ij``, and
+        for the backward pass the hidden SiLU ``S`` and its derivative ``G``."""
+        B, N = x.shape[0], x.shape[1]
         for b in nb.prange(B):
-            r = np.empty(H, x.dtype)
+            r = np.empty(Hx, x.dtype)
             diff = np.empty(3, x.dtype)
             dx[b] = 0
             q = 0
             for j in range(N):
                 for kk in range(N - 1):
                     i = target(j, kk)
-                    for c in range(H):
+                    for c in range(Hx):
                         r[c] = ld(U[b, q, c]) + bx[c]
-                    add_edge_terms(e, WxeT, 0, b, i, j, r)
+                    coordinate_terms(e, WxeT, 0, b, i, j, r)
                     acc = f(0.0)
-                    for c in range(H):
-                        acc += wx[c] * r[c] * sigmoid(r[c])
+                    for c in range(Hx):
+                        sg = sigmoid(r[c])
+                        a = r[c] * sg
+                        acc += wx[c] * a
+                        S[b, q, c] = st(a)
+                        G[b, q, c] = st(silu_grad(r[c], sg))
                     s_out[b, q] = acc
                     _, dist = geometry(x, b, i, j, diff)
                     w = alpha[b, j, i] * acc / (dist + ONE)
@@ -136,16 +149,15 @@ def kernels(mode: str) -> SimpleNamespace:
                     q += 1
 
     @par
-    def coordinate_backward(coords, g_dx, g_mi, x, alpha, Mt, s_in, U, bx, WxeT, e, wx,
+    def coordinate_backward(coords, g_dx, g_mi, x, alpha, Mt, s_in, S, G, e, wx,
                             dU, g_x, g_wx, g_bx, g_WxeT, d_score):
-        """Backward of kernel 3 (only the attention's part when not ``coords``) and of the softmax:
-        ``dU``, the coordinate part of ``g_x``, per-graph partial sums of the gradients of ``wx``,
-        ``bx`` and ``W_xe^T``, and the gradient of the scores ``d_score``."""
-        B, N, _ = x.shape
-        C = Mt.shape[2]
+        """Backward of kernel 3 from its stored ``S`` and ``G`` (only the attention's part when not
+        ``coords``) and of the softmax: ``dU``, the coordinate part of ``g_x``, per-graph partial
+        sums of the gradients of ``wx``, ``bx`` and ``W_xe^T``, and the gradient of the scores
+        ``d_score``."""
+        B, N = x.shape[0], x.shape[1]
         for b in nb.prange(B):
-            H = wx.shape[0]
-            r = np.empty(H, x.dtype)
+            r = np.empty(Hx, x.dtype)
             diff = np.empty(3, x.dtype)
             d_alpha = np.zeros((N, N), x.dtype)
             g_x[b] = 0
@@ -157,7 +169,7 @@ def kernels(mode: str) -> SimpleNamespace:
                 for kk in range(N - 1):
                     i = target(j, kk)
                     da = f(0.0)
-                    for c in range(C):
+                    for c in range(M):
                         da += g_mi[b, i, c] * ld(Mt[b, q, c])
                     if coords:
                         d2, dist = geometry(x, b, i, j, diff)
@@ -173,20 +185,13 @@ def kernels(mode: str) -> SimpleNamespace:
                             gd = g_dx[b, i, d] * a * s * rd + diff[d] * coef
                             g_x[b, i, d] += gd
                             g_x[b, j, d] -= gd
-                        for c in range(H):
-                            r[c] = ld(U[b, q, c]) + bx[c]
-                        add_edge_terms(e, WxeT, 0, b, i, j, r)
-                        for c in range(H):
-                            sg = sigmoid(r[c])
-                            g_wx[b, c] += ds * r[c] * sg
-                            dr = ds * wx[c] * silu_grad(r[c], sg)
+                        for c in range(Hx):
+                            g_wx[b, c] += ds * ld(S[b, q, c])
+                            dr = ds * wx[c] * ld(G[b, q, c])
                             dU[b, q, c] = st(dr)
                             g_bx[b, c] += dr
                             r[c] = dr
-                        for m in range(e.shape[3]):
-                            em = e[b, j, i, m]
-                            for c in range(H):
-                                g_WxeT[b, m, c] += r[c] * em
+                        coordinate_terms_backward(e, r, 0, b, i, j, g_WxeT)
                     d_alpha[j, i] = da
                     q += 1
             for i in range(N):  # softmax: d score_ij = alpha_ij (d alpha_ij - sum_k alpha_ik d alpha_ik)
@@ -199,8 +204,7 @@ def kernels(mode: str) -> SimpleNamespace:
     @par
     def message_backward(coords, dM, g_mi, alpha, G, dZ, g_b2):
         """Backward of kernel 2: ``dZ = (dM + alpha_ij g_mi) G`` (``dM`` read only with ``coords``)."""
-        B, N, _ = alpha.shape
-        C = G.shape[2]
+        B, N = alpha.shape[0], alpha.shape[1]
         for b in nb.prange(B):
             g_b2[b] = 0
             q = 0
@@ -208,7 +212,7 @@ def kernels(mode: str) -> SimpleNamespace:
                 for kk in range(N - 1):
                     i = target(j, kk)
                     a = alpha[b, j, i]
-                    for c in range(C):
+                    for c in range(M):
                         dm = a * g_mi[b, i, c] + ld(dM[b, q, c]) if coords else a * g_mi[b, i, c]
                         dz = dm * ld(G[b, q, c])
                         dZ[b, q, c] = st(dz)
@@ -216,14 +220,15 @@ def kernels(mode: str) -> SimpleNamespace:
                     q += 1
 
     @par
-    def edge_input_backward(dA, G, d_score, u, v, x, e, WeT, WaT, w_att,
+    def edge_input_backward(dA, G, d_score, Sa, Ga, x, e, WeT, w_att,
                             g_t, g_s, g_u, g_v, g_WeT, g_WaT, g_watt, g_x):
-        """Backward of kernel 1: gradients of ``t``, ``s``, ``u``, ``v``, per-graph partial sums for
-        ``WeT``, ``WaT`` and ``w_att``, and the distance part of ``g_x`` (added)."""
-        B, N, H = g_t.shape
+        """Backward of kernel 1, the attention's from its stored ``Sa`` and ``Ga``: gradients of
+        ``t``, ``s``, ``u``, ``v``, per-graph partial sums for ``WeT``, ``WaT`` and ``w_att``, and
+        the distance part of ``g_x`` (added)."""
+        B, N = g_t.shape[0], g_t.shape[1]
         for b in nb.prange(B):
             p = np.empty(H, g_t.dtype)
-            pa = np.empty(u.shape[2], g_t.dtype)
+            pa = np.empty(Ha, g_t.dtype)
             diff = np.empty(3, g_t.dtype)
             g_t[b] = 0
             g_s[b] = 0
@@ -237,21 +242,14 @@ def kernels(mode: str) -> SimpleNamespace:
                 for kk in range(N - 1):
                     i = target(j, kk)
                     pre_activation_backward(dA, G, e, WeT, x, b, i, j, q, p, diff, g_t, g_s, g_WeT, g_x)
-                    for c in range(pa.shape[0]):
-                        pa[c] = u[b, i, c] + v[b, j, c]
-                    add_edge_terms(e, WaT, 0, b, i, j, pa)
                     dsc = d_score[b, j, i]
-                    for c in range(pa.shape[0]):
-                        sg = sigmoid(pa[c])
-                        g_watt[b, c] += dsc * pa[c] * sg
-                        dpa = dsc * w_att[c] * silu_grad(pa[c], sg)
+                    for c in range(Ha):
+                        g_watt[b, c] += dsc * ld(Sa[b, q, c])
+                        dpa = dsc * w_att[c] * ld(Ga[b, q, c])
                         g_u[b, i, c] += dpa
                         g_v[b, j, c] += dpa
                         pa[c] = dpa
-                    for m in range(e.shape[3]):
-                        em = e[b, j, i, m]
-                        for c in range(pa.shape[0]):
-                            g_WaT[b, m, c] += pa[c] * em
+                    attention_terms_backward(e, pa, 0, b, i, j, g_WaT)
                     q += 1
 
     return SimpleNamespace(edge_input=edge_input, message=message, coordinate=coordinate,
@@ -274,56 +272,59 @@ class FusedEGATEdges(torch.autograd.Function):
     def forward(ctx, t: Tensor, s: Tensor, u: Tensor, v: Tensor, x: Tensor, e: Tensor, WeT: Tensor, WaT: Tensor,
                 w_att: Tensor, W2: Tensor, b2: Tensor, Wxm: Tensor | None, bx: Tensor | None, WxeT: Tensor | None,
                 wx: Tensor | None, mode: str) -> tuple[Tensor, Tensor]:
-        k = kernels(mode)
-        match_threads()
         B, N, H = t.shape
-        M = W2.shape[0]
+        M, Ha = W2.shape[0], u.shape[2]
+        Hx = 0 if Wxm is None else Wxm.shape[0]
         P = N * (N - 1)
+        k = kernels(mode, H, Ha, M, Hx, e.shape[3])
+        match_threads()
         et = torch.bfloat16 if MODES[mode][1] else t.dtype
         W2e = W2.to(et)
         A, G1 = torch.empty(B, P, H, dtype=et), torch.empty(B, P, H, dtype=et)
+        Sa, Ga = torch.empty(B, P, Ha, dtype=et), torch.empty(B, P, Ha, dtype=et)
         alpha = torch.empty(B, N, N, dtype=t.dtype)
-        k.edge_input(*map(as_numpy, (t, s, u, v, x, e, WeT, WaT, w_att, A, G1, alpha)))
+        k.edge_input(*map(as_numpy, (t, s, u, v, x, e, WeT, WaT, w_att, A, G1, Sa, Ga, alpha)))
         Z = torch.mm(A.view(B * P, H), W2e.t()).view(B, P, M)
         Mt, G2 = torch.empty_like(Z), torch.empty_like(Z)
         m_i = torch.empty(B, N, M, dtype=t.dtype)
         k.message(*map(as_numpy, (Z, b2, alpha, Mt, G2, m_i)))
         del Z
-        U = s_ij = Wxe = None
+        S3 = G3 = s_ij = Wxe = None
         if Wxm is None:
             dx = torch.zeros(B, N, 3, dtype=t.dtype)
         else:
             Wxe = Wxm.to(et)
-            U = torch.mm(Mt.view(B * P, M), Wxe.t()).view(B, P, -1)
+            U = torch.mm(Mt.view(B * P, M), Wxe.t()).view(B, P, Hx)
+            S3, G3 = torch.empty_like(U), torch.empty_like(U)
             s_ij = torch.empty(B, P, dtype=t.dtype)
             dx = torch.empty(B, N, 3, dtype=t.dtype)
-            k.coordinate(*map(as_numpy, (U, bx, WxeT, e, wx, x, alpha, s_ij, dx)))
-        ctx.save_for_backward(u, v, x, e, WeT, WaT, w_att, W2e, Wxe, bx, WxeT, wx, A, G1, alpha, Mt, G2, U, s_ij)
+            k.coordinate(*map(as_numpy, (U, bx, WxeT, e, wx, x, alpha, s_ij, S3, G3, dx)))
+        ctx.save_for_backward(u, v, x, e, WeT, WaT, w_att, W2e, Wxe, wx, A, G1, Sa, Ga, alpha, Mt, G2, S3, G3, s_ij)
         ctx.mode = mode
         return m_i, dx
 
     @staticmethod
     def backward(ctx, g_mi: Tensor | None, g_dx: Tensor | None):
-        u, v, x, e, WeT, WaT, w_att, W2e, Wxe, bx, WxeT, wx, A, G1, alpha, Mt, G2, U, s_ij = ctx.saved_tensors
-        k = kernels(ctx.mode)
-        match_threads()
+        u, v, x, e, WeT, WaT, w_att, W2e, Wxe, wx, A, G1, Sa, Ga, alpha, Mt, G2, S3, G3, s_ij = ctx.saved_tensors
         B, N, _ = x.shape
         P, H, M = A.shape[1], A.shape[2], G2.shape[2]
+        coords = S3 is not None
+        Hx = wx.shape[0] if coords else 0
+        k = kernels(ctx.mode, H, Sa.shape[2], M, Hx, e.shape[3])
+        match_threads()
         dt = x.dtype
         g_mi = torch.zeros(B, N, M, dtype=dt) if g_mi is None else g_mi.to(dt).contiguous()
         g_dx = torch.zeros(B, N, 3, dtype=dt) if g_dx is None else g_dx.to(dt).contiguous()
-        coords = U is not None
-        Hx = wx.shape[0] if coords else 0
         none3 = torch.empty(0, 0, 0, dtype=Mt.dtype)
-        dU = torch.empty_like(U) if coords else none3
+        dU = torch.empty_like(S3) if coords else none3
         g_x = torch.empty_like(x)
         g_wx, g_bx = torch.empty(B, Hx, dtype=dt), torch.empty(B, Hx, dtype=dt)
         g_WxeT = torch.empty(B, e.shape[3], Hx, dtype=dt)
         d_score = torch.empty(B, N, N, dtype=dt)
         empty1, empty2 = torch.empty(0, dtype=dt), torch.empty(0, 0, dtype=dt)
         k.coordinate_backward(coords, *map(as_numpy, (
-            g_dx, g_mi, x, alpha, Mt, s_ij if coords else empty2, U if coords else none3, bx if coords else empty1,
-            WxeT if coords else empty2, e, wx if coords else empty1, dU, g_x, g_wx, g_bx, g_WxeT, d_score)))
+            g_dx, g_mi, x, alpha, Mt, s_ij if coords else empty2, S3 if coords else none3, G3 if coords else none3,
+            e, wx if coords else empty1, dU, g_x, g_wx, g_bx, g_WxeT, d_score)))
         g_Wxm = g_bx_out = g_WxeT_out = g_wx_out = None
         dM = none3
         if coords:
@@ -342,7 +343,7 @@ class FusedEGATEdges(torch.autograd.Function):
         g_WeT = torch.empty(B, *WeT.shape, dtype=dt)
         g_WaT = torch.empty(B, *WaT.shape, dtype=dt)
         g_watt = torch.empty(B, w_att.shape[0], dtype=dt)
-        k.edge_input_backward(*map(as_numpy, (dA, G1, d_score, u, v, x, e, WeT, WaT, w_att,
+        k.edge_input_backward(*map(as_numpy, (dA, G1, d_score, Sa, Ga, x, e, WeT, w_att,
                                               g_t, g_s, g_u, g_v, g_WeT, g_WaT, g_watt, g_x)))
         return (g_t, g_s, g_u, g_v, g_x, None, g_WeT.sum(0), g_WaT.sum(0), g_watt.sum(0), g_W2, g_b2.sum(0),
                 g_Wxm, g_bx_out, g_WxeT_out, g_wx_out, None)

@@ -34,23 +34,28 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ggik_core.model.kernels import MODES, as_numpy, kernel_mode, match_threads, node_parts, primitives
+from ggik_core.model.kernels import (MODES, as_numpy, kernel_mode, match_threads, node_parts, primitives,
+                                     sized_primitives)
 
 
 @functools.lru_cache(maxsize=None)
-def kernels(mode: str) -> SimpleNamespace:
-    """The six kernels for ``mode`` (:data:`~ggik_core.model.kernels.MODES`), compiled on first use.
+def kernels(mode: str, H: int, M: int, F: int) -> SimpleNamespace:
+    """The six kernels for ``mode`` (:data:`~ggik_core.model.kernels.MODES`), ``H`` hidden channels
+    (of :math:`\phi_e` and :math:`\phi_x`), ``M`` message channels and ``F`` edge features, compiled
+    on first use with the sizes compiled in (:func:`~ggik_core.model.kernels.sized_primitives`).
     Edge tensors are ``(B, N (N - 1), C)``: row ``q = j (N - 1) + k`` is the edge from source ``j``
     to its ``k``-th target (:func:`~ggik_core.model.kernels.primitives`' ``target``)."""
     k = primitives(mode)
     nb, f, ONE, EPS, par = k.nb, k.f, k.ONE, k.EPS, k.par
-    ld, st, sigmoid, geometry, pre_activation = k.ld, k.st, k.sigmoid, k.geometry, k.pre_activation
-    silu_grad, pre_activation_backward, target = k.silu_grad, k.pre_activation_backward, k.target
+    ld, st, sigmoid, geometry = k.ld, k.st, k.sigmoid, k.geometry
+    silu_grad, target = k.silu_grad, k.target
+    e_h = sized_primitives(mode, H, F)
+    pre_activation, pre_activation_backward = e_h.pre_activation, e_h.pre_activation_backward
 
     @par
     def edge_input(t, s, x, e, WeT, A, G):
         """Kernel 1: ``A = SiLU(p_ij)`` and its derivative ``G = SiLU'(p_ij)`` for the backward pass."""
-        B, N, H = t.shape
+        B, N = t.shape[0], t.shape[1]
         for b in nb.prange(B):
             p = np.empty(H, t.dtype)
             diff = np.empty(3, t.dtype)
@@ -67,29 +72,29 @@ def kernels(mode: str) -> SimpleNamespace:
                     q += 1
 
     @par
-    def message(Z, b2, M, G, m_i):
-        """Kernel 2: ``M = SiLU(Z + b2)``, its derivative ``G`` and ``m_i = sum_{j != i} M_ij``."""
-        B, N, C = m_i.shape
+    def message(Z, b2, Mt, G, m_i):
+        """Kernel 2: ``Mt = SiLU(Z + b2)``, its derivative ``G`` and ``m_i = sum_{j != i} Mt_ij``."""
+        B, N = m_i.shape[0], m_i.shape[1]
         for b in nb.prange(B):
             m_i[b] = 0
             q = 0
             for j in range(N):
                 for kk in range(N - 1):
                     i = target(j, kk)
-                    for c in range(C):
+                    for c in range(M):
                         z = ld(Z[b, q, c]) + b2[c]
                         sg = sigmoid(z)
                         m = z * sg
-                        M[b, q, c] = st(m)
+                        Mt[b, q, c] = st(m)
                         G[b, q, c] = st(silu_grad(z, sg))
                         m_i[b, i, c] += m
                     q += 1
 
     @par
-    def coordinate(U, bx, wx, x, s_out, dx):
-        """Kernel 3: ``s = wx . SiLU(U + bx)``, ``dx_i = sum_{j != i} rel_ij s_ij``."""
-        B, N, _ = x.shape
-        H = U.shape[2]
+    def coordinate(U, bx, wx, x, s_out, S, G, dx):
+        """Kernel 3: ``s = wx . SiLU(U + bx)``, ``dx_i = sum_{j != i} rel_ij s_ij``, and for the
+        backward pass ``S = SiLU(U + bx)`` and its derivative ``G``."""
+        B, N = x.shape[0], x.shape[1]
         for b in nb.prange(B):
             diff = np.empty(3, x.dtype)
             dx[b] = 0
@@ -100,7 +105,11 @@ def kernels(mode: str) -> SimpleNamespace:
                     acc = f(0.0)
                     for c in range(H):
                         u = ld(U[b, q, c]) + bx[c]
-                        acc += wx[c] * u * sigmoid(u)
+                        sg = sigmoid(u)
+                        a = u * sg
+                        acc += wx[c] * a
+                        S[b, q, c] = st(a)
+                        G[b, q, c] = st(silu_grad(u, sg))
                     s_out[b, q] = acc
                     _, dist = geometry(x, b, i, j, diff)
                     w = acc / (dist + ONE)
@@ -109,11 +118,10 @@ def kernels(mode: str) -> SimpleNamespace:
                     q += 1
 
     @par
-    def coordinate_backward(g_dx, x, s_in, U, bx, wx, dU, g_x, g_wx, g_bx):
-        """Backward of kernel 3: ``dU``, the coordinate part of ``g_x`` and per-graph partial sums of
-        the gradients of ``wx`` and ``bx``."""
-        B, N, _ = x.shape
-        H = U.shape[2]
+    def coordinate_backward(g_dx, x, s_in, S, G, wx, dU, g_x, g_wx, g_bx):
+        """Backward of kernel 3 from its stored ``S`` and ``G``: ``dU``, the coordinate part of
+        ``g_x`` and per-graph partial sums of the gradients of ``wx`` and ``bx``."""
+        B, N = x.shape[0], x.shape[1]
         for b in nb.prange(B):
             diff = np.empty(3, x.dtype)
             g_x[b] = 0
@@ -135,10 +143,8 @@ def kernels(mode: str) -> SimpleNamespace:
                         g_x[b, i, d] += gd
                         g_x[b, j, d] -= gd
                     for c in range(H):
-                        u = ld(U[b, q, c]) + bx[c]
-                        sg = sigmoid(u)
-                        g_wx[b, c] += ds * u * sg
-                        du = ds * wx[c] * silu_grad(u, sg)
+                        g_wx[b, c] += ds * ld(S[b, q, c])
+                        du = ds * wx[c] * ld(G[b, q, c])
                         dU[b, q, c] = st(du)
                         g_bx[b, c] += du
                     q += 1
@@ -146,14 +152,14 @@ def kernels(mode: str) -> SimpleNamespace:
     @par
     def message_backward(coords, dM, g_mi, G, dZ, g_b2):
         """Backward of kernel 2: ``dZ = (dM + g_mi) G`` (``dM`` read only with ``coords``)."""
-        B, N, C = g_mi.shape
+        B, N = g_mi.shape[0], g_mi.shape[1]
         for b in nb.prange(B):
             g_b2[b] = 0
             q = 0
             for j in range(N):
                 for kk in range(N - 1):
                     i = target(j, kk)
-                    for c in range(C):
+                    for c in range(M):
                         dm = g_mi[b, i, c] + ld(dM[b, q, c]) if coords else g_mi[b, i, c]
                         dz = dm * ld(G[b, q, c])
                         dZ[b, q, c] = st(dz)
@@ -164,7 +170,7 @@ def kernels(mode: str) -> SimpleNamespace:
     def edge_input_backward(dA, G, e, WeT, x, g_t, g_s, g_WeT, g_x):
         """Backward of kernel 1: gradients of ``t``, ``s``, per-graph partial sums for ``WeT``, and
         the distance part of ``g_x`` (added)."""
-        B, N, H = g_t.shape
+        B, N = g_t.shape[0], g_t.shape[1]
         for b in nb.prange(B):
             p = np.empty(H, g_t.dtype)
             diff = np.empty(3, g_t.dtype)
@@ -191,17 +197,18 @@ class FusedEGNNEdges(torch.autograd.Function):
     that does not move the nodes: :math:`\Delta\mathbf{x} = 0`), all in the compute dtype.
     ``mode``: a key of :data:`MODES`; with "bf16" the :math:`(B, N (N - 1), \cdot)` edge tensors and
     the four products are bf16, the rest float32. The diagonal :math:`j = i` is never stored or
-    multiplied, and the SiLU derivatives of :math:`\phi_e` are stored by the forward pass, so the
-    backward pass evaluates one sigmoid per edge channel instead of three."""
+    multiplied, and the forward pass stores the SiLU derivatives of :math:`\phi_e`'s two layers and
+    the SiLU of :math:`\phi_x`'s hidden layer with its derivative, so the backward pass evaluates no
+    sigmoid."""
 
     @staticmethod
     def forward(ctx, t: Tensor, s: Tensor, x: Tensor, e: Tensor, WeT: Tensor, W2: Tensor, b2: Tensor,
                 Wx: Tensor, bx: Tensor, wx: Tensor, mode: str) -> tuple[Tensor, Tensor]:
-        k = kernels(mode)
-        match_threads()
         B, N, H = t.shape
         M = W2.shape[0]
         P = N * (N - 1)
+        k = kernels(mode, H, M, e.shape[3])
+        match_threads()
         et = torch.bfloat16 if MODES[mode][1] else t.dtype  # the edge tensors' dtype
         W2e, Wxe = W2.to(et), None if Wx is None else Wx.to(et)
         A, G1 = torch.empty(B, P, H, dtype=et), torch.empty(B, P, H, dtype=et)
@@ -211,35 +218,36 @@ class FusedEGNNEdges(torch.autograd.Function):
         m_i = torch.empty(B, N, M, dtype=t.dtype)
         k.message(*map(as_numpy, (Z, b2, Mt, G2, m_i)))
         del Z
-        U = s_ij = None
+        S3 = G3 = s_ij = None
         if Wx is None:  # a layer that does not move the nodes
             dx = torch.zeros(B, N, 3, dtype=t.dtype)
         else:
             U = torch.mm(Mt.view(B * P, M), Wxe.t()).view(B, P, H)
+            S3, G3 = torch.empty_like(U), torch.empty_like(U)
             s_ij = torch.empty(B, P, dtype=t.dtype)
             dx = torch.empty(B, N, 3, dtype=t.dtype)
-            k.coordinate(*map(as_numpy, (U, bx, wx, x, s_ij, dx)))
-        ctx.save_for_backward(x, e, WeT, W2e, Wxe, bx, wx, A, G1, Mt, G2, U, s_ij)
+            k.coordinate(*map(as_numpy, (U, bx, wx, x, s_ij, S3, G3, dx)))
+        ctx.save_for_backward(x, e, WeT, W2e, Wxe, wx, A, G1, Mt, G2, S3, G3, s_ij)
         ctx.mode = mode
         return m_i, dx
 
     @staticmethod
     def backward(ctx, g_mi: Tensor | None, g_dx: Tensor | None):
-        x, e, WeT, W2e, Wxe, bx, wx, A, G1, Mt, G2, U, s_ij = ctx.saved_tensors
-        k = kernels(ctx.mode)
-        match_threads()
+        x, e, WeT, W2e, Wxe, wx, A, G1, Mt, G2, S3, G3, s_ij = ctx.saved_tensors
         B, N, _ = x.shape
         dt = x.dtype
         P, H, M = A.shape[1], A.shape[2], G2.shape[2]
+        k = kernels(ctx.mode, H, M, e.shape[3])
+        match_threads()
         g_mi = torch.zeros(B, N, M, dtype=dt) if g_mi is None else g_mi.to(dt).contiguous()
         g_dx = torch.zeros(B, N, 3, dtype=dt) if g_dx is None else g_dx.to(dt).contiguous()
         g_Wx = g_bx = g_wx = None
-        coords = U is not None
+        coords = S3 is not None
         if coords:
-            dU = torch.empty_like(U)
+            dU = torch.empty_like(S3)
             g_x = torch.empty_like(x)
             g_wx, g_bx = torch.empty(B, H, dtype=dt), torch.empty(B, H, dtype=dt)
-            k.coordinate_backward(*map(as_numpy, (g_dx, x, s_ij, U, bx, wx, dU, g_x, g_wx, g_bx)))
+            k.coordinate_backward(*map(as_numpy, (g_dx, x, s_ij, S3, G3, wx, dU, g_x, g_wx, g_bx)))
             dU2 = dU.view(B * P, -1)
             dM = torch.mm(dU2, Wxe).view(B, P, M)
             g_Wx = torch.mm(dU2.t(), Mt.view(B * P, M)).to(dt)
