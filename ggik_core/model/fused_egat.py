@@ -359,7 +359,7 @@ def fused_egat_edges(layer, h: Tensor, x: Tensor, e: Tensor | None) -> tuple[Ten
     C = layer.channels
     with torch.autocast("cpu", enabled=False):
         h = h.to(dt)
-        t, s, u, v = node_parts(h, [layer.phi_e[0], layer.phi_att[0]], C)
+        t, s, u, v = node_parts(h, [layer.phi_e[0], layer.phi_att[0]], C, mode)
         B, N = h.shape[:2]
         e = torch.zeros(B, N, N, 0, dtype=dt) if e is None else e.to(dt)
         WeT = layer.phi_e[0].weight[:, 2 * C:].t().to(dt)

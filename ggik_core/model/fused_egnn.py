@@ -275,7 +275,7 @@ def fused_egnn_edges(layer, h: Tensor, x: Tensor, e: Tensor | None) -> tuple[Ten
     dt = x.dtype
     mode = kernel_mode(dt)
     with torch.autocast("cpu", enabled=False):
-        t, s = node_parts(h.to(dt), [layer.phi_e[0]], layer.channels)
+        t, s = node_parts(h.to(dt), [layer.phi_e[0]], layer.channels, mode)
         B, N = h.shape[:2]
         e = torch.zeros(B, N, N, 0, dtype=dt) if e is None else e.to(dt)
         lin0, lin1 = layer.phi_e[0], layer.phi_e[2]

@@ -258,16 +258,17 @@ def as_numpy(t: Tensor) -> np.ndarray:
     return t.numpy()
 
 
-def node_parts(h: Tensor, maps: list[torch.nn.Linear], C: int) -> list[Tensor]:
+def node_parts(h: Tensor, maps: list[torch.nn.Linear], C: int, mode: str) -> list[Tensor]:
     r"""The per-node parts :math:`(W_1 \mathbf{h} + \mathbf{b}, W_2 \mathbf{h})` of each first
     linear map in ``maps`` (each applied to :math:`[\mathbf{h}_i, \mathbf{h}_j, \ldots]`, as in
     :func:`~ggik_core.model.equivariant.split_first_linear`), all from one matrix product, in order
-    and contiguous."""
+    and contiguous, in ``h``'s dtype; in "bf16" mode the product runs in bf16, as autocast runs the
+    eager path's."""
+    pd = torch.bfloat16 if MODES[mode][1] else h.dtype
     weights, biases = [], []
     for lin in maps:
-        W = lin.weight.to(h.dtype)
+        W = lin.weight.to(pd)
         weights += [W[:, :C], W[:, C:2 * C]]
-        biases += [lin.bias.to(h.dtype), torch.zeros(W.shape[0], dtype=h.dtype)]
-    out = torch.nn.functional.linear(h, torch.cat(weights), torch.cat(biases))
-    return [part.contiguous() for part in out.split([w.shape[0] for w in weights], dim=-1)]
-
+        biases += [lin.bias.to(pd), torch.zeros(W.shape[0], dtype=pd)]
+    out = torch.nn.functional.linear(h.to(pd), torch.cat(weights), torch.cat(biases))
+    return [part.to(h.dtype).contiguous() for part in out.split([w.shape[0] for w in weights], dim=-1)]
