@@ -211,8 +211,9 @@ class EGATLayer(EquivariantConv):
                       return_attention: bool = False) -> Union[Tuple[Tensor, Tensor], Tuple[Tensor, Tensor, Tensor]]:
         if self.fusable(h) and not return_attention:
             from ggik_core.model.fused_egat import fused_egat_edges
+            from ggik_core.model.fused_node import fused_node_update
 
-            return self.node_update(h, x, *fused_egat_edges(self, h, x, e))
+            return fused_node_update(self, h, x, *fused_egat_edges(self, h, x, e))
         m, rel_x = self.dense_edge_message(h, x, e)
         a_tgt, a_src = split_first_linear(self.phi_att[0], h, self.channels)
         score = self.attention_score(a_tgt[:, None, :, :], a_src[:, :, None, :], e)  # [b, j, i]

@@ -144,9 +144,9 @@ class EGNNLayer(EquivariantConv):
     def forward_dense(self, h: Tensor, x: Tensor, e: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
         if self.fusable(h):
             from ggik_core.model.fused_egnn import fused_egnn_edges
+            from ggik_core.model.fused_node import fused_node_update
 
-            m_i, delta_x = fused_egnn_edges(self, h, x, e)
-            return self.node_update(h, x, m_i, delta_x)
+            return fused_node_update(self, h, x, *fused_egnn_edges(self, h, x, e))
         if self.symmetric:
             return self._forward_pairs(h, x, e)
         m, rel_x = self.dense_edge_message(h, x, e)

@@ -40,7 +40,7 @@ from ggik_core.model.kernels import (MODES, as_numpy, kernel_mode, match_threads
 
 @functools.lru_cache(maxsize=None)
 def kernels(mode: str, H: int, Ha: int, M: int, Hx: int, F: int) -> SimpleNamespace:
-    """The six kernels for ``mode`` (:data:`~ggik_core.model.kernels.MODES`) with the sizes compiled
+    r"""The six kernels for ``mode`` (:data:`~ggik_core.model.kernels.MODES`) with the sizes compiled
     in: ``H`` hidden channels of :math:`\phi_e`, ``Ha`` of :math:`\phi_{att}`, ``M`` message
     channels, ``Hx`` hidden channels of :math:`\phi_x` (0 for a layer that does not move the nodes)
     and ``F`` edge features; the edge tensors' layout is :func:`~ggik_core.model.fused_egnn.kernels`'."""

@@ -40,7 +40,7 @@ from ggik_core.model.kernels import (MODES, as_numpy, kernel_mode, match_threads
 
 @functools.lru_cache(maxsize=None)
 def kernels(mode: str, H: int, M: int, F: int) -> SimpleNamespace:
-    """The six kernels for ``mode`` (:data:`~ggik_core.model.kernels.MODES`), ``H`` hidden channels
+    r"""The six kernels for ``mode`` (:data:`~ggik_core.model.kernels.MODES`), ``H`` hidden channels
     (of :math:`\phi_e` and :math:`\phi_x`), ``M`` message channels and ``F`` edge features, compiled
     on first use with the sizes compiled in (:func:`~ggik_core.model.kernels.sized_primitives`).
     Edge tensors are ``(B, N (N - 1), C)``: row ``q = j (N - 1) + k`` is the edge from source ``j``
