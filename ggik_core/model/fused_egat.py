@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ggik_core.model.kernels import (MODES, as_numpy, kernel_mode, match_threads, node_parts, primitives,
-                                     sized_primitives)
+from ggik_core.model.kernels import (MODES, as_numpy, kernel_mode, match_threads, node_products,
+                                     node_products_backward, primitives, sized_primitives)
 
 
 @functools.lru_cache(maxsize=None)
@@ -50,31 +50,33 @@ def kernels(mode: str, H: int, Ha: int, M: int, Hx: int, F: int) -> SimpleNamesp
     e_h, e_a, e_x = sized_primitives(mode, H, F), sized_primitives(mode, Ha, F), sized_primitives(mode, Hx, F)
     pre_activation, pre_activation_backward = e_h.pre_activation, e_h.pre_activation_backward
     attention_terms, attention_terms_backward = e_a.add_edge_terms, e_a.edge_terms_backward
+    attention_node_terms, attention_node_terms_backward = e_a.node_terms, e_a.node_terms_backward
     coordinate_terms, coordinate_terms_backward = e_x.add_edge_terms, e_x.edge_terms_backward
 
     @par
-    def edge_input(t, s, u, v, x, e, WeT, WaT, w_att, A, G, Sa, Ga, alpha):
-        """Kernel 1: ``A = SiLU(p_ij)``, its derivative ``G``, the attention ``alpha[b, j, i]``
+    def edge_input(ts, b_e, b_a, x, e, WeT, WaT, w_att, A, G, Sa, Ga, alpha):
+        r"""Kernel 1: ``A = SiLU(p_ij)``, its derivative ``G``, the attention ``alpha[b, j, i]``
         (0 on the diagonal) and, for the backward pass, the attention MLP's hidden SiLU ``Sa`` and
-        its derivative ``Ga``."""
-        B, N = t.shape[0], t.shape[1]
+        its derivative ``Ga``. ``ts``: the per-node products of both first maps
+        (:func:`~ggik_core.model.kernels.node_products`: :math:`\phi_e`'s from column 0,
+        :math:`\phi_{att}`'s from column ``2 H``), without their biases ``b_e`` and ``b_a``."""
+        B, N = ts.shape[0], ts.shape[1]
         for b in nb.prange(B):
-            p = np.empty(H, t.dtype)
-            pa = np.empty(Ha, t.dtype)
-            diff = np.empty(3, t.dtype)
+            p = np.empty(H, x.dtype)
+            pa = np.empty(Ha, x.dtype)
+            diff = np.empty(3, x.dtype)
             q = 0
             for j in range(N):
                 alpha[b, j, j] = 0
                 for kk in range(N - 1):
                     i = target(j, kk)
                     d2, _ = geometry(x, b, i, j, diff)
-                    pre_activation(t, s, e, WeT, b, i, j, d2, p)
+                    pre_activation(ts, b_e, e, WeT, b, i, j, d2, p)
                     for c in range(H):
                         sg = sigmoid(p[c])
                         A[b, q, c] = st(p[c] * sg)
                         G[b, q, c] = st(silu_grad(p[c], sg))
-                    for c in range(Ha):
-                        pa[c] = u[b, i, c] + v[b, j, c]
+                    attention_node_terms(ts, 2 * H, b_a, b, i, j, pa)
                     attention_terms(e, WaT, 0, b, i, j, pa)
                     score = f(0.0)
                     for c in range(Ha):
@@ -220,20 +222,16 @@ def kernels(mode: str, H: int, Ha: int, M: int, Hx: int, F: int) -> SimpleNamesp
                     q += 1
 
     @par
-    def edge_input_backward(dA, G, d_score, Sa, Ga, x, e, WeT, w_att,
-                            g_t, g_s, g_u, g_v, g_WeT, g_WaT, g_watt, g_x):
-        """Backward of kernel 1, the attention's from its stored ``Sa`` and ``Ga``: gradients of
-        ``t``, ``s``, ``u``, ``v``, per-graph partial sums for ``WeT``, ``WaT`` and ``w_att``, and
-        the distance part of ``g_x`` (added)."""
-        B, N = g_t.shape[0], g_t.shape[1]
+    def edge_input_backward(dA, G, d_score, Sa, Ga, x, e, WeT, w_att, g_ts, g_WeT, g_WaT, g_watt, g_x):
+        """Backward of kernel 1, the attention's from its stored ``Sa`` and ``Ga``: gradients of the
+        per-node products (``g_ts``, the layout of ``ts``), per-graph partial sums for ``WeT``,
+        ``WaT`` and ``w_att``, and the distance part of ``g_x`` (added)."""
+        B, N = g_ts.shape[0], g_ts.shape[1]
         for b in nb.prange(B):
-            p = np.empty(H, g_t.dtype)
-            pa = np.empty(Ha, g_t.dtype)
-            diff = np.empty(3, g_t.dtype)
-            g_t[b] = 0
-            g_s[b] = 0
-            g_u[b] = 0
-            g_v[b] = 0
+            p = np.empty(H, g_ts.dtype)
+            pa = np.empty(Ha, g_ts.dtype)
+            diff = np.empty(3, g_ts.dtype)
+            g_ts[b] = 0
             g_WeT[b] = 0
             g_WaT[b] = 0
             g_watt[b] = 0
@@ -241,14 +239,12 @@ def kernels(mode: str, H: int, Ha: int, M: int, Hx: int, F: int) -> SimpleNamesp
             for j in range(N):
                 for kk in range(N - 1):
                     i = target(j, kk)
-                    pre_activation_backward(dA, G, e, WeT, x, b, i, j, q, p, diff, g_t, g_s, g_WeT, g_x)
+                    pre_activation_backward(dA, G, e, WeT, x, b, i, j, q, p, diff, g_ts, g_WeT, g_x)
                     dsc = d_score[b, j, i]
                     for c in range(Ha):
                         g_watt[b, c] += dsc * ld(Sa[b, q, c])
-                        dpa = dsc * w_att[c] * ld(Ga[b, q, c])
-                        g_u[b, i, c] += dpa
-                        g_v[b, j, c] += dpa
-                        pa[c] = dpa
+                        pa[c] = dsc * w_att[c] * ld(Ga[b, q, c])
+                    attention_node_terms_backward(pa, 2 * H, b, i, j, g_ts)
                     attention_terms_backward(e, pa, 0, b, i, j, g_WaT)
                     q += 1
 
@@ -259,58 +255,63 @@ def kernels(mode: str, H: int, Ha: int, M: int, Hx: int, F: int) -> SimpleNamesp
 
 class FusedEGATEdges(torch.autograd.Function):
     r"""Autograd function of the fused EGAT block: :math:`(\sum_j \alpha_{ij} \mathbf{m}_{ij},
-    \sum_j \alpha_{ij} \mathrm{rel}_{ij} s_{ij})` from the per-node parts ``t``, ``s`` (of
-    :math:`\phi_e`) and ``u``, ``v`` (of :math:`\phi_{att}`) :math:`(B, N, H)`, ``x``
-    :math:`(B, N, 3)`, constant edge features ``e`` :math:`(B, N, N, F)` indexed ``[b, j, i]`` and
-    the weights ``WeT`` :math:`(1 + F, H)`, ``WaT`` :math:`(F, H)`, ``w_att`` :math:`(H,)`, ``W2``
-    :math:`(M, H)`, ``b2``, ``Wxm`` :math:`(H, M)`, ``bx``, ``WxeT`` :math:`(F, H)`, ``wx``
-    :math:`(H,)` (the last four ``None`` for a layer that does not move the nodes). ``mode``, the
-    edge tensors and the stored SiLU derivatives: as in
-    :class:`~ggik_core.model.fused_egnn.FusedEGNNEdges`."""
+    \sum_j \alpha_{ij} \mathrm{rel}_{ij} s_{ij})` from the node features ``h`` :math:`(B, N, C)`,
+    ``x`` :math:`(B, N, 3)`, constant edge features ``e`` :math:`(B, N, N, F)` indexed ``[b, j, i]``
+    and the weights: the first maps of :math:`\phi_e` (``W1`` :math:`(H, 2C + 1 + F)`, ``b1``) and
+    of :math:`\phi_{att}` (``Wa`` :math:`(H_a, 2C + F)`, ``ba``), ``w_att`` :math:`(H_a,)`, ``W2``
+    :math:`(M, H)`, ``b2``, ``Wxm`` :math:`(H_x, M)`, ``bx``, ``WxeT`` :math:`(F, H_x)`, ``wx``
+    :math:`(H_x,)` (the last four ``None`` for a layer that does not move the nodes). ``mode``, the
+    per-node products, the edge tensors and the stored SiLUs and derivatives (here also the
+    attention MLP's): as in :class:`~ggik_core.model.fused_egnn.FusedEGNNEdges`."""
 
     @staticmethod
-    def forward(ctx, t: Tensor, s: Tensor, u: Tensor, v: Tensor, x: Tensor, e: Tensor, WeT: Tensor, WaT: Tensor,
+    def forward(ctx, h: Tensor, x: Tensor, e: Tensor, W1: Tensor, b1: Tensor, Wa: Tensor, ba: Tensor,
                 w_att: Tensor, W2: Tensor, b2: Tensor, Wxm: Tensor | None, bx: Tensor | None, WxeT: Tensor | None,
                 wx: Tensor | None, mode: str) -> tuple[Tensor, Tensor]:
-        B, N, H = t.shape
-        M, Ha = W2.shape[0], u.shape[2]
+        B, N, C = h.shape
+        H, Ha, M = W1.shape[0], Wa.shape[0], W2.shape[0]
         Hx = 0 if Wxm is None else Wxm.shape[0]
         P = N * (N - 1)
         k = kernels(mode, H, Ha, M, Hx, e.shape[3])
         match_threads()
-        et = torch.bfloat16 if MODES[mode][1] else t.dtype
+        ts, h_p, Wts = node_products(h, [W1, Wa], C, mode)
+        WeT, WaT = W1[:, 2 * C:].t().contiguous(), Wa[:, 2 * C:].t().contiguous()
+        et = torch.bfloat16 if MODES[mode][1] else x.dtype
         W2e = W2.to(et)
         A, G1 = torch.empty(B, P, H, dtype=et), torch.empty(B, P, H, dtype=et)
         Sa, Ga = torch.empty(B, P, Ha, dtype=et), torch.empty(B, P, Ha, dtype=et)
-        alpha = torch.empty(B, N, N, dtype=t.dtype)
-        k.edge_input(*map(as_numpy, (t, s, u, v, x, e, WeT, WaT, w_att, A, G1, Sa, Ga, alpha)))
+        alpha = torch.empty(B, N, N, dtype=x.dtype)
+        k.edge_input(*map(as_numpy, (ts, b1, ba, x, e, WeT, WaT, w_att, A, G1, Sa, Ga, alpha)))
         Z = torch.mm(A.view(B * P, H), W2e.t()).view(B, P, M)
         Mt, G2 = torch.empty_like(Z), torch.empty_like(Z)
-        m_i = torch.empty(B, N, M, dtype=t.dtype)
+        m_i = torch.empty(B, N, M, dtype=x.dtype)
         k.message(*map(as_numpy, (Z, b2, alpha, Mt, G2, m_i)))
         del Z
         S3 = G3 = s_ij = Wxe = None
         if Wxm is None:
-            dx = torch.zeros(B, N, 3, dtype=t.dtype)
+            dx = torch.zeros(B, N, 3, dtype=x.dtype)
         else:
             Wxe = Wxm.to(et)
             U = torch.mm(Mt.view(B * P, M), Wxe.t()).view(B, P, Hx)
             S3, G3 = torch.empty_like(U), torch.empty_like(U)
-            s_ij = torch.empty(B, P, dtype=t.dtype)
-            dx = torch.empty(B, N, 3, dtype=t.dtype)
+            s_ij = torch.empty(B, P, dtype=x.dtype)
+            dx = torch.empty(B, N, 3, dtype=x.dtype)
             k.coordinate(*map(as_numpy, (U, bx, WxeT, e, wx, x, alpha, s_ij, S3, G3, dx)))
-        ctx.save_for_backward(u, v, x, e, WeT, WaT, w_att, W2e, Wxe, wx, A, G1, Sa, Ga, alpha, Mt, G2, S3, G3, s_ij)
+        ctx.save_for_backward(x, e, W1, Wa, WeT, WaT, h_p, Wts, w_att, W2e, Wxe, wx, A, G1, Sa, Ga, alpha, Mt, G2,
+                              S3, G3, s_ij)
         ctx.mode = mode
         return m_i, dx
 
     @staticmethod
     def backward(ctx, g_mi: Tensor | None, g_dx: Tensor | None):
-        u, v, x, e, WeT, WaT, w_att, W2e, Wxe, wx, A, G1, Sa, Ga, alpha, Mt, G2, S3, G3, s_ij = ctx.saved_tensors
+        (x, e, W1, Wa, WeT, WaT, h_p, Wts, w_att, W2e, Wxe, wx, A, G1, Sa, Ga, alpha, Mt, G2,
+         S3, G3, s_ij) = ctx.saved_tensors
         B, N, _ = x.shape
         P, H, M = A.shape[1], A.shape[2], G2.shape[2]
+        C, Ha = h_p.shape[1], Sa.shape[2]
         coords = S3 is not None
         Hx = wx.shape[0] if coords else 0
-        k = kernels(ctx.mode, H, Sa.shape[2], M, Hx, e.shape[3])
+        k = kernels(ctx.mode, H, Ha, M, Hx, e.shape[3])
         match_threads()
         dt = x.dtype
         g_mi = torch.zeros(B, N, M, dtype=dt) if g_mi is None else g_mi.to(dt).contiguous()
@@ -338,14 +339,17 @@ class FusedEGATEdges(torch.autograd.Function):
         dZ2 = dZ.view(B * P, M)
         dA = torch.mm(dZ2, W2e).view(B, P, H)
         g_W2 = torch.mm(dZ2.t(), A.view(B * P, H)).to(dt)
-        g_t, g_s = torch.empty(B, N, H, dtype=dt), torch.empty(B, N, H, dtype=dt)
-        g_u, g_v = torch.empty_like(u), torch.empty_like(v)
+        g_ts = torch.empty(B, N, 2 * (H + Ha), dtype=dt)
         g_WeT = torch.empty(B, *WeT.shape, dtype=dt)
         g_WaT = torch.empty(B, *WaT.shape, dtype=dt)
-        g_watt = torch.empty(B, w_att.shape[0], dtype=dt)
+        g_watt = torch.empty(B, Ha, dtype=dt)
         k.edge_input_backward(*map(as_numpy, (dA, G1, d_score, Sa, Ga, x, e, WeT, w_att,
-                                              g_t, g_s, g_u, g_v, g_WeT, g_WaT, g_watt, g_x)))
-        return (g_t, g_s, g_u, g_v, g_x, None, g_WeT.sum(0), g_WaT.sum(0), g_watt.sum(0), g_W2, g_b2.sum(0),
+                                              g_ts, g_WeT, g_WaT, g_watt, g_x)))
+        g_h, (g_W1, g_Wa) = node_products_backward(g_ts, h_p, Wts, [W1, Wa], C)
+        g_W1[:, 2 * C:] = g_WeT.sum(0).t()
+        g_Wa[:, 2 * C:] = g_WaT.sum(0).t()
+        g_b1, g_ba = g_ts[..., :H].sum((0, 1)), g_ts[..., 2 * H:2 * H + Ha].sum((0, 1))
+        return (g_h, g_x, None, g_W1, g_b1, g_Wa, g_ba, g_watt.sum(0), g_W2, g_b2.sum(0),
                 g_Wxm, g_bx_out, g_WxeT_out, g_wx_out, None)
 
 
@@ -356,22 +360,17 @@ def fused_egat_edges(layer, h: Tensor, x: Tensor, e: Tensor | None) -> tuple[Ten
     :func:`~ggik_core.model.kernels.kernel_mode`."""
     dt = x.dtype
     mode = kernel_mode(dt)
-    C = layer.channels
     with torch.autocast("cpu", enabled=False):
-        h = h.to(dt)
-        t, s, u, v = node_parts(h, [layer.phi_e[0], layer.phi_att[0]], C, mode)
         B, N = h.shape[:2]
         e = torch.zeros(B, N, N, 0, dtype=dt) if e is None else e.to(dt)
-        WeT = layer.phi_e[0].weight[:, 2 * C:].t().to(dt)
-        WaT = layer.phi_att[0].weight[:, 2 * C:].t().to(dt)
+        lin0, att0, lin1 = layer.phi_e[0], layer.phi_att[0], layer.phi_e[2]
         w_att = layer.phi_att[2].weight.reshape(-1).to(dt)
-        lin1 = layer.phi_e[2]
         Wxm = bx = WxeT = wx = None
         if layer.phi_x is not None:
             W = layer.phi_x[0].weight.to(dt)
             M = layer.message_channels
             Wxm, WxeT = W[:, :M].contiguous(), W[:, M:].t().contiguous()
             bx, wx = layer.phi_x[0].bias.to(dt), layer.phi_x[2].weight.reshape(-1).to(dt)
-        return FusedEGATEdges.apply(t, s, u, v, x.contiguous(),
-                                    e.detach().contiguous(), WeT.contiguous(), WaT.contiguous(), w_att,
+        return FusedEGATEdges.apply(h.to(dt), x.contiguous(), e.detach().contiguous(), lin0.weight.to(dt),
+                                    lin0.bias.to(dt), att0.weight.to(dt), att0.bias.to(dt), w_att,
                                     lin1.weight.to(dt), lin1.bias.to(dt), Wxm, bx, WxeT, wx, mode)

@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ggik_core.model.kernels import (MODES, as_numpy, kernel_mode, match_threads, node_parts, primitives,
-                                     sized_primitives)
+from ggik_core.model.kernels import (MODES, as_numpy, kernel_mode, match_threads, node_products,
+                                     node_products_backward, primitives, sized_primitives)
 
 
 @functools.lru_cache(maxsize=None)
@@ -53,18 +53,18 @@ def kernels(mode: str, H: int, M: int, F: int) -> SimpleNamespace:
     pre_activation, pre_activation_backward = e_h.pre_activation, e_h.pre_activation_backward
 
     @par
-    def edge_input(t, s, x, e, WeT, A, G):
+    def edge_input(ts, b1, x, e, WeT, A, G):
         """Kernel 1: ``A = SiLU(p_ij)`` and its derivative ``G = SiLU'(p_ij)`` for the backward pass."""
-        B, N = t.shape[0], t.shape[1]
+        B, N = ts.shape[0], ts.shape[1]
         for b in nb.prange(B):
-            p = np.empty(H, t.dtype)
-            diff = np.empty(3, t.dtype)
+            p = np.empty(H, x.dtype)
+            diff = np.empty(3, x.dtype)
             q = 0
             for j in range(N):
                 for kk in range(N - 1):
                     i = target(j, kk)
                     d2, _ = geometry(x, b, i, j, diff)
-                    pre_activation(t, s, e, WeT, b, i, j, d2, p)
+                    pre_activation(ts, b1, e, WeT, b, i, j, d2, p)
                     for c in range(H):
                         sg = sigmoid(p[c])
                         A[b, q, c] = st(p[c] * sg)
@@ -167,20 +167,19 @@ def kernels(mode: str, H: int, M: int, F: int) -> SimpleNamespace:
                     q += 1
 
     @par
-    def edge_input_backward(dA, G, e, WeT, x, g_t, g_s, g_WeT, g_x):
-        """Backward of kernel 1: gradients of ``t``, ``s``, per-graph partial sums for ``WeT``, and
-        the distance part of ``g_x`` (added)."""
-        B, N = g_t.shape[0], g_t.shape[1]
+    def edge_input_backward(dA, G, e, WeT, x, g_ts, g_WeT, g_x):
+        """Backward of kernel 1: gradients of ``t`` and ``s`` (``g_ts``, the layout of ``ts``),
+        per-graph partial sums for ``WeT``, and the distance part of ``g_x`` (added)."""
+        B, N = g_ts.shape[0], g_ts.shape[1]
         for b in nb.prange(B):
-            p = np.empty(H, g_t.dtype)
-            diff = np.empty(3, g_t.dtype)
-            g_t[b] = 0
-            g_s[b] = 0
+            p = np.empty(H, g_ts.dtype)
+            diff = np.empty(3, g_ts.dtype)
+            g_ts[b] = 0
             g_WeT[b] = 0
             q = 0
             for j in range(N):
                 for kk in range(N - 1):
-                    pre_activation_backward(dA, G, e, WeT, x, b, target(j, kk), j, q, p, diff, g_t, g_s, g_WeT, g_x)
+                    pre_activation_backward(dA, G, e, WeT, x, b, target(j, kk), j, q, p, diff, g_ts, g_WeT, g_x)
                     q += 1
 
     return SimpleNamespace(edge_input=edge_input, message=message, coordinate=coordinate,
@@ -190,53 +189,57 @@ def kernels(mode: str, H: int, M: int, F: int) -> SimpleNamespace:
 
 class FusedEGNNEdges(torch.autograd.Function):
     r"""Autograd function of the fused block: :math:`(\mathbf{m}_i, \Delta\mathbf{x}_i)` from the
-    per-node parts ``t``, ``s`` :math:`(B, N, H)`, ``x`` :math:`(B, N, 3)`, constant edge features
-    ``e`` :math:`(B, N, N, F)` indexed ``[b, j, i]``, and the weights: ``WeT`` :math:`(1 + F, H)`
-    (distance and edge-feature columns of :math:`\phi_e`'s first map, transposed), ``W2``
-    :math:`(M, H)`, ``b2``, ``Wx`` :math:`(H, M)`, ``bx``, ``wx`` :math:`(H,)` (``None`` for a layer
-    that does not move the nodes: :math:`\Delta\mathbf{x} = 0`), all in the compute dtype.
-    ``mode``: a key of :data:`MODES`; with "bf16" the :math:`(B, N (N - 1), \cdot)` edge tensors and
-    the four products are bf16, the rest float32. The diagonal :math:`j = i` is never stored or
-    multiplied, and the forward pass stores the SiLU derivatives of :math:`\phi_e`'s two layers and
-    the SiLU of :math:`\phi_x`'s hidden layer with its derivative, so the backward pass evaluates no
-    sigmoid."""
+    node features ``h`` :math:`(B, N, C)`, ``x`` :math:`(B, N, 3)`, constant edge features ``e``
+    :math:`(B, N, N, F)` indexed ``[b, j, i]``, and the weights: ``W1`` :math:`(H, 2C + 1 + F)`
+    and ``b1`` (:math:`\phi_e`'s first map, on :math:`[\mathbf{h}_i, \mathbf{h}_j, d_{ij}^2,
+    \mathbf{a}_{ij}]`), ``W2`` :math:`(M, H)`, ``b2``, ``Wx`` :math:`(H, M)`, ``bx``, ``wx``
+    :math:`(H,)` (``None`` for a layer that does not move the nodes: :math:`\Delta\mathbf{x} = 0`),
+    all in the compute dtype. ``mode``: a key of :data:`MODES`; with "bf16" the per-node product
+    of the first map (:func:`~ggik_core.model.kernels.node_products`), the :math:`(B, N (N - 1),
+    \cdot)` edge tensors and the four per-edge products are bf16, the rest float32. The diagonal
+    :math:`j = i` is never stored or multiplied, and the forward pass stores the SiLU derivatives of
+    :math:`\phi_e`'s two layers and the SiLU of :math:`\phi_x`'s hidden layer with its derivative,
+    so the backward pass evaluates no sigmoid."""
 
     @staticmethod
-    def forward(ctx, t: Tensor, s: Tensor, x: Tensor, e: Tensor, WeT: Tensor, W2: Tensor, b2: Tensor,
+    def forward(ctx, h: Tensor, x: Tensor, e: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor,
                 Wx: Tensor, bx: Tensor, wx: Tensor, mode: str) -> tuple[Tensor, Tensor]:
-        B, N, H = t.shape
-        M = W2.shape[0]
+        B, N, C = h.shape
+        H, M = W1.shape[0], W2.shape[0]
         P = N * (N - 1)
         k = kernels(mode, H, M, e.shape[3])
         match_threads()
-        et = torch.bfloat16 if MODES[mode][1] else t.dtype  # the edge tensors' dtype
+        ts, h_p, Wts = node_products(h, [W1], C, mode)
+        WeT = W1[:, 2 * C:].t().contiguous()
+        et = torch.bfloat16 if MODES[mode][1] else x.dtype  # the edge tensors' dtype
         W2e, Wxe = W2.to(et), None if Wx is None else Wx.to(et)
         A, G1 = torch.empty(B, P, H, dtype=et), torch.empty(B, P, H, dtype=et)
-        k.edge_input(*map(as_numpy, (t, s, x, e, WeT, A, G1)))
+        k.edge_input(*map(as_numpy, (ts, b1, x, e, WeT, A, G1)))
         Z = torch.mm(A.view(B * P, H), W2e.t()).view(B, P, M)
         Mt, G2 = torch.empty_like(Z), torch.empty_like(Z)
-        m_i = torch.empty(B, N, M, dtype=t.dtype)
+        m_i = torch.empty(B, N, M, dtype=x.dtype)
         k.message(*map(as_numpy, (Z, b2, Mt, G2, m_i)))
         del Z
         S3 = G3 = s_ij = None
         if Wx is None:  # a layer that does not move the nodes
-            dx = torch.zeros(B, N, 3, dtype=t.dtype)
+            dx = torch.zeros(B, N, 3, dtype=x.dtype)
         else:
             U = torch.mm(Mt.view(B * P, M), Wxe.t()).view(B, P, H)
             S3, G3 = torch.empty_like(U), torch.empty_like(U)
-            s_ij = torch.empty(B, P, dtype=t.dtype)
-            dx = torch.empty(B, N, 3, dtype=t.dtype)
+            s_ij = torch.empty(B, P, dtype=x.dtype)
+            dx = torch.empty(B, N, 3, dtype=x.dtype)
             k.coordinate(*map(as_numpy, (U, bx, wx, x, s_ij, S3, G3, dx)))
-        ctx.save_for_backward(x, e, WeT, W2e, Wxe, wx, A, G1, Mt, G2, S3, G3, s_ij)
+        ctx.save_for_backward(x, e, W1, WeT, h_p, Wts, W2e, Wxe, wx, A, G1, Mt, G2, S3, G3, s_ij)
         ctx.mode = mode
         return m_i, dx
 
     @staticmethod
     def backward(ctx, g_mi: Tensor | None, g_dx: Tensor | None):
-        x, e, WeT, W2e, Wxe, wx, A, G1, Mt, G2, S3, G3, s_ij = ctx.saved_tensors
+        x, e, W1, WeT, h_p, Wts, W2e, Wxe, wx, A, G1, Mt, G2, S3, G3, s_ij = ctx.saved_tensors
         B, N, _ = x.shape
         dt = x.dtype
         P, H, M = A.shape[1], A.shape[2], G2.shape[2]
+        C = h_p.shape[1]
         k = kernels(ctx.mode, H, M, e.shape[3])
         match_threads()
         g_mi = torch.zeros(B, N, M, dtype=dt) if g_mi is None else g_mi.to(dt).contiguous()
@@ -261,10 +264,13 @@ class FusedEGNNEdges(torch.autograd.Function):
         dZ2 = dZ.view(B * P, M)
         dA = torch.mm(dZ2, W2e).view(B, P, H)
         g_W2 = torch.mm(dZ2.t(), A.view(B * P, H)).to(dt)
-        g_t, g_s = torch.empty(B, N, H, dtype=dt), torch.empty(B, N, H, dtype=dt)
+        g_ts = torch.empty(B, N, 2 * H, dtype=dt)
         g_WeT = torch.empty(B, *WeT.shape, dtype=dt)
-        k.edge_input_backward(*map(as_numpy, (dA, G1, e, WeT, x, g_t, g_s, g_WeT, g_x)))
-        return g_t, g_s, g_x, None, g_WeT.sum(0), g_W2, g_b2.sum(0), g_Wx, g_bx, g_wx, None
+        k.edge_input_backward(*map(as_numpy, (dA, G1, e, WeT, x, g_ts, g_WeT, g_x)))
+        g_h, (g_W1,) = node_products_backward(g_ts, h_p, Wts, [W1], C)
+        g_W1[:, 2 * C:] = g_WeT.sum(0).t()
+        g_b1 = g_ts[..., :H].sum((0, 1))
+        return g_h, g_x, None, g_W1, g_b1, g_W2, g_b2.sum(0), g_Wx, g_bx, g_wx, None
 
 
 def fused_egnn_edges(layer, h: Tensor, x: Tensor, e: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -275,13 +281,11 @@ def fused_egnn_edges(layer, h: Tensor, x: Tensor, e: Tensor | None) -> tuple[Ten
     dt = x.dtype
     mode = kernel_mode(dt)
     with torch.autocast("cpu", enabled=False):
-        t, s = node_parts(h.to(dt), [layer.phi_e[0]], layer.channels, mode)
         B, N = h.shape[:2]
         e = torch.zeros(B, N, N, 0, dtype=dt) if e is None else e.to(dt)
         lin0, lin1 = layer.phi_e[0], layer.phi_e[2]
-        WeT = lin0.weight[:, layer.edge_offset:].t().to(dt)
         Wx = bx = wx = None
         if layer.phi_x is not None:
             Wx, bx, wx = layer.phi_x[0].weight.to(dt), layer.phi_x[0].bias.to(dt), layer.phi_x[2].weight.reshape(-1).to(dt)
-        return FusedEGNNEdges.apply(t, s, x.contiguous(), e.detach().contiguous(),
-                                    WeT.contiguous(), lin1.weight.to(dt), lin1.bias.to(dt), Wx, bx, wx, mode)
+        return FusedEGNNEdges.apply(h.to(dt), x.contiguous(), e.detach().contiguous(), lin0.weight.to(dt),
+                                    lin0.bias.to(dt), lin1.weight.to(dt), lin1.bias.to(dt), Wx, bx, wx, mode)

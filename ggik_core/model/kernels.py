@@ -187,12 +187,27 @@ def sized_primitives(mode: str, C: int, F: int) -> SimpleNamespace:
                 p[c] += WT[first + m, c] * em
 
     @jit
-    def pre_activation(t, s, e, WeT, b, i, j, d2, p):
-        """``p = t_i + s_j + W_d d2 + W_a e_ij`` (one edge, all channels): ``WeT`` holds
-        :math:`W_d` in row 0 and :math:`W_a^T` below it."""
+    def node_terms(ts, first, bias, b, i, j, p):
+        """``p = t_i + bias + s_j`` from the per-node products ``ts`` (``t`` in the columns
+        ``first, ..., first + C - 1``, ``s`` in the next ``C``; bf16 bits in bf16 mode)."""
         for c in range(C):
-            p[c] = t[b, i, c] + s[b, j, c] + WeT[0, c] * d2
+            p[c] = ld(ts[b, i, first + c]) + bias[c] + ld(ts[b, j, first + C + c])
+
+    @jit
+    def pre_activation(ts, bias, e, WeT, b, i, j, d2, p):
+        """``p = t_i + b + s_j + W_d d2 + W_a e_ij`` (one edge, all channels; :func:`node_terms`
+        from column 0): ``WeT`` holds :math:`W_d` in row 0 and :math:`W_a^T` below it."""
+        node_terms(ts, 0, bias, b, i, j, p)
+        for c in range(C):
+            p[c] += WeT[0, c] * d2
         add_edge_terms(e, WeT, 1, b, i, j, p)
+
+    @jit
+    def node_terms_backward(dp, first, b, i, j, g_ts):
+        """Adds ``dp`` to the gradients of ``t_i`` and ``s_j`` in ``g_ts`` (:func:`node_terms`' layout)."""
+        for c in range(C):
+            g_ts[b, i, first + c] += dp[c]
+            g_ts[b, j, first + C + c] += dp[c]
 
     @jit
     def edge_terms_backward(e, dp, first, b, i, j, g_WT):
@@ -203,28 +218,28 @@ def sized_primitives(mode: str, C: int, F: int) -> SimpleNamespace:
                 g_WT[b, first + m, c] += dp[c] * em
 
     @jit
-    def pre_activation_backward(dA, G, e, WeT, x, b, i, j, q, p, diff, g_t, g_s, g_WeT, g_x):
+    def pre_activation_backward(dA, G, e, WeT, x, b, i, j, q, p, diff, g_ts, g_WeT, g_x):
         """Backward of ``A = SiLU(p)`` through :func:`pre_activation` for edge ``(j, i)``, row ``q``
         of the edge tensors, from the SiLU derivative ``G`` the forward pass stored: adds to the
-        gradients of ``t_i``, ``s_j``, the per-graph ``WeT`` partial and ``x_i``, ``x_j`` (the
-        distance term)."""
+        gradients of ``t_i`` and ``s_j`` (``g_ts``), the per-graph ``WeT`` partial and ``x_i``,
+        ``x_j`` (the distance term)."""
         d2, _ = geometry(x, b, i, j, diff)
         g_d2 = f(0.0)
         for c in range(C):
             dp = ld(dA[b, q, c]) * ld(G[b, q, c])
             p[c] = dp
-            g_t[b, i, c] += dp
-            g_s[b, j, c] += dp
             g_WeT[b, 0, c] += dp * d2
             g_d2 += dp * WeT[0, c]
+        node_terms_backward(p, 0, b, i, j, g_ts)
         edge_terms_backward(e, p, 1, b, i, j, g_WeT)
         for m in range(3):
             gm = 2 * diff[m] * g_d2
             g_x[b, i, m] += gm
             g_x[b, j, m] -= gm
 
-    return SimpleNamespace(add_edge_terms=add_edge_terms, pre_activation=pre_activation,
-                           edge_terms_backward=edge_terms_backward, pre_activation_backward=pre_activation_backward)
+    return SimpleNamespace(add_edge_terms=add_edge_terms, node_terms=node_terms, pre_activation=pre_activation,
+                           node_terms_backward=node_terms_backward, edge_terms_backward=edge_terms_backward,
+                           pre_activation_backward=pre_activation_backward)
 
 
 @functools.lru_cache(maxsize=None)
@@ -258,17 +273,36 @@ def as_numpy(t: Tensor) -> np.ndarray:
     return t.numpy()
 
 
-def node_parts(h: Tensor, maps: list[torch.nn.Linear], C: int, mode: str) -> list[Tensor]:
-    r"""The per-node parts :math:`(W_1 \mathbf{h} + \mathbf{b}, W_2 \mathbf{h})` of each first
-    linear map in ``maps`` (each applied to :math:`[\mathbf{h}_i, \mathbf{h}_j, \ldots]`, as in
-    :func:`~ggik_core.model.equivariant.split_first_linear`), all from one matrix product, in order
-    and contiguous, in ``h``'s dtype; in "bf16" mode the product runs in bf16, as autocast runs the
-    eager path's."""
+def node_products(h: Tensor, maps: list[Tensor], C: int, mode: str) -> tuple[Tensor, Tensor]:
+    r"""The per-node products of first linear maps whose input is :math:`[\mathbf{h}_i,
+    \mathbf{h}_j, \ldots]` (as in :func:`~ggik_core.model.equivariant.split_first_linear`): for
+    each weight ``W`` in ``maps``, :math:`W_{:, :C} \mathbf{h}` and :math:`W_{:, C:2C} \mathbf{h}`,
+    side by side in the last axis of one ``(B, N, \sum 2 H)`` product (no bias; the kernels add
+    it), in bf16 in "bf16" mode (as autocast runs the eager path's), else in ``h``'s dtype. Returns
+    the products, and the input ``(B N, C)`` and weights ``(\sum 2 H, C)`` they used in that
+    dtype, for :func:`node_products_backward`."""
     pd = torch.bfloat16 if MODES[mode][1] else h.dtype
-    weights, biases = [], []
-    for lin in maps:
-        W = lin.weight.to(pd)
-        weights += [W[:, :C], W[:, C:2 * C]]
-        biases += [lin.bias.to(pd), torch.zeros(W.shape[0], dtype=pd)]
-    out = torch.nn.functional.linear(h.to(pd), torch.cat(weights), torch.cat(biases))
-    return [part.to(h.dtype).contiguous() for part in out.split([w.shape[0] for w in weights], dim=-1)]
+    W = torch.cat([part for w in maps for part in (w[:, :C], w[:, C:2 * C])]).to(pd)
+    B, N = h.shape[:2]
+    h_p = h.reshape(B * N, C).to(pd)
+    return torch.mm(h_p, W.t()).view(B, N, -1), h_p, W
+
+
+def node_products_backward(g_ts: Tensor, h_p: Tensor, W: Tensor, maps: list[Tensor], C: int) -> tuple[Tensor, list[Tensor]]:
+    """Gradients of :func:`node_products` from ``g_ts`` (float, its layout) with its input ``h_p``
+    ``(B N, C)`` and weights ``W`` in the products' dtype: ``g_h`` and, for each weight of ``maps``,
+    a gradient of its shape with the two ``h`` blocks filled in (the other columns zero)."""
+    B, N, _ = g_ts.shape
+    dt = g_ts.dtype
+    g = g_ts.view(B * N, -1).to(W.dtype)
+    g_h = torch.mm(g, W).to(dt).view(B, N, C)
+    g_W = torch.mm(g.t(), h_p).to(dt)
+    grads, row = [], 0
+    for w in maps:
+        H = w.shape[0]
+        gw = torch.zeros(w.shape, dtype=dt)
+        gw[:, :C] = g_W[row:row + H]
+        gw[:, C:2 * C] = g_W[row + H:row + 2 * H]
+        grads.append(gw)
+        row += 2 * H
+    return g_h, grads
