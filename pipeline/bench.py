@@ -193,9 +193,10 @@ OP_FAMILIES = (
 )
 
 
-#: the profiler's names of the fused per-edge blocks' autograd functions (forward and backward); their
-#: self time is the numba kernels' (the matrix products inside them count as "matmul")
-FUSED_BLOCKS = ("FusedEGNNEdges", "FusedEGATEdges")
+#: the profiler's names of the fused blocks' autograd functions (forward and backward: the layers' per-edge
+#: blocks and their feature update); their self time is the numba kernels' (the matrix products inside
+#: them count as "matmul")
+FUSED_BLOCKS = ("FusedEGNNEdges", "FusedEGATEdges", "FusedNodeUpdate")
 
 
 def _family(name: str) -> str:

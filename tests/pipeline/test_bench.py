@@ -141,7 +141,7 @@ def test_profile_families_name_the_step_operators():
     assert _family("aten::sum") == "reduction"
     assert _family("aten::_to_copy") == _family("aten::cat") == "copy / cast / layout"
     assert _family("Optimizer.step#AdamW.step") == _family("aten::frobnicate") == "other"
-    assert _family("FusedEGNNEdges") == _family("FusedEGATEdgesBackward") == "fused blocks"
+    assert _family("FusedEGNNEdges") == _family("FusedEGATEdgesBackward") == _family("FusedNodeUpdate") == "fused blocks"
 
 
 def test_bench_train_profile_splits_the_step_by_operator_family(capsys):
