@@ -51,6 +51,7 @@ def kernels(mode: str, H: int, Ha: int, M: int, Hx: int, F: int) -> SimpleNamesp
     pre_activation, pre_activation_backward = e_h.pre_activation, e_h.pre_activation_backward
     attention_terms, attention_terms_backward = e_a.add_edge_terms, e_a.edge_terms_backward
     attention_node_terms, attention_node_terms_backward = e_a.node_terms, e_a.node_terms_backward
+    attention_silu_dot, coordinate_silu_dot = e_a.silu_dot, e_x.silu_dot
     coordinate_terms, coordinate_terms_backward = e_x.add_edge_terms, e_x.edge_terms_backward
 
     @par
@@ -78,14 +79,7 @@ def kernels(mode: str, H: int, Ha: int, M: int, Hx: int, F: int) -> SimpleNamesp
                         G[b, q, c] = st(silu_grad(p[c], sg))
                     attention_node_terms(ts, 2 * H, b_a, b, i, j, pa)
                     attention_terms(e, WaT, 0, b, i, j, pa)
-                    score = f(0.0)
-                    for c in range(Ha):
-                        sg = sigmoid(pa[c])
-                        sa = pa[c] * sg
-                        score += w_att[c] * sa
-                        Sa[b, q, c] = st(sa)
-                        Ga[b, q, c] = st(silu_grad(pa[c], sg))
-                    alpha[b, j, i] = score
+                    alpha[b, j, i] = attention_silu_dot(pa, w_att, Sa, Ga, b, q)
                     q += 1
             for i in range(N):  # softmax over the sources j != i
                 top = -np.inf
@@ -136,13 +130,7 @@ def kernels(mode: str, H: int, Ha: int, M: int, Hx: int, F: int) -> SimpleNamesp
                     for c in range(Hx):
                         r[c] = ld(U[b, q, c]) + bx[c]
                     coordinate_terms(e, WxeT, 0, b, i, j, r)
-                    acc = f(0.0)
-                    for c in range(Hx):
-                        sg = sigmoid(r[c])
-                        a = r[c] * sg
-                        acc += wx[c] * a
-                        S[b, q, c] = st(a)
-                        G[b, q, c] = st(silu_grad(r[c], sg))
+                    acc = coordinate_silu_dot(r, wx, S, G, b, q)
                     s_out[b, q] = acc
                     _, dist = geometry(x, b, i, j, diff)
                     w = alpha[b, j, i] * acc / (dist + ONE)

@@ -50,7 +50,7 @@ def kernels(mode: str, H: int, M: int, F: int) -> SimpleNamespace:
     ld, st, sigmoid, geometry = k.ld, k.st, k.sigmoid, k.geometry
     silu_grad, target = k.silu_grad, k.target
     e_h = sized_primitives(mode, H, F)
-    pre_activation, pre_activation_backward = e_h.pre_activation, e_h.pre_activation_backward
+    pre_activation, pre_activation_backward, silu_dot = e_h.pre_activation, e_h.pre_activation_backward, e_h.silu_dot
 
     @par
     def edge_input(ts, b1, x, e, WeT, A, G):
@@ -96,20 +96,16 @@ def kernels(mode: str, H: int, M: int, F: int) -> SimpleNamespace:
         backward pass ``S = SiLU(U + bx)`` and its derivative ``G``."""
         B, N = x.shape[0], x.shape[1]
         for b in nb.prange(B):
+            r = np.empty(H, x.dtype)
             diff = np.empty(3, x.dtype)
             dx[b] = 0
             q = 0
             for j in range(N):
                 for kk in range(N - 1):
                     i = target(j, kk)
-                    acc = f(0.0)
                     for c in range(H):
-                        u = ld(U[b, q, c]) + bx[c]
-                        sg = sigmoid(u)
-                        a = u * sg
-                        acc += wx[c] * a
-                        S[b, q, c] = st(a)
-                        G[b, q, c] = st(silu_grad(u, sg))
+                        r[c] = ld(U[b, q, c]) + bx[c]
+                    acc = silu_dot(r, wx, S, G, b, q)
                     s_out[b, q] = acc
                     _, dist = geometry(x, b, i, j, diff)
                     w = acc / (dist + ONE)
