@@ -137,7 +137,7 @@ def bench_model(cfg, path: str, device: torch.device = torch.device("cpu")):
     torch.manual_seed(0)
     model = GGIK(cfg).to(device)
     model.dense = path != "pyg"
-    model.use_fused(path.endswith("fused"))
+    model.use_kernels("fused" if path.endswith("fused") else "eager")
     return model, make_optimizer(model, 3e-4, 0.01)
 
 
@@ -264,7 +264,7 @@ def bench_train(layers: list[str], paths: list[str], batch_size: int, steps: int
                "gradients all-reduced)")
     for layer in layers:
         base_cfg = ModelConfig(layer=layer, hidden=hidden, layers=depth)
-        b = make_batch(graphs, base_cfg.directions, home_init=base_cfg.home_init).to(dev)
+        b = make_batch(graphs, base_cfg).to(dev)
         with ExitStack() as stack:
             runs, steps_of, n_params = {}, {}, {}
             for name in paths:
@@ -364,7 +364,7 @@ def bench_overfit(robot_name: str, problems: int, steps: int, lr: float, layer: 
     q = robot.sample_q(problems, gen)
     chain = robot.chain.expand(problems, *robot.chain.shape)
     g = build_problem_graphs(chain, q, robot.fk(q))
-    b = make_batch(g, cfg.directions, home_init=cfg.home_init)
+    b = make_batch(g, cfg)
     batch = batch if 0 < batch < problems else problems
     order = torch.Generator().manual_seed(seed + 1)
     minibatches: list = []
@@ -381,7 +381,7 @@ def bench_overfit(robot_name: str, problems: int, steps: int, lr: float, layer: 
     for step in range(1, steps + 1):
         if batch < problems and not minibatches:
             minibatches = list(torch.randperm(problems, generator=order).split(batch))
-        mb = b if batch == problems else make_batch(subset(g, minibatches.pop()), cfg.directions, home_init=cfg.home_init)
+        mb = b if batch == problems else make_batch(subset(g, minibatches.pop()), cfg)
         with autocast:
             out = model(mb, 0.0, sample=not mean)
         opt.zero_grad(set_to_none=True)
@@ -448,8 +448,7 @@ def bench_gap(model_path: Path, robot_name: str, goals: int, samples: int, seed:
     robot = load_robot(robot_name)
     q = robot.sample_q(goals, torch.Generator().manual_seed(seed))
     T = robot.fk(q)
-    b = make_batch(build_problem_graphs(robot.chain.expand(goals, *robot.chain.shape), q, T), model.cfg.directions,
-                   home_init=model.cfg.home_init)
+    b = make_batch(build_problem_graphs(robot.chain.expand(goals, *robot.chain.shape), q, T), model.cfg)
     chain_c, base = canonical_chain(robot.chain)
     with torch.no_grad():
         h_p, x_p = model.encode_partial(b)

@@ -58,7 +58,7 @@ def bench_learn(robot_name: str, n: int, steps: int, batch: int, lr: float, beta
     beta_at = beta_schedule(beta, beta_start, warm, steps)
     autocast = precision_context("bf16", torch.device("cpu"))
     goals = robot.fk(robot.sample_q(50, torch.Generator().manual_seed(123)))
-    held = make_batch(subset(g, torch.arange(n - HELD_OUT, n)), cfg.directions, home_init=cfg.home_init)
+    held = make_batch(subset(g, torch.arange(n - HELD_OUT, n)), cfg)
     typer.echo(f"bench learn: {robot_name}, {n} problems, {steps} steps x {batch}, lr {lr}, beta {beta} "
                f"(from {beta_start or 0} over {warm:.0%} of the steps), consistency {consistency}, {cfg}, threads {torch.get_num_threads()}")
     shuffle = torch.Generator().manual_seed(seed + 1)
@@ -68,7 +68,7 @@ def bench_learn(robot_name: str, n: int, steps: int, batch: int, lr: float, beta
     for step in range(1, steps + 1):
         if pos + batch > n - HELD_OUT:
             perm, pos = torch.randperm(n - HELD_OUT, generator=shuffle), 0
-        b = make_batch(subset(g, perm[pos:pos + batch]), cfg.directions, home_init=cfg.home_init)
+        b = make_batch(subset(g, perm[pos:pos + batch]), cfg)
         pos += batch
         with autocast:
             out = model(b, beta_at(step), 1.0, 10.0, consistency=consistency)

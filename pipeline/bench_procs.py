@@ -72,7 +72,7 @@ def _serve(rank: int, job: ProcsJob, graphs: ProblemGraphs, store: str, conn) ->
         per = graphs.goal.shape[0] // job.procs  # the caller's graphs, this rank's share
         mine = subset(graphs, torch.arange(rank * per, (rank + 1) * per))
         cfg = dataclasses.replace(ModelConfig(layer=job.layer, hidden=job.hidden, layers=job.depth), **job.overrides)
-        b = make_batch(mine, cfg.directions, home_init=cfg.home_init)
+        b = make_batch(mine, cfg)
         model, opt = bench_model(cfg, job.path)
         step = _train_step(DistributedDataParallel(model) if group else model, opt, b, job.path)
         for _ in range(2):  # warm-up (and compilation)

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import yaml
 
 from ggik_core.errors import GGIKError
-from ggik_core.model.config import CHOICES as MODEL_CHOICES, SHARED_MIXTURE_NEEDS_NODES, ModelConfig
+from ggik_core.model.config import ModelConfig
 from ggik_core.robots.random_robots import GEOMETRIES, RandomRobotConfig
 from ggik_core.solve.refine import RefineConfig
 
@@ -70,7 +70,7 @@ class TrainParams:
     max_minutes: float = 0.0  # stop a chunk after this many minutes (0: no limit); resume continues
     num_threads: int = 0  # 0: automatic (ggik_core.runtime.pick_threads: free cores, or GGIK_THREADS)
     precision: str = "bf16"  # bf16 (autocast of the feature path; coordinates and losses stay fp32) | tf32 (CUDA) | fp32
-    kernels: str = "fused"  # fused: the layers' per-edge blocks as fused CPU kernels (ggik_core.model.fused_egnn, fused_egat) | eager: torch ops
+    kernels: str = "fused"  # fused: the layers' per-edge blocks in fused CPU kernels (ggik_core.model.fused) where their structure matches | eager: torch ops
     log_every: int = 20  # steps between reads of the device-side loss sums (the only host syncs)
     probes: int = 10  # accuracy probes (raw samples in mm on data.robots, else the five arms) evenly spaced over the run; 0: none
     probe_goals: int = 16  # goals per arm in each probe (32 samples each)
@@ -154,9 +154,10 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise GGIKError(f"params: data.geometry must be one of {', '.join(GEOMETRIES)}, got {p.data.geometry!r}")
     if not p.data.d_min <= 0.0 <= p.data.d_max or p.data.a_max <= 0:
         raise GGIKError("params: data.d_min <= 0 <= data.d_max and data.a_max > 0 are required")
-    for key, choices in MODEL_CHOICES.items():
-        if getattr(p.model, key) not in choices:
-            raise GGIKError(f"params: model.{key} must be {' or '.join(choices)}, got {getattr(p.model, key)!r}")
+    try:
+        p.model.check()
+    except ValueError as exc:
+        raise GGIKError(f"params: {exc}") from None
     if p.train.deterministic.lower() not in ("auto", "true", "false"):
         raise GGIKError(f"params: train.deterministic must be auto, true or false, got {p.train.deterministic!r}")
     if p.train.lr_schedule not in ("step", "cosine"):
@@ -167,13 +168,6 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise GGIKError(f"params: train.precision must be fp32, tf32 or bf16, got {p.train.precision!r}")
     if p.train.kernels not in ("fused", "eager"):
         raise GGIKError(f"params: train.kernels must be fused or eager, got {p.train.kernels!r}")
-    if p.model.prior_mixture == "graph" and p.model.latent_scope == "graph":
-        raise GGIKError(f"params: model.{SHARED_MIXTURE_NEEDS_NODES}")
-    if p.model.symmetric and p.model.layer != "egnn":
-        raise GGIKError("params: model.symmetric needs model.layer egnn (EGAT's direction features are antisymmetric)")
-    for key in ("full_layers", "decoder_layers", "partial_layers"):
-        if getattr(p.model, key) < 0:
-            raise GGIKError(f"params: model.{key} must be 0 (same as model.layers) or more, got {getattr(p.model, key)}")
     _validate(p)
     return p
 

@@ -252,7 +252,7 @@ def run_epoch(net: torch.nn.Module, graphs, plan, tp: TrainParams, beta: float |
     # every batch's indices go to the device in one copy per epoch, not one (synchronising) copy per step
     on_device = torch.cat([i for _, i in plan]).to(env.device).split([i.numel() for _, i in plan]) if plan else ()
     for step, ((dof, _), idx) in enumerate(zip(plan, on_device), 1):
-        b = make_batch(subset(graphs[dof], idx), cfg.directions, home_init=cfg.home_init)
+        b = make_batch(subset(graphs[dof], idx), cfg)
         beta_now = beta(step / len(plan)) if callable(beta) else beta
         with torch.set_grad_enabled(training), autocast:
             losses = net(b, beta_now, tp.anchor_weight, tp.node_weight, tp.free_bits, consistency=tp.consistency if training else 0.0)
@@ -333,7 +333,7 @@ def _train(params: Params, graph_dir: Path, out_dir: Path, metrics_dir: Path, en
     graphs = {dof: _to(g, device) for dof, g in graphs.items()}  # device-resident: batches are built there
     cfg = params.model
     model = GGIK(cfg).to(device)
-    model.use_fused(tp.kernels == "fused")  # CPU only: the layers fall back to torch ops on a GPU
+    model.use_kernels(tp.kernels)  # CPU only: the layers run torch ops on a GPU
     net: torch.nn.Module = model
     if env.world > 1:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)

@@ -1,11 +1,9 @@
 r"""Batched graph inputs for the model, built vectorised from :class:`ProblemGraphs` tensors.
 
 All graphs of one batch share a DOF, so one complete edge set is offset per graph (no Python
-loop per graph). Edge attributes ``a_ij`` (edge ``j -> i``):
-
-* partial graph :math:`\tilde G`: ``[d_ij · known_ij, known_ij]`` and, for EGAT, the direction
-  :math:`x_j - x_i` only when both end points are anchors (known in :math:`\tilde G`);
-* full graph :math:`G`: ``[d_ij, known_ij]`` and, for EGAT, :math:`x_j - x_i` on every edge.
+loop per graph). The edge attributes ``a_ij`` (edge ``j -> i``) are the named features of the
+model's :class:`~ggik_core.data.edges.EdgeSpec` (:mod:`ggik_core.data.edges`), on the partial
+graph :math:`\tilde G` and, with the answer, on the full graph :math:`G`.
 
 The partial inputs are functions of the robot (home positions, known mask) and the goal only.
 
@@ -19,11 +17,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
+from ggik_core.data.edges import EdgeInputs, EdgeSpec
 from ggik_core.data.graph import ProblemGraphs, anchor_positions, layout, node_features, num_nodes, partial_distances
+
+
+class BatchConfig(Protocol):
+    """What :func:`make_batch` reads of a model config
+    (:class:`~ggik_core.model.config.ModelConfig` has both)."""
+
+    @property
+    def edges(self) -> EdgeSpec: ...
+
+    @property
+    def home_init(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """A :class:`BatchConfig` of its own, for callers without a model config."""
+
+    edges: EdgeSpec
+    home_init: bool = False
 
 
 @dataclass
@@ -32,10 +51,13 @@ class GraphBatch:
     num_graphs: int
     h: Tensor  # (B*N, F) node features
     x_partial: Tensor  # (B*N, 3): anchors placed, others zero
-    e_partial: Tensor  # (B, N, N, 2 [+3]) partial-graph edge attributes, [b, j, i]
+    e_partial: Tensor  # (B, N, N, F) partial-graph edge attributes (the features of ``edges``), [b, j, i]
     anchor: Tensor  # (B*N,) bool
+    known: Tensor  # (B, N, N) bool: distance known in the partial graph
+    d_known: Tensor  # (B, N, N): the known distances, 0 elsewhere
+    edges: EdgeSpec  # the named edge features of e_partial and e_full
     x: Tensor | None = None  # (B*N, 3) true positions
-    e_full: Tensor | None = None  # (B, N, N, 2 [+3]) full-graph edge attributes, [b, j, i]
+    e_full: Tensor | None = None  # (B, N, N, F) full-graph edge attributes, [b, j, i]
 
     @property
     def nodes_per_graph(self) -> int:
@@ -75,10 +97,10 @@ def _edge_values(m: Tensor, dof: int) -> Tensor:
     return m[:, ei[0], ei[1]].reshape(-1, *m.shape[3:])
 
 
-def make_batch(g: ProblemGraphs, directions: bool, with_answer: bool = True, dtype: torch.dtype = torch.float32, home_init: bool = False) -> GraphBatch:
-    """Model inputs for every graph of ``g`` (one DOF).
+def make_batch(g: ProblemGraphs, cfg: BatchConfig, with_answer: bool = True, dtype: torch.dtype = torch.float32) -> GraphBatch:
+    """Model inputs for every graph of ``g`` (one DOF), with the edge features ``cfg.edges``.
 
-    ``home_init``: start the unknown nodes of the partial graph at their home-configuration
+    ``cfg.home_init``: start the unknown nodes of the partial graph at their home-configuration
     positions (a function of the robot only) instead of at the origin.
     """
     dof = g.dof
@@ -88,20 +110,18 @@ def make_batch(g: ProblemGraphs, directions: bool, with_answer: bool = True, dty
     home = g.home.to(dtype)
     xa = anchor_positions(goal, dof)  # (B, N, 3)
     anchor = layout(dof, goal.device).anchor
-    d_part = partial_distances(home, g.known, goal)
-    known = g.known.to(dtype)
-    e_partial = [d_part[..., None], known[..., None]]
-    if directions:
-        both = (anchor[:, None] & anchor[None, :]).expand(B, N, N)
-        dvec = xa[:, :, None, :] - xa[:, None, :, :]  # [b, j, i] = x_j - x_i
-        e_partial.append(torch.where(both[..., None], dvec, torch.zeros_like(dvec)))
+    d_known = partial_distances(home, g.known, goal)
+    e_partial = cfg.edges.build(EdgeInputs(known=g.known, d_known=d_known, pos=xa, anchor=anchor, full=False))
     batch = GraphBatch(
         dof=dof,
         num_graphs=B,
         h=node_features(goal, dof).reshape(B * N, -1),
-        x_partial=(torch.where(anchor[None, :, None], xa, home) if home_init else xa).reshape(B * N, 3),
-        e_partial=torch.cat(e_partial, -1),
+        x_partial=(torch.where(anchor[None, :, None], xa, home) if cfg.home_init else xa).reshape(B * N, 3),
+        e_partial=e_partial,
         anchor=anchor.repeat(B),
+        known=g.known,
+        d_known=d_known,
+        edges=cfg.edges,
     )
     if with_answer:
         batch = with_answer_positions(batch, g.pos.to(dtype))
@@ -110,14 +130,11 @@ def make_batch(g: ProblemGraphs, directions: bool, with_answer: bool = True, dty
 
 def with_answer_positions(b: GraphBatch, pos: Tensor) -> GraphBatch:
     """``b`` with its full graph taken from node positions ``pos (B, N, 3)``: ``x`` and the
-    full-graph edge attributes (distances, the known-edge flag of ``b``'s partial graph, and the
-    relative positions when ``b`` carries directions)."""
+    full-graph edge features of ``b.edges``."""
     B, N = b.num_graphs, b.nodes_per_graph
     pos = pos.reshape(B, N, 3).to(b.e_partial.dtype)
-    e_full = [torch.cdist(pos, pos)[..., None], b.e_partial[..., 1:2]]
-    if b.e_partial.shape[-1] > 2:  # directions
-        e_full.append(pos[:, :, None, :] - pos[:, None, :, :])
-    kw = dict(b.__dict__, x=pos.reshape(B * N, 3), e_full=torch.cat(e_full, -1))
+    e_full = b.edges.build(EdgeInputs(known=b.known, d_known=b.d_known, pos=pos, anchor=b.anchor[:N], full=True))
+    kw = dict(b.__dict__, x=pos.reshape(B * N, 3), e_full=e_full)
     return GraphBatch(**kw)
 
 
@@ -138,4 +155,7 @@ def repeat_batch_partial(b: GraphBatch, k: int) -> GraphBatch:
         x_partial=rep_nodes(b.x_partial),
         e_partial=rep_graphs(b.e_partial),
         anchor=rep_nodes(b.anchor),
+        known=rep_graphs(b.known),
+        d_known=rep_graphs(b.d_known),
+        edges=b.edges,
     )

@@ -1,27 +1,32 @@
 """The typed model config: the ``model`` section of ``params.yaml`` and of every checkpoint.
 
-Its defaults are the project's defaults (``params.yaml`` is checked against them by a test);
-:data:`REFERENCE_SIZES` are the GGIK reference code's sizes (spec §5), used by the GPU preset and
-``ggik bench``.
+It owns the model's defaults (``params.yaml`` is checked against them by a test), its choices
+(:func:`choices`: the registered layers and :data:`CHOICES`) and its cross-field rules
+(:meth:`ModelConfig.check`); :data:`REFERENCE_SIZES` are the GGIK reference code's sizes, used by
+the GPU preset and ``ggik bench``.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ggik_core.data.edges import EdgeSpec
 from ggik_core.data.graph import NODE_FEATURES
+from ggik_core.model.layers.registry import layer_entry, layer_names
 
 #: the reference code's sizes: 5 layers of width 128, latent 16 per node, 16 mixture components
 REFERENCE_SIZES = {"hidden": 128, "layers": 5, "latent": 16, "components": 16}
 
 
-#: the values of the choice fields of :class:`ModelConfig`, checked by ``load_params`` (one-line
-#: params errors) and by the model (``ValueError``)
-CHOICES = {"layer": ("egnn", "egat"), "phi_x": ("mlp", "linear"), "phi_e": ("mlp", "single"),
+#: the values of the choice fields of :class:`ModelConfig` other than ``layer`` (whose values are
+#: the registered layers, :func:`choices`)
+CHOICES = {"phi_x": ("mlp", "linear"), "phi_e": ("mlp", "single"),
            "latent_scope": ("node", "graph"), "prior_mixture": ("node", "graph")}
 
-#: why ``prior_mixture="graph"`` cannot go with ``latent_scope="graph"``
-SHARED_MIXTURE_NEEDS_NODES = "prior_mixture=graph needs latent_scope=node (a per-graph latent has one mixture already)"
+
+def choices() -> dict[str, tuple[str, ...]]:
+    """Every choice field of :class:`ModelConfig` with its allowed values."""
+    return {"layer": layer_names(), **CHOICES}
 
 
 @dataclass(frozen=True)
@@ -46,12 +51,29 @@ class ModelConfig:
     prior_mixture: str = "node"  # node: each node draws its own prior component (the reference) | graph: one component per graph, shared by its nodes
 
     @property
-    def directions(self) -> bool:
-        return self.layer == "egat"
+    def edges(self) -> EdgeSpec:
+        """The named edge features of the layer type (its registry entry)."""
+        return layer_entry(self.layer).edges
 
     @property
     def edge_dim(self) -> int:
-        return 5 if self.directions else 2
+        return self.edges.width
+
+    def check(self) -> None:
+        """``ValueError`` with one line naming the field for a value the model cannot run: a
+        choice out of :func:`choices`, a negative depth, or options that do not go together."""
+        for key, allowed in choices().items():
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"model.{key} must be {' or '.join(allowed)}, got {getattr(self, key)!r}")
+        if self.prior_mixture == "graph" and self.latent_scope == "graph":
+            raise ValueError("model.prior_mixture=graph needs model.latent_scope=node (a per-graph latent has one mixture already)")
+        try:
+            layer_entry(self.layer).cls.config_options(self)
+        except ValueError as exc:
+            raise ValueError(f"model.layer {self.layer}: {exc}") from None
+        for key in ("full_layers", "decoder_layers", "partial_layers"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"model.{key} must be 0 (same as model.layers) or more, got {getattr(self, key)}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -66,6 +66,7 @@ the term trains the decoder to map any prior latent to a valid configuration.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -73,9 +74,8 @@ import torch
 from torch import Tensor, nn
 
 from ggik_core.data.batch import GraphBatch, repeat_batch_partial, with_answer_positions
-from ggik_core.model.config import CHOICES, SHARED_MIXTURE_NEEDS_NODES, ModelConfig
-from ggik_core.model.egat import EGATLayer
-from ggik_core.model.egnn import EGNNLayer
+from ggik_core.model.config import ModelConfig
+from ggik_core.model.layers.registry import layer_entry
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -84,14 +84,9 @@ def mlp(i: int, h: int, o: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(i, h), nn.LayerNorm(h), nn.SiLU(), nn.Linear(h, o))
 
 
-def check_choice(cfg: ModelConfig, key: str) -> None:
-    """``ValueError`` unless ``cfg.<key>`` is one of :data:`~ggik_core.model.config.CHOICES` ``[key]``."""
-    if getattr(cfg, key) not in CHOICES[key]:
-        raise ValueError(f"unknown {key} {getattr(cfg, key)!r} ({' or '.join(CHOICES[key])})")
-
-
 class GraphStack(nn.Module):
-    """``L`` message-passing layers (EGNN or EGAT) over a fixed graph, updating ``h`` and ``x``.
+    """``L`` message-passing layers of the registered type ``cfg.layer``
+    (:mod:`~ggik_core.model.layers.registry`) over a fixed graph, updating ``h`` and ``x``.
 
     ``coords_out`` / ``features_out``: whether the caller reads the last layer's coordinates /
     features; the last layer does not build the update nobody reads (so every parameter trains).
@@ -99,22 +94,12 @@ class GraphStack(nn.Module):
 
     def __init__(self, cfg: ModelConfig, coords_out: bool = True, features_out: bool = True, depth: int = 0) -> None:
         super().__init__()
-        for key in ("layer", "phi_x", "phi_e"):
-            check_choice(cfg, key)
-        if cfg.symmetric and cfg.layer != "egnn":
-            raise ValueError("symmetric messages are for egnn layers (EGAT's direction features are antisymmetric)")
-        layers = []
+        cfg.check()
+        cls = layer_entry(cfg.layer).cls
         depth = depth or cfg.layers
-        for i in range(depth):
-            last = i == depth - 1
-            kw = dict(edge_dim=cfg.edge_dim, hidden_channels=cfg.hidden, coords_agg_norm=cfg.coords_agg_norm,
-                      update_coords=coords_out or not last, update_features=features_out or not last,
-                      coord_mlp=cfg.phi_x == "mlp", edge_mlp=cfg.phi_e == "mlp")
-            if cfg.layer == "egnn":
-                layers.append(EGNNLayer(cfg.hidden, symmetric=cfg.symmetric, **kw))
-            else:
-                layers.append(EGATLayer(cfg.hidden, message_channels=cfg.message, **kw))
-        self.layers = nn.ModuleList(layers)
+        self.layers = nn.ModuleList(
+            cls.from_config(cfg, update_coords=coords_out or i < depth - 1, update_features=features_out or i < depth - 1)
+            for i in range(depth))
 
     def forward(self, h: Tensor, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> tuple[Tensor, Tensor]:
         for layer in self.layers:
@@ -146,6 +131,7 @@ class GGIK(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        cfg.check()
         H, D, K = cfg.hidden, cfg.latent, cfg.components
         self.embed_partial = nn.Linear(cfg.node_features, H)
         self.enc_partial = GraphStack(cfg, depth=cfg.partial_layers)
@@ -155,10 +141,6 @@ class GGIK(nn.Module):
         self.posterior_head = mlp(2 * H, H, 2 * D)
         self.embed_dec = nn.Linear(D + H, H)
         self.decoder = GraphStack(cfg, features_out=False, depth=cfg.decoder_layers)
-        for key in ("latent_scope", "prior_mixture"):
-            check_choice(cfg, key)
-        if cfg.prior_mixture == "graph" and cfg.latent_scope == "graph":
-            raise ValueError(SHARED_MIXTURE_NEEDS_NODES)
 
     @property
     def per_graph(self) -> bool:
@@ -175,12 +157,30 @@ class GGIK(nn.Module):
         N = b.nodes_per_graph
         return z[:, None, :].expand(z.shape[0], N, z.shape[-1]).reshape(-1, z.shape[-1])
 
-    def use_fused(self, fused: bool = True) -> None:
-        """Run the layers' dense path through the fused CPU kernels where they apply
-        (:meth:`~ggik_core.model.equivariant.EquivariantConv.fusable`)."""
-        for layer in self.modules():
-            if isinstance(layer, (EGNNLayer, EGATLayer)):
-                layer.fused = fused
+    def use_kernels(self, kernels: str) -> str | None:
+        """``"fused"``: run the layers' dense path on CPU through their registered fused
+        implementation where it matches the layers' structure
+        (:meth:`~ggik_core.model.fused.edges.AlphaWeightedEdges.mismatch`), ``"eager"``: through torch
+        operations. Where fused kernels are asked for and do not apply, one warning says why and
+        those layers run eagerly; returns that reason (``None`` when every layer runs fused)."""
+        if kernels not in ("fused", "eager"):
+            raise ValueError(f"kernels must be fused or eager, got {kernels!r}")
+        fused = layer_entry(self.cfg.layer).fused
+        reasons = []
+        for stack in (self.enc_partial, self.enc_full, self.decoder):
+            for layer in stack.layers:
+                why = None
+                if kernels == "fused":
+                    why = "it has no fused implementation" if fused is None else fused.mismatch(layer)
+                layer.use_kernels(fused.bind(layer) if kernels == "fused" and why is None else None)
+                if why is not None and why not in reasons:
+                    reasons.append(why)
+        if not reasons:
+            return None
+        why = "; ".join(reasons)
+        warnings.warn(f"fused kernels do not apply to layer {self.cfg.layer!r} ({why}): it runs the eager path",
+                      RuntimeWarning, stacklevel=2)
+        return why
 
     #: run the layers on dense ``(B, N, N, F)`` edge tensors (same function as the PyG path,
     #: which stays as the reference; tests check that both agree)
@@ -263,7 +263,7 @@ class GGIK(nn.Module):
         log_q = _diag_normal_logpdf(z, mu_q, ls_q)
         prior = self.prior(self.pool(h_p, b))
         if self.shared_component:
-            kl = (log_q.reshape(b.num_graphs, N).sum(-1) - _shared_mixture_logpdf(z, *prior, b.num_graphs)) / N
+            kl = (log_q.reshape(b.num_graphs, N).sum(-1) - shared_mixture_logpdf(z, *prior, b.num_graphs)) / N
         else:
             kl = (log_q - _mixture_logpdf(z, *prior)).reshape(b.num_graphs, -1).sum(-1) / N
         rec, kl = rec.mean(), kl.mean()
@@ -339,7 +339,7 @@ def consistency_residual(x: Tensor, b: GraphBatch, anchor_weight: float, node_we
     pinned = torch.where(anchor, x_a, x)
     sq = (pinned[:, :, None, :] - pinned[:, None, :, :]).pow(2).sum(-1)  # [b, j, i]
     dist = sq.clamp_min(1e-12).sqrt()  # no NaN gradient on the (masked) diagonal
-    known, d = b.e_partial[..., 1].float(), b.e_partial[..., 0].float()
+    known, d = b.known.float(), b.d_known.float()
     dist_term = (known * (dist - d).pow(2)).sum((1, 2)) / 2
     anchor_term = (anchor[..., 0].float() * (x - x_a).pow(2).sum(-1)).sum(-1)
     return (node_weight * dist_term + anchor_weight * anchor_term) / N
@@ -368,7 +368,7 @@ def shared_prior_sample(logits: Tensor, mu: Tensor, log_sigma: Tensor, graphs: i
     return torch.gather(mu, 1, idx) + torch.gather(log_sigma, 1, idx).exp() * eps
 
 
-def _shared_mixture_logpdf(z: Tensor, logits: Tensor, mu: Tensor, log_sigma: Tensor, graphs: int) -> Tensor:
+def shared_mixture_logpdf(z: Tensor, logits: Tensor, mu: Tensor, log_sigma: Tensor, graphs: int) -> Tensor:
     r""":math:`\log \sum_k \pi_k \prod_i \mathcal N(z_i; \mu_{ik}, \sigma_{ik}^2)` per graph ``(B,)``."""
     M, K, _ = mu.shape
     comp = _diag_normal_logpdf(z[:, None, :], mu, log_sigma).reshape(graphs, M // graphs, K).sum(1)  # (B, K)

@@ -102,7 +102,7 @@ def sample_solutions(
     for s in range(0, goals.shape[0], per):
         sl = slice(s, s + per)
         sub = ProblemGraphs(g.dof, g.pos[sl], g.home[sl], g.known[sl], g.goal[sl], g.q[sl])
-        b = make_batch(sub, model.cfg.directions, with_answer=False, home_init=model.cfg.home_init).to(device)
+        b = make_batch(sub, model.cfg, with_answer=False).to(device)
         goal_dev = g.goal[sl, None].to(device)
 
         def arm_pose(rb: GraphBatch, x: Tensor, goal_dev: Tensor = goal_dev) -> GraphBatch:

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from ggik_core.data.batch import make_batch
+from ggik_core.data.batch import BatchOptions, make_batch
+from ggik_core.data.edges import EdgeSpec
 from ggik_core.robots.catalog import ARM_NAMES, load_arm
 from ggik_core.data.graph import (
     NODE_FEATURES,
@@ -23,6 +24,10 @@ from ggik_core.robots.robot import dh_chain
 
 TOL = 1e-9
 GEOMETRIES = ("coplanar", "noncoplanar")
+
+EDGES = {False: BatchOptions(EdgeSpec(("distance", "known"))),
+         True: BatchOptions(EdgeSpec(("distance", "known", "direction")))}
+
 
 
 def random_setup(n: int, geometry: str, count: int, seed: int):
@@ -243,7 +248,7 @@ def test_partial_batch_directions_only_between_anchors(geometry, n):
     B = 16
     chain, q, _ = random_setup(n, geometry, B, seed=70 + n)
     g = graphs_at(chain, q)
-    b = make_batch(g, directions=True, dtype=torch.float64)
+    b = make_batch(g, EDGES[True], dtype=torch.float64)
     N = num_nodes(n)
     E = N * (N - 1)
     assert b.edge_index.shape == (2, B * E)
@@ -287,7 +292,7 @@ def test_partial_batch_directions_only_between_anchors(geometry, n):
 
 def test_direction_sign_is_source_minus_target():
     chain, q, _ = random_setup(6, "coplanar", 2, seed=81)
-    b = make_batch(graphs_at(chain, q), directions=True, dtype=torch.float64)
+    b = make_batch(graphs_at(chain, q), EDGES[True], dtype=torch.float64)
     src, dst = b.edge_index  # row = source j, col = target i
     both = b.anchor[src] & b.anchor[dst]
     assert torch.allclose(b.edge_partial[both, 2:5], b.x_partial[src[both]] - b.x_partial[dst[both]], atol=1e-12)
@@ -296,10 +301,10 @@ def test_direction_sign_is_source_minus_target():
 
 def test_batch_without_directions_has_two_edge_features():
     chain, q, _ = random_setup(6, "noncoplanar", 4, seed=80)
-    b = make_batch(graphs_at(chain, q), directions=False)
+    b = make_batch(graphs_at(chain, q), EDGES[False])
     assert b.edge_partial.shape[-1] == 2 and b.edge_full.shape[-1] == 2
     assert b.edge_partial.dtype == torch.float32
-    b2 = make_batch(graphs_at(chain, q), directions=False, with_answer=False)
+    b2 = make_batch(graphs_at(chain, q), EDGES[False], with_answer=False)
     assert b2.x is None and b2.edge_full is None
     assert torch.equal(b2.edge_partial, b.edge_partial)
 
@@ -329,6 +334,6 @@ def test_catalog_arms_build_graphs(name):
     spread = d_true.max(0).values - d_true.min(0).values
     assert float((spread * (g.known[0] & ~anchor_pairs(n))).max()) < cat_tol
     assert float((spread * ~g.known[0]).max()) > 1e-2
-    b = make_batch(g, directions=True)
+    b = make_batch(g, EDGES[True])
     assert torch.isfinite(b.edge_partial).all() and torch.isfinite(b.edge_full).all()
     assert torch.isfinite(b.h).all()

@@ -10,11 +10,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ggik_core.data.batch import GraphBatch, make_batch
+from ggik_core.data.batch import BatchOptions, GraphBatch, make_batch
+from ggik_core.data.edges import EdgeSpec
 from ggik_core.robots.catalog import load_arm
 from ggik_core.data.graph import build_problem_graphs
 from ggik_core.model.cvae import GGIK, ModelConfig
 from ggik_core.solve.refine import RefineConfig, refine
+
+EDGES = {False: BatchOptions(EdgeSpec(("distance", "known"))),
+         True: BatchOptions(EdgeSpec(("distance", "known", "direction")))}
 
 PARTIAL = ("h", "x_partial", "edge_partial", "edge_index", "anchor")
 FULL = ("x", "edge_full")
@@ -38,7 +42,8 @@ def batches(name: str, directions: bool, home_init: bool = False) -> tuple[Graph
     chain = robot.chain[None]
     g1 = build_problem_graphs(chain, q1, goal)
     g2 = build_problem_graphs(chain, q2, goal)  # the SAME goal tensor
-    return make_batch(g1, directions=directions, home_init=home_init), make_batch(g2, directions=directions, home_init=home_init)
+    opts = BatchOptions(EDGES[directions].edges, home_init)
+    return make_batch(g1, opts), make_batch(g2, opts)
 
 
 @pytest.mark.parametrize("name", ["kuka", "panda"])
@@ -83,7 +88,7 @@ def test_conditional_path_outputs_bit_identical(layer, name, home_init):
     torch.manual_seed(0)
     cfg = ModelConfig(layer=layer, hidden=16, layers=2, latent=4, components=3, message=8, home_init=home_init)
     model = GGIK(cfg).eval()
-    b1, b2 = batches(name, cfg.directions, cfg.home_init)
+    b1, b2 = batches(name, cfg.layer == "egat", cfg.home_init)
     with torch.no_grad():
         h1, x1 = model.encode_partial(b1)
         h2, x2 = model.encode_partial(b2)

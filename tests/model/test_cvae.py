@@ -14,7 +14,7 @@ from ggik_core.robots.random_robots import RandomRobotConfig
 
 def _batch():
     pb = random_problems(6, 6, RandomRobotConfig(), torch.Generator().manual_seed(8))
-    return make_batch(build_problem_graphs(pb.chain, pb.q, pb.goal), False)
+    return make_batch(build_problem_graphs(pb.chain, pb.q, pb.goal), ModelConfig())
 
 
 def _plain_loss() -> tuple:
@@ -45,12 +45,12 @@ def test_free_bits_clamp_the_kl_term_only_below_the_floor():
 
 
 def test_a_graph_latent_gives_every_node_of_a_sample_the_same_z():
-    b = make_batch(build_problem_graphs(*_problems()), False, dtype=torch.float64)
+    b = make_batch(build_problem_graphs(*_problems()), ModelConfig(), dtype=torch.float64)
     torch.manual_seed(0)
     model = GGIK(ModelConfig(hidden=16, layers=2, latent=4, components=3, latent_scope="graph")).double()
     seen = []
     model.embed_dec.register_forward_hook(lambda mod, inp, out: seen.append(inp[0]))
-    bp = make_batch(build_problem_graphs(*_problems()), False, with_answer=False, dtype=torch.float64)
+    bp = make_batch(build_problem_graphs(*_problems()), ModelConfig(), with_answer=False, dtype=torch.float64)
     x = model.sample(bp, 5, generator=torch.Generator().manual_seed(2))
     assert x.shape == (bp.num_graphs, 5, bp.nodes_per_graph, 3)
     z = seen[-1][:, :4].reshape(bp.num_graphs, 5, bp.nodes_per_graph, 4)
@@ -85,7 +85,7 @@ def test_posterior_mean_decoding_is_deterministic_and_matches_the_decoder():
 def test_consistency_residual_is_zero_on_true_positions_and_grows_with_errors():
     from ggik_core.model.cvae import consistency_residual
 
-    b = make_batch(build_problem_graphs(*_problems()), False, dtype=torch.float64)
+    b = make_batch(build_problem_graphs(*_problems()), ModelConfig(), dtype=torch.float64)
     exact = consistency_residual(b.x, b, 1.0, 10.0)
     assert exact.shape == (b.num_graphs,) and float(exact.max()) < 1e-10
     moved = b.x.clone()
@@ -115,7 +115,7 @@ def test_a_graph_mixture_gives_every_node_of_a_sample_the_same_component():
     """``prior_mixture="graph"``: with components far apart, every node of one draw takes the same
     component, different draws different ones; the log-density is the brute-force mixture over
     whole graphs, and the loss trains."""
-    from ggik_core.model.cvae import _shared_mixture_logpdf, shared_prior_sample
+    from ggik_core.model.cvae import shared_mixture_logpdf, shared_prior_sample
 
     B, N, K, D = 3, 5, 4, 2
     logits = torch.zeros(B * N, K, dtype=torch.float64)
@@ -132,7 +132,7 @@ def test_a_graph_mixture_gives_every_node_of_a_sample_the_same_component():
     zz = torch.randn(B * N, D, generator=gen, dtype=torch.float64)
     pi = torch.softmax(logits.reshape(B, N, K).mean(1), -1)
     dens = torch.distributions.Normal(mu, log_sigma.exp()).log_prob(zz[:, None, :]).sum(-1).reshape(B, N, K).sum(1).exp()
-    torch.testing.assert_close(_shared_mixture_logpdf(zz, logits, mu, log_sigma, B), (pi * dens).sum(-1).log())
+    torch.testing.assert_close(shared_mixture_logpdf(zz, logits, mu, log_sigma, B), (pi * dens).sum(-1).log())
     b = _batch()
     torch.manual_seed(0)
     model = GGIK(ModelConfig(hidden=16, layers=2, latent=4, components=3, prior_mixture="graph"))
@@ -140,7 +140,7 @@ def test_a_graph_mixture_gives_every_node_of_a_sample_the_same_component():
     out["total"].backward()
     assert torch.isfinite(out["total"]) and float(out["kl"]) > 0
     assert model.prior_head[-1].weight.grad.abs().sum() > 0
-    bp = make_batch(build_problem_graphs(*_problems()), False, with_answer=False)
+    bp = make_batch(build_problem_graphs(*_problems()), ModelConfig(), with_answer=False)
     assert model.sample(bp, 4, generator=torch.Generator().manual_seed(2)).shape == (bp.num_graphs, 4, bp.nodes_per_graph, 3)
 
 
@@ -158,7 +158,7 @@ def test_reencoding_decodes_the_posterior_mean_of_the_previous_sample():
 
     torch.manual_seed(0)
     model = GGIK(ModelConfig(hidden=16, layers=2, latent=4, components=3)).double().eval()
-    bp = make_batch(build_problem_graphs(*_problems()), False, with_answer=False, dtype=torch.float64)
+    bp = make_batch(build_problem_graphs(*_problems()), ModelConfig(), with_answer=False, dtype=torch.float64)
     k, N, B = 4, bp.nodes_per_graph, bp.num_graphs
     x0 = model.sample(bp, k, generator=torch.Generator().manual_seed(3))
     x1 = model.sample(bp, k, generator=torch.Generator().manual_seed(3), passes=1)
@@ -185,7 +185,7 @@ def test_over_relaxed_reencoding_extrapolates_the_latent_after_the_first_pass():
 
     torch.manual_seed(0)
     model = GGIK(ModelConfig(hidden=16, layers=2, latent=4, components=3)).double().eval()
-    bp = make_batch(build_problem_graphs(*_problems()), False, with_answer=False, dtype=torch.float64)
+    bp = make_batch(build_problem_graphs(*_problems()), ModelConfig(), with_answer=False, dtype=torch.float64)
     k, N, B = 3, bp.nodes_per_graph, bp.num_graphs
 
     def draw(passes: int, relax: float) -> torch.Tensor:

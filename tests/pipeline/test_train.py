@@ -55,7 +55,7 @@ def test_overfits_a_tiny_dataset(layer):
     pb = random_problems(8, 6, RandomRobotConfig(), torch.Generator().manual_seed(0))
     cfg = ModelConfig(layer=layer, hidden=32, layers=3, latent=4, components=2, message=32)
     model = GGIK(cfg)
-    b = make_batch(build_problem_graphs(pb.chain, pb.q, pb.goal), cfg.directions)
+    b = make_batch(build_problem_graphs(pb.chain, pb.q, pb.goal), cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     first = None
     for _ in range(300):
@@ -79,7 +79,7 @@ def test_every_parameter_trains(layer):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     assert sum(len(g["params"]) for g in opt.param_groups) == len(names)
     pb = random_problems(4, 6, RandomRobotConfig(geometry="noncoplanar"), torch.Generator().manual_seed(3))
-    b = make_batch(build_problem_graphs(pb.chain, pb.q, pb.goal), cfg.directions)
+    b = make_batch(build_problem_graphs(pb.chain, pb.q, pb.goal), cfg)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     losses = model.loss(b, beta=1.0)
     losses.total.backward()

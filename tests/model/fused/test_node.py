@@ -8,8 +8,9 @@ import copy
 import pytest
 import torch
 
-from ggik_core.model import EGATLayer, EGNNLayer
-from ggik_core.model.fused_node import fused_node_update, node_update_fusable
+from ggik_core.model.layers.egat import EGATLayer
+from ggik_core.model.layers.egnn import EGNNLayer
+from ggik_core.model.fused.node import fused_node_update, node_update_fusable
 
 
 def _layer(kind: str, norm: bool, update_coords: bool = True):

@@ -1,5 +1,6 @@
-"""The fused CPU kernels of the EGAT edge block (attention included) compute the PyG layer's
-function with its gradients in float64, and stay close to it in float32 and bf16 autocast."""
+"""The fused CPU kernels of the α-weighted edge block with softmax attention (the EGAT layer)
+compute the PyG layer's function with its gradients in float64, and stay close to it in float32
+and bf16 autocast."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import copy
 
 import pytest
 import torch
-from test_fused_egnn import UPDATES, _close, _complete, _inputs, _outputs_and_grads, _rotation, check_model_equals_pyg
+from test_edges_egnn import (UPDATES, _close, _complete, _inputs, _outputs_and_grads, _rotation, check_model_equals_pyg,
+                             count_fused_calls, fuse)
 
-from ggik_core.model import EGATLayer
+from ggik_core.model.fused.edges import ALPHA_WEIGHTED
+from ggik_core.model.layers.egat import EGATLayer
 from ggik_core.model.config import ModelConfig
 
 
@@ -19,18 +22,14 @@ def _layer(edge_dim: int, update: tuple[bool, bool], seed: int = 0) -> EGATLayer
                       update_coords=update[0], update_features=update[1]).double()
     for p in layer.parameters():  # weights large enough that every term (the attention too) shows
         torch.nn.init.normal_(p, std=0.4)
-    layer.fused = True
+    fuse(layer)
     return layer
 
 
 @pytest.mark.parametrize("edge_dim", [0, 5])
 @pytest.mark.parametrize("update", UPDATES)
 def test_fused_layer_equals_pyg_layer_with_gradients(edge_dim, update, monkeypatch):
-    from ggik_core.model import fused_egat
-
-    calls = []
-    apply = fused_egat.FusedEGATEdges.apply
-    monkeypatch.setattr(fused_egat.FusedEGATEdges, "apply", lambda *a: calls.append(1) or apply(*a))
+    calls = count_fused_calls(monkeypatch)
     B, N = 3, 6
     layer = _layer(edge_dim, update)
     h, x, e = _inputs(B, N, edge_dim)
@@ -78,7 +77,7 @@ def test_float32_and_bf16_kernels_stay_close_to_float64(update):
             assert _close(a, b) < 1e-4
     errs = {}
     for fused in (True, False):  # bf16: the fused kernels against the eager bf16 path
-        layer.fused = fused
+        layer.use_kernels(ALPHA_WEIGHTED.bind(layer) if fused else None)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = _outputs_and_grads(lambda: layer.forward_dense(h32, x32, e.float()), layer, h32, x32)
         assert out[1].dtype == torch.float32
@@ -97,5 +96,12 @@ def test_attention_is_returned_by_the_eager_path():
     assert torch.allclose(h1, h2, atol=1e-12, rtol=0) and torch.allclose(x1, x2, atol=1e-12, rtol=0)
 
 
-def test_model_with_fused_egat_layers_equals_pyg_model():
-    check_model_equals_pyg(ModelConfig(layer="egat", hidden=16, layers=2, latent=4, components=3, message=16), EGATLayer)
+def test_model_with_fused_egat_layers_equals_pyg_model(monkeypatch):
+    check_model_equals_pyg(ModelConfig(layer="egat", hidden=16, layers=2, latent=4, components=3, message=16), monkeypatch)
+
+
+def test_the_attention_mlp_is_part_of_the_structure_check():
+    layer = EGATLayer(8, edge_dim=5)
+    assert ALPHA_WEIGHTED.mismatch(layer) is None
+    layer.phi_att[1] = torch.nn.Tanh()
+    assert "phi_att's activation is Tanh" in ALPHA_WEIGHTED.mismatch(layer)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ggik_core.model.kernels import native_bf16, primitives
+from ggik_core.model.fused.kernels import native_bf16, primitives
 
 
 def _stored(values: np.ndarray) -> np.ndarray:

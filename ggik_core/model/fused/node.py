@@ -1,4 +1,4 @@
-r"""The feature update of the EGNN and EGAT layers (:meth:`~ggik_core.model.equivariant.EquivariantConv.node_update`)
+r"""The feature update of the EGNN and EGAT layers (:meth:`~ggik_core.model.layers.base.EquivariantConv.node_update`)
 as one autograd function with fused CPU kernels, for the layers whose edge block runs fused:
 
 .. math::
@@ -14,7 +14,7 @@ as one autograd function with fused CPU kernels, for the layers whose edge block
 eager path spends a node update in some twenty small operations forward and as many backward
 (concatenation, casts, the SiLU, the residual sum, the layer norm, their autograd nodes); here
 the element-wise work runs in numba kernels between the four products, which stay torch's. In
-"bf16" mode (:data:`~ggik_core.model.kernels.MODES`) the products' operands are bf16, as CPU
+"bf16" mode (:data:`~ggik_core.model.fused.kernels.MODES`) the products' operands are bf16, as CPU
 autocast runs the eager path's, and the residual sum and the layer norm are float32, as there;
 the float64 mode is exact (the tests compare it with the eager update).
 """
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ggik_core.model.kernels import MODES, as_numpy, kernel_mode, match_threads, primitives
+from ggik_core.model.fused.kernels import MODES, as_numpy, kernel_mode, match_threads, primitives
 
 
 @functools.lru_cache(maxsize=None)
@@ -231,9 +231,9 @@ def node_update_fusable(layer) -> bool:
 
 
 def fused_node_update(layer, h: Tensor, x: Tensor, m_i: Tensor, delta_x: Tensor) -> tuple[Tensor, Tensor]:
-    r""":meth:`~ggik_core.model.equivariant.EquivariantConv.node_update` of a layer whose edge block
+    r""":meth:`~ggik_core.model.layers.base.EquivariantConv.node_update` of a layer whose edge block
     ran fused, through :class:`FusedNodeUpdate` where :func:`node_update_fusable` (in the mode of
-    :func:`~ggik_core.model.kernels.kernel_mode`); the coordinate update stays a torch operation."""
+    :func:`~ggik_core.model.fused.kernels.kernel_mode`); the coordinate update stays a torch operation."""
     if not node_update_fusable(layer):
         return layer.node_update(h, x, m_i, delta_x)
     dt = x.dtype

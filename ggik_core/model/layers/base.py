@@ -17,7 +17,7 @@ define only what differs: the inputs of :math:`\phi_x`, the attention MLP and :m
 from __future__ import annotations
 
 import copy
-from typing import Callable, Optional, Tuple, Union
+from typing import Any, Callable, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -29,7 +29,7 @@ ActType = Union[str, nn.Module, Callable[[], nn.Module]]
 
 #: Squared distances below this value are clamped before the square root, so
 #: that coincident nodes (e.g. self-loops) do not produce ``NaN`` gradients.
-_DIST_SQ_EPS = 1e-12
+DIST_SQ_EPS = 1e-12
 
 
 def make_activation(act: ActType) -> nn.Module:
@@ -63,7 +63,7 @@ def relative_coordinates(x_i: Tensor, x_j: Tensor) -> Tuple[Tensor, Tensor]:
     """
     diff = x_i - x_j
     dist_sq = diff.pow(2).sum(dim=-1, keepdim=True)
-    dist = dist_sq.clamp_min(_DIST_SQ_EPS).sqrt()
+    dist = dist_sq.clamp_min(DIST_SQ_EPS).sqrt()
     return dist_sq, diff / (dist + 1.0)
 
 
@@ -266,17 +266,35 @@ class EquivariantConv(MessagePassing):
         h_src = torch.nn.functional.linear(h, lin.weight[:, :self.channels])
         return h_src + lin.bias, h_src
 
-    #: run :meth:`forward_dense` through the fused CPU kernels (:mod:`ggik_core.model.fused_egnn`,
-    #: :mod:`ggik_core.model.fused_egat`) where they apply (:meth:`fusable`); the same function up
-    #: to rounding
-    fused: bool = False
+    #: the fused CPU implementation bound to this layer (:meth:`use_kernels`), or ``None`` for
+    #: the eager path
+    fused: Optional[Callable[..., Tuple[Tensor, Tensor]]] = None
 
-    def fusable(self, h: Tensor) -> bool:
-        r"""Whether the fused kernels cover this layer on :obj:`h`: asked for (:attr:`fused`), a
-        CPU tensor, a two-layer :math:`\phi_e` (and :math:`\phi_x` where the layer moves the
-        nodes), messages not symmetric."""
-        return (self.fused and h.device.type == "cpu" and (self.phi_x is None or self.coord_mlp)
-                and self.edge_mlp and not self.symmetric)
+    #: the registered name (set by :func:`~ggik_core.model.layers.registry.register_layer`)
+    layer_name: str = ""
+
+    @classmethod
+    def from_config(cls, cfg: Any, update_coords: bool = True, update_features: bool = True) -> "EquivariantConv":
+        r"""A layer of the sizes and options of a
+        :class:`~ggik_core.model.config.ModelConfig` (the CVAE builds its stacks with this);
+        subclasses add their own options in :meth:`config_options`."""
+        return cls(cfg.hidden, edge_dim=cfg.edge_dim, hidden_channels=cfg.hidden,
+                   coords_agg_norm=cfg.coords_agg_norm, update_coords=update_coords,
+                   update_features=update_features, coord_mlp=cfg.phi_x == "mlp",
+                   edge_mlp=cfg.phi_e == "mlp", **cls.config_options(cfg))
+
+    @classmethod
+    def config_options(cls, cfg: Any) -> dict:
+        r"""The constructor options this layer type reads from the model config (none here;
+        ``ValueError`` for an option the layer does not support)."""
+        if cfg.symmetric:
+            raise ValueError(f"symmetric messages are for egnn layers, not {cls.layer_name or cls.__name__}")
+        return {}
+
+    def use_kernels(self, fused: Optional[Callable[..., Tuple[Tensor, Tensor]]]) -> None:
+        r"""Run :meth:`forward_dense` on CPU tensors through ``fused`` (a fused implementation
+        bound to this layer), or eagerly with ``None``."""
+        self.fused = fused
 
     def reset_parameters(self) -> None:
         r"""Resets all learnable parameters of the module."""

@@ -1,5 +1,5 @@
-r"""What the fused CPU kernels of the EGNN and EGAT layers share (:mod:`ggik_core.model.fused_egnn`,
-:mod:`ggik_core.model.fused_egat`): the compute modes, the numba primitives they are built from
+r"""What the fused CPU kernels share (the edge block, :mod:`ggik_core.model.fused.edges`, and the
+node update, :mod:`ggik_core.model.fused.node`): the compute modes, the numba primitives they are built from
 (SiLU's sigmoid, bf16 loads and stores, the edge geometry, the first linear map of an edge MLP) and
 the thread and array plumbing between torch and numba. numba is imported on first use.
 """
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ggik_core.model.equivariant import _DIST_SQ_EPS
+from ggik_core.model.layers.base import DIST_SQ_EPS
 
 #: the coefficients of the rational tanh on [-9, 9] used for float32 (odd numerator of degree 13,
 #: even denominator of degree 6); beyond 9, tanh is 1 to float32 precision
@@ -104,7 +104,7 @@ def primitives(mode: str) -> SimpleNamespace:
     dtype, bf16 = MODES[mode]
     f = np.dtype(dtype).type
     exact = dtype == "float64"
-    HALF, ONE, LIM, EPS = f(0.5), f(1.0), f(9.0), f(_DIST_SQ_EPS)
+    HALF, ONE, LIM, EPS = f(0.5), f(1.0), f(9.0), f(DIST_SQ_EPS)
     P0, P1, P2, P3, P4, P5, P6 = (f(c) for c in _TANH_P)
     Q0, Q1, Q2, Q3 = (f(c) for c in _TANH_Q)
     jit = nb.njit(fastmath=True, inline="always")
@@ -288,7 +288,7 @@ def as_numpy(t: Tensor) -> np.ndarray:
 
 def node_products(h: Tensor, maps: list[Tensor], C: int, mode: str) -> tuple[Tensor, Tensor]:
     r"""The per-node products of first linear maps whose input is :math:`[\mathbf{h}_i,
-    \mathbf{h}_j, \ldots]` (as in :func:`~ggik_core.model.equivariant.split_first_linear`): for
+    \mathbf{h}_j, \ldots]` (as in :func:`~ggik_core.model.layers.base.split_first_linear`): for
     each weight ``W`` in ``maps``, :math:`W_{:, :C} \mathbf{h}` and :math:`W_{:, C:2C} \mathbf{h}`,
     side by side in the last axis of one ``(B, N, \sum 2 H)`` product (no bias; the kernels add
     it), in bf16 in "bf16" mode (as autocast runs the eager path's), else in ``h``'s dtype. Returns
@@ -301,19 +301,20 @@ def node_products(h: Tensor, maps: list[Tensor], C: int, mode: str) -> tuple[Ten
     return torch.mm(h_p, W.t()).view(B, N, -1), h_p, W
 
 
-def node_products_backward(g_ts: Tensor, h_p: Tensor, W: Tensor, maps: list[Tensor], C: int) -> tuple[Tensor, list[Tensor]]:
+def node_products_backward(g_ts: Tensor, h_p: Tensor, W: Tensor, shapes: list[torch.Size], C: int) -> tuple[Tensor, list[Tensor]]:
     """Gradients of :func:`node_products` from ``g_ts`` (float, its layout) with its input ``h_p``
-    ``(B N, C)`` and weights ``W`` in the products' dtype: ``g_h`` and, for each weight of ``maps``,
-    a gradient of its shape with the two ``h`` blocks filled in (the other columns zero)."""
+    ``(B N, C)`` and weights ``W`` in the products' dtype: ``g_h`` and, for each weight shape of
+    ``shapes`` (the maps' order), a gradient of that shape with the two ``h`` blocks filled in (the
+    other columns zero)."""
     B, N, _ = g_ts.shape
     dt = g_ts.dtype
     g = g_ts.view(B * N, -1).to(W.dtype)
     g_h = torch.mm(g, W).to(dt).view(B, N, C)
     g_W = torch.mm(g.t(), h_p).to(dt)
     grads, row = [], 0
-    for w in maps:
-        H = w.shape[0]
-        gw = torch.zeros(w.shape, dtype=dt)
+    for shape in shapes:
+        H = shape[0]
+        gw = torch.zeros(shape, dtype=dt)
         gw[:, :C] = g_W[row:row + H]
         gw[:, C:2 * C] = g_W[row + H:row + 2 * H]
         grads.append(gw)

@@ -10,7 +10,7 @@ from torch import Tensor
 from torch_geometric.data import Batch, Data
 from torch_geometric.utils import scatter
 
-from ggik_core.model import EGATLayer
+from ggik_core.model.layers.egat import EGATLayer
 
 ATOL = 1e-10
 CHANNELS = 16

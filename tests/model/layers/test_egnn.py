@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
-from ggik_core.model import EGNNLayer
+from ggik_core.model.layers.egnn import EGNNLayer
 
 ATOL = 1e-10
 CHANNELS = 16

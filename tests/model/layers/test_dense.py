@@ -10,7 +10,8 @@ import torch
 from ggik_core.data.batch import make_batch
 from ggik_core.data.graph import build_problem_graphs
 from ggik_core.data.problems import random_problems
-from ggik_core.model import EGATLayer, EGNNLayer
+from ggik_core.model.layers.egat import EGATLayer
+from ggik_core.model.layers.egnn import EGNNLayer
 from ggik_core.model.config import ModelConfig
 from ggik_core.model.cvae import GGIK
 from ggik_core.robots.random_robots import RandomRobotConfig
@@ -71,7 +72,7 @@ def test_model_dense_equals_pyg(layer, overrides):
     cfg = dataclasses.replace(ModelConfig(layer=layer, hidden=16, layers=2, latent=4, components=3, message=16), **overrides)
     torch.manual_seed(0)
     model = GGIK(cfg).double()
-    b = make_batch(g, cfg.directions, dtype=torch.float64)
+    b = make_batch(g, cfg, dtype=torch.float64)
     out = {}
     for dense in (False, True):
         model.dense = dense
@@ -92,7 +93,7 @@ def test_bf16_autocast_training_step_runs_on_cpu():
     torch.manual_seed(0)
     model = GGIK(ModelConfig(hidden=16, layers=2, latent=4, components=3, message=16))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    b = make_batch(g, False)
+    b = make_batch(g, ModelConfig())
     losses = []
     for _ in range(60):
         with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Optional, Tuple, Union
+from typing import Any, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 from torch_geometric.nn.inits import reset
 from torch_geometric.utils import softmax
 
-from ggik_core.model.equivariant import (
+from ggik_core.model.fused.edges import ALPHA_WEIGHTED
+from ggik_core.model.layers.base import (
     ActType,
     EquivariantConv,
     check_edge_attr,
@@ -18,8 +19,10 @@ from ggik_core.model.equivariant import (
     relative_coordinates,
     split_first_linear,
 )
+from ggik_core.model.layers.registry import register_layer
 
 
+@register_layer("egat", edge_features=("distance", "known", "direction"), fused=ALPHA_WEIGHTED)
 class EGATLayer(EquivariantConv):
     r"""The attention-weighted E(n)-equivariant graph convolutional layer used
     by GGIK+, extending the layer from the `"E(n) Equivariant Graph Neural
@@ -123,6 +126,12 @@ class EGATLayer(EquivariantConv):
                          update_coords, update_features, act, norm, coord_mlp, edge_mlp=edge_mlp)
         self._alpha: Optional[Tensor] = None
 
+    @classmethod
+    def config_options(cls, cfg: Any) -> dict:
+        if cfg.symmetric:
+            raise ValueError("symmetric messages are for egnn layers (EGAT's direction features are antisymmetric)")
+        return {"message_channels": cfg.message}
+
     def phi_x_in(self) -> int:
         r""":math:`\phi_x` sees :math:`[\mathbf{m}_{ij}, \mathbf{a}_{ij}]`."""
         return self.message_channels + self.edge_dim
@@ -209,11 +218,8 @@ class EGATLayer(EquivariantConv):
 
     def forward_dense(self, h: Tensor, x: Tensor, e: Optional[Tensor],
                       return_attention: bool = False) -> Union[Tuple[Tensor, Tensor], Tuple[Tensor, Tensor, Tensor]]:
-        if self.fusable(h) and not return_attention:
-            from ggik_core.model.fused_egat import fused_egat_edges
-            from ggik_core.model.fused_node import fused_node_update
-
-            return fused_node_update(self, h, x, *fused_egat_edges(self, h, x, e))
+        if self.fused is not None and h.device.type == "cpu" and not return_attention:
+            return self.fused(h, x, e)
         m, rel_x = self.dense_edge_message(h, x, e)
         a_tgt, a_src = split_first_linear(self.phi_att[0], h, self.channels)
         score = self.attention_score(a_tgt[:, None, :, :], a_src[:, :, None, :], e)  # [b, j, i]

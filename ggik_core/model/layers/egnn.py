@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
-from ggik_core.model.equivariant import (
+from ggik_core.model.fused.edges import ALPHA_WEIGHTED
+from ggik_core.model.layers.base import (
     ActType,
     EquivariantConv,
     check_edge_attr,
     pair_incidence,
     relative_coordinates,
 )
+from ggik_core.model.layers.registry import register_layer
 
 
+@register_layer("egnn", edge_features=("distance", "known"), fused=ALPHA_WEIGHTED)
 class EGNNLayer(EquivariantConv):
     r"""The E(n)-equivariant graph convolutional layer from the
     `"E(n) Equivariant Graph Neural Networks"
@@ -109,6 +112,10 @@ class EGNNLayer(EquivariantConv):
         super().__init__(channels, edge_dim, hidden_channels, None, coords_agg_norm,
                          update_coords, update_features, act, norm, coord_mlp, symmetric, edge_mlp)
 
+    @classmethod
+    def config_options(cls, cfg: Any) -> dict:
+        return {"symmetric": cfg.symmetric}
+
     def forward(
         self,
         h: Tensor,
@@ -142,11 +149,8 @@ class EGNNLayer(EquivariantConv):
         return torch.cat([m_ij, self.coord_message(rel_x, m_ij)], dim=-1)
 
     def forward_dense(self, h: Tensor, x: Tensor, e: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
-        if self.fusable(h):
-            from ggik_core.model.fused_egnn import fused_egnn_edges
-            from ggik_core.model.fused_node import fused_node_update
-
-            return fused_node_update(self, h, x, *fused_egnn_edges(self, h, x, e))
+        if self.fused is not None and h.device.type == "cpu":
+            return self.fused(h, x, e)
         if self.symmetric:
             return self._forward_pairs(h, x, e)
         m, rel_x = self.dense_edge_message(h, x, e)

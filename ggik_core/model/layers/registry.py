@@ -1,0 +1,86 @@
+r"""The layer registry: the one place where a message-passing layer type becomes a ``model.layer``
+choice.
+
+A layer is a :class:`~ggik_core.model.layers.base.EquivariantConv` subclass in a file of its own,
+decorated with :func:`register_layer`; that declares
+
+* its **name**: the value of ``model.layer`` in ``params.yaml`` and in every checkpoint;
+* its **edge features**: names from :data:`~ggik_core.data.edges.EDGE_FEATURES`, in the order of the
+  columns of :math:`\mathbf{a}_{ij}` (:class:`~ggik_core.data.edges.EdgeSpec`);
+* optionally, its **fused implementation**: an object with ``mismatch(layer) -> str | None`` (why
+  it cannot run this layer, ``None`` when it can) and ``bind(layer)`` (a callable
+  ``(h, x, e) -> (h', x')`` for the dense path on CPU), e.g.
+  :data:`~ggik_core.model.fused.edges.ALPHA_WEIGHTED`.
+
+The CVAE, :class:`~ggik_core.model.config.ModelConfig`'s checks, the params and the CLI read this
+table; the built-in layers (:data:`BUILTIN_LAYERS`) register on the first lookup.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import import_module
+from typing import Any, Callable, Protocol, TypeVar
+
+from ggik_core.data.edges import EdgeSpec
+
+
+class FusedImplementation(Protocol):
+    """What a layer's fused implementation offers (:mod:`ggik_core.model.fused.edges`)."""
+
+    def mismatch(self, layer: Any) -> str | None: ...
+
+    def bind(self, layer: Any) -> Callable: ...
+
+
+@dataclass(frozen=True)
+class LayerEntry:
+    """One registered layer type."""
+
+    name: str
+    cls: type
+    edges: EdgeSpec
+    fused: FusedImplementation | None = None
+
+
+_REGISTRY: dict[str, LayerEntry] = {}
+
+#: the modules of the built-in layers, imported (and so registered) on the first lookup
+BUILTIN_LAYERS = ("ggik_core.model.layers.egnn", "ggik_core.model.layers.egat")
+
+
+def _registry() -> dict[str, LayerEntry]:
+    for module in BUILTIN_LAYERS:
+        import_module(module)
+    return _REGISTRY
+
+L = TypeVar("L", bound=type)
+
+
+def register_layer(name: str, *, edge_features: tuple[str, ...],
+                   fused: FusedImplementation | None = None) -> Callable[[L], L]:
+    """Class decorator: registers the layer class under ``name`` with its edge features and
+    optional fused implementation, and sets ``cls.layer_name``. A name is registered once."""
+    edges = EdgeSpec(tuple(edge_features))  # checks the names
+
+    def decorate(cls: L) -> L:
+        if name in _REGISTRY and _REGISTRY[name].cls is not cls:
+            raise ValueError(f"layer {name!r} is registered already (by {_REGISTRY[name].cls.__name__})")
+        _REGISTRY[name] = LayerEntry(name, cls, edges, fused)
+        cls.layer_name = name
+        return cls
+
+    return decorate
+
+
+def layer_names() -> tuple[str, ...]:
+    """The registered layer names, in registration order (the built-ins first)."""
+    return tuple(_registry())
+
+
+def layer_entry(name: str) -> LayerEntry:
+    """The entry of ``name``; ``ValueError`` naming the registered layers otherwise."""
+    registry = _registry()
+    if name not in registry:
+        raise ValueError(f"unknown layer {name!r} ({' or '.join(registry)})")
+    return registry[name]
