@@ -241,7 +241,8 @@ def _unexpanded_xacro(path: Path) -> bool:
     for el in root.iter():
         if not isinstance(el.tag, str):
             continue
-        namespace = etree.QName(el).namespace or ""
+        # '{uri}name' in a namespace; 'xacro:name' as written when the prefix is undeclared
+        namespace = el.tag[1:el.tag.find("}")] if el.tag.startswith("{") else ""
         if el.prefix == "xacro" or namespace.rstrip("/").endswith("xacro") or el.tag.startswith("xacro:"):
             return True
         if any(_SUBSTITUTION.search(value) for value in el.attrib.values()):
