@@ -12,9 +12,10 @@ r"""Robots named on the command line: catalog arms, URDF files and DH YAML files
   supported extensions).
 
 A xacro file is refused with a message saying how to expand it (``xacro in.urdf.xacro >
-out.urdf``): a ``.xacro`` file, or a URDF that fails to load and still holds xacro markup outside
-comments — an element in the xacro namespace (``<xacro:property>``, ``<xacro:macro>``, a macro
-call, ...) or a ``${...}``/``$(...)`` substitution in an attribute value. The ``xmlns:xacro``
+out.urdf``): a ``.xacro`` file, or a URDF that fails to load and still holds xacro markup — an
+element in the xacro namespace (``<xacro:property>``, ``<xacro:macro>``, a macro call, ...) or a
+``${...}``/``$(...)`` substitution in an attribute value — outside comments and outside the parts
+the chain never reads (visuals, collisions, inertials, ``<gazebo>``, ...). The ``xmlns:xacro``
 declaration alone does not count: xacro leaves it in the files it expands, so a chain mistake in
 an expanded URDF (an unknown link, a branching tree, a prismatic or floating joint on the chain)
 gets its own message.
@@ -216,14 +217,19 @@ def _is_urdf(path: Path) -> bool:
 
 #: xacro substitutions: ``${expression}`` and ``$(command args)``
 _SUBSTITUTION = re.compile(r"\$\{[^}]*\}|\$\([^)]*\)")
+#: URDF elements whose contents the chain never reads: xacro markup left inside them (a geometry
+#: macro in a <visual>, a ``${...}`` in a plugin) cannot be what made the chain fail
+_UNREAD = frozenset({"visual", "collision", "inertial", "material", "gazebo", "transmission", "sensor", "dynamics",
+                     "calibration", "safety_controller"})
 
 
 def _unexpanded_xacro(path: Path) -> bool:
     """Whether ``path`` still holds xacro markup that ``xacro`` would expand: an element in the
     xacro namespace (whatever URI the file binds the prefix to, or an undeclared ``xacro:``
     prefix) or a substitution in an attribute value. Comments are ignored, and so is the
-    ``xmlns:xacro`` declaration, which xacro keeps in the files it writes. The XML is read with
-    libxml2's recovery, so a file that is not well-formed (an undeclared prefix) is judged too."""
+    ``xmlns:xacro`` declaration, which xacro keeps in the files it writes, and so is markup inside
+    elements the chain does not read (:data:`_UNREAD`). The XML is read with libxml2's recovery,
+    so a file that is not well-formed (an undeclared prefix) is judged too."""
     from lxml import etree
 
     try:
@@ -238,9 +244,10 @@ def _unexpanded_xacro(path: Path) -> bool:
         return False
     if root is None:
         return False
-    for el in root.iter():
-        if not isinstance(el.tag, str):
-            continue
+    stack = [root]
+    while stack:
+        el = stack.pop()
+        stack.extend(child for child in el if isinstance(child.tag, str) and child.tag not in _UNREAD)
         # '{uri}name' in a namespace; 'xacro:name' as written when the prefix is undeclared
         namespace = el.tag[1:el.tag.find("}")] if el.tag.startswith("{") else ""
         if el.prefix == "xacro" or namespace.rstrip("/").endswith("xacro") or el.tag.startswith("xacro:"):

@@ -237,3 +237,21 @@ def test_an_expanded_file_with_a_namespace_declaration_loads(tmp_path):
     assert load_robot(str(path)).dof == 1
     with pytest.raises(RobotError, match="end-effector link 'tool0' not found"):
         load_robot(str(path), ee_link="tool0")
+
+
+def test_leftover_markup_where_the_chain_does_not_look_does_not_count(tmp_path):
+    """Markup xacro left inside a visual, an inertial or a gazebo plugin cannot break the chain:
+    a mistyped link is still reported as such."""
+    text = erd(UR5).read_text()
+    assert text.count("<inertial>") > 3 and text.count("<visual>") > 3
+    text = text.replace("<inertial>", '<inertial>\n      <xacro:cylinder_inertial radius="0.06" length="0.15" mass="${mass}"/>', 1)
+    text = text.replace("<visual>", '<visual>\n      <origin xyz="0 0 ${-length/2}"/>', 1)
+    text = text.replace("</robot>", '  <gazebo><plugin name="ros_control" filename="$(find gazebo_ros_control)/lib.so"/></gazebo>\n</robot>')
+    copy = tmp_path / "ur5_leftovers.urdf"
+    copy.write_text(text)
+    assert "end-effector link 'tool00' not found" in error_of(copy, ee_link="tool00")
+    assert load_robot(str(copy), base_link="base_link", ee_link="tool0").dof == 6
+    # the same leftovers plus a macro call at the top level: that one may stand for the joints
+    copy.write_text(text.replace("</robot>", '  <xacro:ur_arm_transmission prefix=""/>\n</robot>'))
+    with pytest.raises(RobotError, match="is a xacro file"):
+        load_robot(str(copy), ee_link="tool00")
