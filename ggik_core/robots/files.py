@@ -11,8 +11,14 @@ r"""Robots named on the command line: catalog arms, URDF files and DH YAML files
   their first non-blank character is ``<``, as DH YAML otherwise (an error then lists the
   supported extensions).
 
-A xacro file (``.xacro``, or a URDF that fails to load and contains xacro markup such as
-``${...}``) is refused with a message saying how to expand it: ``xacro in.urdf.xacro > out.urdf``.
+A xacro file is refused with a message saying how to expand it (``xacro in.urdf.xacro >
+out.urdf``): a ``.xacro`` file, or a URDF that fails to load and still holds xacro markup — an
+element in the xacro namespace (``<xacro:property>``, ``<xacro:macro>``, a macro call, ...) or a
+``${...}``/``$(...)`` substitution in an attribute value — outside comments and outside the parts
+the chain never reads (visuals, collisions, inertials, ``<gazebo>``, ...). The ``xmlns:xacro``
+declaration alone does not count: xacro leaves it in the files it expands, so a chain mistake in
+an expanded URDF (an unknown link, a branching tree, a prismatic or floating joint on the chain)
+gets its own message.
 
 DH YAML format (units: metres, radians)::
 
@@ -37,6 +43,7 @@ keys are errors (they are usually typos). Joints are numbered from 1 in error me
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +86,7 @@ def load_robot(spec: str, base_link: str | None = None, ee_link: str | None = No
         try:
             return load_urdf(path, base_link=base_link, ee_link=ee_link)
         except RobotError:
-            if _uses_xacro(path):  # e.g. '${L}' where a number belongs: unexpanded xacro
+            if _unexpanded_xacro(path):  # e.g. '${L}' where a number belongs, or macro calls for joints
                 raise RobotError(_xacro_message(path)) from None
             raise
     _no_links(spec, base_link, ee_link)
@@ -208,14 +215,46 @@ def _is_urdf(path: Path) -> bool:
     return head.startswith(b"<")
 
 
-def _uses_xacro(path: Path) -> bool:
-    """XML with xacro markup (namespace, elements or ``${...}`` expressions). Expanded URDFs may
-    keep some (e.g. unused macro calls in inertials), so this only explains a failed parse."""
+#: xacro substitutions: ``${expression}`` and ``$(command args)``
+_SUBSTITUTION = re.compile(r"\$\{[^}]*\}|\$\([^)]*\)")
+#: URDF elements whose contents the chain never reads: xacro markup left inside them (a geometry
+#: macro in a <visual>, a ``${...}`` in a plugin) cannot be what made the chain fail
+_UNREAD = frozenset({"visual", "collision", "inertial", "material", "gazebo", "transmission", "sensor", "dynamics",
+                     "calibration", "safety_controller"})
+
+
+def _unexpanded_xacro(path: Path) -> bool:
+    """Whether ``path`` still holds xacro markup that ``xacro`` would expand: an element in the
+    xacro namespace (whatever URI the file binds the prefix to, or an undeclared ``xacro:``
+    prefix) or a substitution in an attribute value. Comments are ignored, and so is the
+    ``xmlns:xacro`` declaration, which xacro keeps in the files it writes, and so is markup inside
+    elements the chain does not read (:data:`_UNREAD`). The XML is read with libxml2's recovery,
+    so a file that is not well-formed (an undeclared prefix) is judged too."""
+    from lxml import etree
+
     try:
-        text = path.read_bytes()
+        data = path.read_bytes()
     except OSError:
         return False
-    return any(marker in text for marker in (b"xmlns:xacro", b"<xacro:", b"${"))
+    parser = etree.XMLParser(recover=True, remove_comments=True, remove_pis=True, resolve_entities=False,
+                             no_network=True, huge_tree=True)
+    try:
+        root = etree.fromstring(data, parser)
+    except (etree.XMLSyntaxError, ValueError):
+        return False
+    if root is None:
+        return False
+    stack = [root]
+    while stack:
+        el = stack.pop()
+        stack.extend(child for child in el if isinstance(child.tag, str) and child.tag not in _UNREAD)
+        # '{uri}name' in a namespace; 'xacro:name' as written when the prefix is undeclared
+        namespace = el.tag[1:el.tag.find("}")] if el.tag.startswith("{") else ""
+        if el.prefix == "xacro" or namespace.rstrip("/").endswith("xacro") or el.tag.startswith("xacro:"):
+            return True
+        if any(_SUBSTITUTION.search(value) for value in el.attrib.values()):
+            return True
+    return False
 
 
 def _xacro_message(path: Path) -> str:

@@ -146,5 +146,5 @@ def pose_errors(T: Tensor, T_goal: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def wrap_angle(q: Tensor) -> Tensor:
-    """Wrap angles to (-pi, pi]."""
+    """Wrap angles to [-pi, pi): pi itself becomes -pi."""
     return torch.remainder(q + math.pi, 2 * math.pi) - math.pi

@@ -79,7 +79,8 @@ def load_urdf(
     for joint in joints:
         jtype = joint.type
         if jtype in UNSUPPORTED_TYPES:
-            raise RobotError(f"{path}: joint {joint.name!r} is {jtype}; only revolute, continuous and fixed joints are supported")
+            raise RobotError(f"{path}: joint {joint.name!r} is {jtype} (on the chain from {base!r} to {ee!r}); only revolute, "
+                             f"continuous and fixed joints are supported: choose --base-link/--ee-link so that the chain avoids it")
         if jtype != "fixed" and jtype not in REVOLUTE_TYPES:
             raise RobotError(f"{path}: joint {joint.name!r} has unknown type {jtype!r}")
         O = _origin(joint, path)
@@ -214,8 +215,11 @@ class _Tree:
     def pick_base(self, base_link: str | None) -> str:
         if base_link is not None:
             if base_link not in self.links:
-                raise RobotError(f"{self.path_name}: base link {base_link!r} not found (links: {', '.join(self.links)})")
+                raise RobotError(f"{self.path_name}: base link {base_link!r} not found{self._guess(base_link)} "
+                                 f"(links: {', '.join(self.links)})")
             return base_link
+        if not self.links:
+            raise RobotError(f"{self.path_name}: the URDF has no <link> or <joint> elements")
         roots = [link for link in self.links if link not in self.parent_joint]
         if len(roots) == 1:
             return roots[0]
@@ -223,10 +227,18 @@ class _Tree:
             raise RobotError(f"{self.path_name}: no root link (the joints form a cycle)")
         raise RobotError(f"{self.path_name}: several root links ({', '.join(roots)}); pass --base-link to choose one")
 
+    def _guess(self, name: str) -> str:
+        """'; did you mean ...?' with the link names closest to a mistyped one ('' when none is close)."""
+        import difflib
+
+        close = difflib.get_close_matches(name, self.links, n=3, cutoff=0.6)
+        return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
     def pick_ee(self, base: str, ee_link: str | None) -> str:
         if ee_link is not None:
             if ee_link not in self.links:
-                raise RobotError(f"{self.path_name}: end-effector link {ee_link!r} not found (links: {', '.join(self.links)})")
+                raise RobotError(f"{self.path_name}: end-effector link {ee_link!r} not found{self._guess(ee_link)} "
+                                 f"(links: {', '.join(self.links)})")
             return ee_link
         leaves, stack, seen = [], [base], {base}
         while stack:

@@ -41,7 +41,7 @@ def _frame_points(T: Tensor) -> Tensor:
 
 
 def recover_joints(chain_c: Tensor, x: Tensor, goal_c: Tensor) -> Tensor:
-    """Joint angles ``(..., n)`` in (-pi, pi] from node positions.
+    """Joint angles ``(..., n)`` in [-pi, pi] (the range of atan2) from node positions.
 
     Args:
         chain_c: canonical chain ``(..., n+1, 4, 4)`` (:func:`ggik_core.graph.canonical_chain`).

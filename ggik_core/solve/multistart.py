@@ -174,7 +174,7 @@ def refine_pools(chain: np.ndarray, q: np.ndarray, goals: np.ndarray, lower: np.
     """``keep`` refined candidates per goal ``(G, keep, n)`` from pools of seeds ``q (G, m, n)``
     (see :func:`ggik_core.solve.refine.refine` with ``keep``): whole turns are shifted into the
     bounds, the pools refined (:func:`refine_rows`), continuous joints (infinite bounds) wrapped to
-    :math:`(-\\pi, \\pi]`, and the candidates picked (:func:`pick`)."""
+    :math:`[-\\pi, \\pi)`, and the candidates picked (:func:`pick`)."""
     q0 = fit_to_limits(np.asarray(q, dtype=np.float64), lower, upper)
     out, done, err = refine_rows(chain, q0, goals, lower, upper, cfg, keep)
     continuous = np.isinf(lower) & np.isinf(upper)

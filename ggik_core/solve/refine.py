@@ -20,7 +20,7 @@ solves the damped normal equations in joint space (``n x n``, batched):
     (J_f^\top J_f + \lambda I)\,\delta = J_f^\top e,\qquad q' = \Pi_{[l, u]}(q + \delta)
 
 with :math:`\Pi` the clamp to the limits (continuous joints have infinite bounds and are never
-clamped; they are wrapped to :math:`(-\pi, \pi]` at the end). The step is accepted when
+clamped; they are wrapped to :math:`[-\pi, \pi)` at the end). The step is accepted when
 :math:`\lVert e(q')\rVert^2 < \lVert e(q)\rVert^2` (then :math:`\lambda \leftarrow 0.3\lambda`),
 otherwise rejected (:math:`\lambda \leftarrow 4\lambda`).
 
@@ -301,7 +301,7 @@ def _refine(chain: Tensor, q: Tensor, goal: Tensor, lower: Tensor, upper: Tensor
         out = torch.from_numpy(refine_pools(chain.detach().numpy(), seeds, goals, lower.expand(n).numpy(),
                                             upper.expand(n).numpy(), cfg, keep or 1))
         return out.reshape(*batch, n) if keep is None else out.reshape(*batch[:-1], keep, n)
-    # whole turns first (an angle recovered in (-pi, pi] may fit the limits only shifted by 2 pi),
+    # whole turns first (an angle recovered in [-pi, pi] may fit the limits only shifted by 2 pi),
     # then clamp what still lies outside
     q0 = fit_to_limits(q.to(dtype).expand(*batch, n), lower, upper)
     q0 = torch.maximum(torch.minimum(q0, upper), lower).reshape(-1, n)
