@@ -17,7 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from ggik_core.api import as_poses
+from ggik_core.robots.poses import as_poses
 from ggik_core.data.io import atomic_path
 from ggik_core.errors import GGIKError
 from ggik_core.robots.robot import Robot
@@ -115,7 +115,7 @@ def read_solutions(path: Path) -> pd.DataFrame:
 
 
 def _title(robot: Robot, goal_id: int, goal: np.ndarray, count: int, drawn: int, worst: tuple[float, float]) -> str:
-    from ggik_core.api import pose_to_xyz_quat
+    from ggik_core.robots.poses import pose_to_xyz_quat
 
     x, y, z, qw, qx, qy, qz = pose_to_xyz_quat(goal[None])[0]
     errors = f"{_short(worst[0])} mm, {_short(worst[1])}°"

@@ -101,7 +101,7 @@ def _on_circle_within_limits(robot: Robot, q: Tensor) -> Tensor:
 
 def _distinct(q: Tensor, tol: float) -> Tensor:
     """The rows of ``q (m, n)`` that the solver's distinct rule counts, in their order."""
-    from ggik_core.api import distinct_mask
+    from ggik_core.solve.distinct import distinct_mask
 
     m = q.shape[0]
     keep = distinct_mask(q[None].numpy(), np.ones((1, m), dtype=bool), np.arange(m)[None], tol)[0]

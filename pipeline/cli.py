@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from ggik_core.errors import GGIKError
+from ggik_core.solve.config import SOLVE
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True, help="Learned multi-solution inverse kinematics (GGIK).")
 bench_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True, help="Speed benchmarks.")
@@ -89,7 +90,7 @@ def evaluate(
     run(load_params(params).eval, model, metrics)
 
 
-THREADS = typer.Option(0, "--threads", help="CPU threads: torch's when a model is used (0: GGIK_THREADS, else the free cores); without one, the LM kernel's when given (default one).")
+THREADS = typer.Option(SOLVE.threads, "--threads", help="CPU threads: torch's when a model is used (0: GGIK_THREADS, else the free cores); without one, the LM kernel's when given (default one).")
 
 
 @app.command()
@@ -97,7 +98,7 @@ def solve(
     robot: str = typer.Option(..., "--robot", help="Catalog name (ur10, kuka, lwa4d, lwa4p, panda), URDF file or DH YAML file."),
     goal: list[str] = typer.Option([], "--goal", help="'x y z qw qx qy qz' in metres and a unit quaternion (w first), base frame; repeatable."),
     goals: Optional[Path] = typer.Option(None, "--goals", help="CSV (comma-separated, header x,y,z,qw,qx,qy,qz) or Parquet file of goals."),
-    samples: int = typer.Option(32, "--samples", "-k", help="Candidates per goal."),
+    samples: int = typer.Option(SOLVE.samples, "--samples", "-k", help="Candidates per goal."),
     model: Optional[Path] = typer.Option(None, "--model", help="Trained model file, e.g. data/model/model.pt after dvc repro (default: the model that ships with ggik: all-arms for the catalog arms, the generalist for other robots)."),
     seeds: str = typer.Option("auto", "--seeds", help="Where refinement starts: auto (random seeds, or the model given by --model), model (samples of the model) or random (uniform inside the limits)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write solutions to .csv, .parquet or .json (default: CSV on stdout)."),
@@ -105,12 +106,12 @@ def solve(
     passes: Optional[int] = typer.Option(None, "--passes", help="Re-encode the model's samples this many times (each pass: joints recovered, that configuration encoded, its posterior mean decoded; about 2x a sampling pass each). Default: 2 with --raw, 0 before refinement."),
     refine: bool = typer.Option(True, "--refine/--no-refine", hidden=True, help="Kept for compatibility: --refine is the default, --no-refine means --raw."),
     max_iter: Optional[int] = typer.Option(None, "--max-iter", help="Levenberg-Marquardt iterations per candidate, re-seeds included (default: the library's, 200)."),
-    tol_mm: float = typer.Option(0.01, "--tol-mm", help="Refinement stops for a candidate within this position error (mm) ..."),
-    tol_deg: float = typer.Option(0.01, "--tol-deg", help="... and this rotation error (degrees)."),
-    solved_mm: float = typer.Option(1.0, "--solved-mm", help="A candidate counts as solved within this position error (mm) ..."),
-    solved_deg: float = typer.Option(1.0, "--solved-deg", help="... and this rotation error (degrees), inside the joint limits."),
-    distinct_tol: float = typer.Option(0.05, "--distinct-tol", help="Solved candidates closer than this (rad, largest joint difference) count once."),
-    seed: int = typer.Option(0, "--seed"),
+    tol_mm: float = typer.Option(SOLVE.pos_tol_mm, "--tol-mm", help="Refinement stops for a candidate within this position error (mm) ..."),
+    tol_deg: float = typer.Option(SOLVE.rot_tol_deg, "--tol-deg", help="... and this rotation error (degrees)."),
+    solved_mm: float = typer.Option(SOLVE.solved_mm, "--solved-mm", help="A candidate counts as solved within this position error (mm) ..."),
+    solved_deg: float = typer.Option(SOLVE.solved_deg, "--solved-deg", help="... and this rotation error (degrees), inside the joint limits."),
+    distinct_tol: float = typer.Option(SOLVE.distinct_tol, "--distinct-tol", help="Solved candidates closer than this (rad, largest joint difference) count once."),
+    seed: int = typer.Option(SOLVE.seed, "--seed"),
     base_link: Optional[str] = typer.Option(None, "--base-link", help="URDF base link (default: the root)."),
     ee_link: Optional[str] = typer.Option(None, "--ee-link", help="URDF end-effector link (default: the single leaf)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the distinct solutions of one goal to a .png, .pdf or .svg file."),

@@ -98,7 +98,8 @@ def evaluate(p: EvalParams, model_path: Path, metrics_dir: Path, arms: tuple[str
 def _first_goal(arm: str, s: Solutions, goal: torch.Tensor, p: EvalParams) -> pd.DataFrame:
     """The refined candidates of the arm's first goal as a ``ggik solve`` table (plus ``arm``), for
     the report's picture of the arm in each distinct solution."""
-    from ggik_core.api import Result, solved_and_distinct
+    from ggik_core.api import Result
+    from ggik_core.solve.distinct import solved_and_distinct
 
     q = s.q[:1].numpy()
     pos, rot = s.pos_err[:1].numpy() * 1000.0, np.degrees(s.rot_err[:1].numpy())

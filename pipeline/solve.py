@@ -15,7 +15,10 @@ import numpy as np
 if TYPE_CHECKING:  # pandas is imported where goal files are read: ggik solve's default path never needs it
     import pandas as pd
 
-from ggik_core.api import Result, Solver, distance_from_first_axis, poses_from_rows
+from ggik_core.api import Result, Solver
+from ggik_core.robots.poses import poses_from_rows
+from ggik_core.robots.reach import distance_from_first_axis
+from ggik_core.solve.config import SOLVE
 from ggik_core.data.io import atomic_path, write_text
 from ggik_core.errors import GGIKError
 from pipeline.progress import stderr
@@ -153,18 +156,18 @@ def solve(
     model_path: Path | None,
     out: Path | None,
     refine: bool = True,
-    seed: int = 0,
+    seed: int = SOLVE.seed,
     base_link: str | None = None,
     ee_link: str | None = None,
     max_iter: int | None = None,
-    pos_tol_mm: float = 0.01,
-    rot_tol_deg: float = 0.01,
-    solved_mm: float = 1.0,
-    solved_deg: float = 1.0,
-    distinct_tol: float = 0.05,
+    pos_tol_mm: float = SOLVE.pos_tol_mm,
+    rot_tol_deg: float = SOLVE.rot_tol_deg,
+    solved_mm: float = SOLVE.solved_mm,
+    solved_deg: float = SOLVE.solved_deg,
+    distinct_tol: float = SOLVE.distinct_tol,
     plot: Path | None = None,
     plot_goal: int = 0,
-    threads: int = 0,
+    threads: int = SOLVE.threads,
     time_budget: float | None = None,
     seeds: str = "auto",
     passes: int | None = None,
