@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from ggik_core.api import Solver
 from ggik_core.errors import GGIKError
 from ggik_core.robots.catalog import load_arm
-from pipeline.arm_figure import _title, arm_figure, arm_points, plot_frame
+from pipeline.common.arm_figure import _title, arm_figure, arm_points, plot_frame
 from pipeline.cli import app
 
 

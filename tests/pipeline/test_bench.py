@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ggik_core.errors import GGIKError
-from pipeline.bench import _procs, _variant, bench_overfit, bench_train
+from pipeline.bench.speed import _procs, _variant, bench_overfit, bench_train
 
 
 def test_bench_train_times_variants_side_by_side(capsys):
@@ -37,8 +37,8 @@ def test_a_failing_worker_is_a_one_line_error_not_a_traceback():
     import torch
 
     from ggik_core.data.graph import build_problem_graphs
-    from pipeline.bench import RandomRobotConfig, random_problems
-    from pipeline.bench_procs import ProcsJob, ProcsPath
+    from pipeline.bench.speed import RandomRobotConfig, random_problems
+    from pipeline.bench.procs import ProcsJob, ProcsPath
 
     pb = random_problems(4, 5, RandomRobotConfig(), torch.Generator().manual_seed(0))
     job = ProcsJob("egnn", "dense", {"phi_x": "banana"}, procs=2, threads=1, hidden=8, depth=1, steps=1)
@@ -88,7 +88,7 @@ def test_bench_overfit_trains_on_minibatches_of_the_problems(capsys):
 def test_bench_learn_reports_raw_best_and_posterior_errors(capsys):
     import json
 
-    from pipeline.bench_learn import bench_learn, beta_schedule
+    from pipeline.bench.learn import bench_learn, beta_schedule
 
     report = bench_learn("kuka", n=300, steps=4, batch=8, lr=1e-3, beta=1.0, beta_start=0.01, warm=0.5,
                          overrides=["hidden=16", "layers=2"], every=2)
@@ -102,7 +102,7 @@ def test_bench_learn_reports_raw_best_and_posterior_errors(capsys):
 
 
 def test_bench_startup_times_whole_processes():
-    from pipeline.bench import bench_startup
+    from pipeline.bench.speed import bench_startup
 
     res = bench_startup(1, "kuka", "0.4 0.1 0.5 0 1 0 0")
     assert set(res) == {"python -c pass", "python -c 'import torch'", "ggik solve (1 goal x 4, random seeds)"}
@@ -120,7 +120,7 @@ def test_bench_gap_reports_posterior_and_prior_errors(tmp_path):
     from ggik_core.model.config import ModelConfig
     from ggik_core.model.cvae import GGIK
     from ggik_core.model.files import save_model
-    from pipeline.bench import bench_gap
+    from pipeline.bench.speed import bench_gap
 
     torch.manual_seed(0)
     m = GGIK(ModelConfig(hidden=16, layers=2, latent=4, components=3))
@@ -133,7 +133,7 @@ def test_bench_gap_reports_posterior_and_prior_errors(tmp_path):
 
 
 def test_profile_families_name_the_step_operators():
-    from pipeline.bench import _family
+    from pipeline.bench.speed import _family
 
     assert _family("aten::addmm") == _family("aten::mm") == _family("aten::bmm") == "matmul"
     assert _family("aten::silu_backward") == _family("aten::add_") == _family("aten::native_layer_norm") == "elementwise"

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from ggik_core.model.cvae import GGIK, ModelConfig
-from pipeline.bench_ik import BASELINES, METHODS, RATE_METRICS, THRESHOLDS, bench_ik
-from pipeline.train import save_model
+from pipeline.bench.ik import BASELINES, METHODS, RATE_METRICS, THRESHOLDS, bench_ik
+from ggik_core.model.files import save_model
 
 ARMS = ["ur10", "panda"]
 GOALS, SAMPLES, MAX_ITER = 3, 4, 20
@@ -130,7 +130,7 @@ def test_a_urdf_chain_with_a_continuous_joint_is_benched_beside_the_arms(tmp_pat
     continuous wrist joint is unlimited for our LM and for TRAC-IK, and the pooled rows split
     the catalog arms from the URDFs."""
     from ggik_core.robots.catalog import urdf_file, urdf_links
-    from pipeline.baselines import urdf_dir
+    from pipeline.bench.baselines import urdf_dir
 
     src = urdf_dir() / urdf_file("ur10")
     if not src.is_file():

@@ -7,8 +7,8 @@ import torch
 
 from ggik_core.errors import GGIKError
 from ggik_core.model.cvae import GGIK, ModelConfig
-from pipeline.bench_seeds import bench_seeds
-from pipeline.train import save_model
+from pipeline.bench.seeds import bench_seeds
+from ggik_core.model.files import save_model
 
 
 def test_bench_seeds_rows(tmp_path, capsys):
@@ -32,7 +32,7 @@ def test_bench_seeds_rows(tmp_path, capsys):
 
 def test_time_to_k_distinct_accumulates_distinct_solutions_over_batches():
     from ggik_core.solve.solver import Solutions
-    from pipeline.bench_seeds import time_to_k_distinct
+    from pipeline.bench.seeds import time_to_k_distinct
 
     def batch(i: int) -> Solutions:  # goal 0 gets one new distinct exact solution per batch, goal 1 none
         q = torch.full((2, 1, 3), float(i))

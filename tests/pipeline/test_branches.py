@@ -10,7 +10,7 @@ import torch
 from ggik_core.robots.catalog import load_arm
 from ggik_core.robots.transforms import wrap_angle
 from ggik_core.solve.solver import errors
-from pipeline.branches import AnalyticIK, coverage
+from pipeline.bench.branches import AnalyticIK, coverage
 
 eaik = pytest.importorskip("eaik.pybindings.EAIK", reason="eaik (the analytic IK oracle) is not installed")
 GOALS = 60

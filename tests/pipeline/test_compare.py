@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from ggik_core.errors import GGIKError
-from pipeline.compare import compare
+from pipeline.commands.compare import compare
 
 pytest.importorskip("dvc")
 if shutil.which("git") is None:

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from ggik_core.model.cvae import GGIK, ModelConfig
-from pipeline.evaluate import evaluate
-from pipeline.params import EvalParams
-from pipeline.train import save_model
+from pipeline.stages.evaluate import evaluate
+from pipeline.stages.eval_params import EvalParams
+from ggik_core.model.files import save_model
 
 ARMS = ("ur10", "panda")
 PARAMS = EvalParams(problems_per_arm=3, samples=4, refine_max_iter=5, passes=1)
@@ -126,7 +126,7 @@ def test_first_goal_solutions_are_pictured_in_the_report(runs, tmp_path):
     """evaluate writes each arm's first goal as a `ggik solve` table; report draws the arm in them."""
     from ggik_core.robots.catalog import load_arm
     from ggik_core.robots.transforms import pose_from_xyz_quat
-    from pipeline.report import _arm_pictures
+    from pipeline.stages.report import _arm_pictures
 
     d, _ = runs[0]
     df = pd.read_parquet(d / "eval_solutions.parquet")

@@ -11,9 +11,12 @@ import yaml
 from ggik_core.model.config import ModelConfig
 from ggik_core.robots.random_robots import RandomRobotConfig
 from ggik_core.solve.refine import RefineConfig
-from pipeline.data import robot_config
-from pipeline.evaluate import refine_config
-from pipeline.params import DataParams, EvalParams, Params, load_params, pick
+from pipeline.stages.data import robot_config
+from pipeline.stages.evaluate import refine_config
+from pipeline.common.params import pick
+from pipeline.stages.data_params import DataParams
+from pipeline.stages.eval_params import EvalParams
+from pipeline.stages.params import load_params, Params
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,8 +58,8 @@ def test_readme_presets_name_real_params() -> None:
 def test_deterministic_is_chosen_per_device(tmp_path) -> None:
     import torch
 
-    from pipeline.params import TrainParams
-    from pipeline.train import deterministic_for
+    from pipeline.stages.train.params import TrainParams
+    from pipeline.stages.train.precision import deterministic_for
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert deterministic_for(TrainParams(), cpu) and not deterministic_for(TrainParams(), cuda)

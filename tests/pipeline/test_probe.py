@@ -7,7 +7,7 @@ import torch
 
 from ggik_core.model.config import ModelConfig
 from ggik_core.model.cvae import GGIK
-from pipeline.probe import Probe, probe_steps
+from pipeline.stages.probe import Probe, probe_steps
 
 
 def test_probe_steps_are_evenly_spaced_and_end_at_the_last_step():

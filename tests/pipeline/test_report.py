@@ -12,8 +12,8 @@ import torch
 
 from ggik_core.errors import DataError
 from ggik_core.solve.metrics import solution_metrics
-from pipeline.report import report
-from pipeline.tables import fmt, fmt_pct
+from pipeline.stages.report import report
+from pipeline.common.tables import fmt, fmt_pct
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ARMS = {"armalpha": 6, "armbeta": 7}

@@ -29,7 +29,7 @@ from scipy.spatial.transform import Rotation
 
 from ggik_core.robots.catalog import load_arm
 from ggik_core.model.cvae import GGIK, ModelConfig
-from pipeline.train import save_model
+from ggik_core.model.files import save_model
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("GGIK_SHARED") or REPO.parent / "shared")

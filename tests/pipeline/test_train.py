@@ -17,10 +17,14 @@ from ggik_core.data.graph import build_problem_graphs
 from ggik_core.model.cvae import GGIK, ModelConfig
 from ggik_core.data.problems import random_problems
 from ggik_core.robots.random_robots import RandomRobotConfig
-from pipeline.data import build_graphs, generate
-from pipeline.params import DataParams, ModelParams, Params, TrainParams
-from pipeline.probe import probe_steps
-from pipeline.train import fingerprint_train, load_model, train
+from pipeline.stages.data import build_graphs, generate
+from pipeline.stages.data_params import DataParams
+from pipeline.stages.params import Params
+from pipeline.stages.train.params import ModelParams, TrainParams
+from pipeline.stages.probe import probe_steps
+from ggik_core.model.files import load_model
+from pipeline.stages.train.checkpoint import fingerprint_train
+from pipeline.stages.train.loop import train
 
 TINY = Params(
     data=DataParams(n_problems=96, dofs=(5, 6)),
@@ -208,7 +212,7 @@ def test_the_fused_optimizer_makes_the_unfused_update_and_is_one_kernel_on_the_c
     does, to float rounding, and its step is one kernel rather than ~10 operations per tensor."""
     from torch.profiler import ProfilerActivity, profile
 
-    from pipeline.train import make_optimizer
+    from pipeline.stages.train.schedules import make_optimizer
 
     torch.manual_seed(0)
     model = GGIK(TINY.model)
@@ -232,7 +236,7 @@ def test_the_fused_optimizer_makes_the_unfused_update_and_is_one_kernel_on_the_c
 
 
 def test_cosine_schedule_warms_up_then_decays_to_zero():
-    from pipeline.train import make_scheduler
+    from pipeline.stages.train.schedules import make_scheduler
 
     p = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([p], lr=2.0)
@@ -258,7 +262,7 @@ def test_cosine_training_runs_and_resumes(graphs, tmp_path):
 
 
 def test_beta_rises_linearly_from_zero_or_geometrically_from_beta_start():
-    from pipeline.train import beta_at
+    from pipeline.stages.train.schedules import beta_at
 
     lin = TrainParams(beta=1.0, beta_warmup_epochs=4, beta_start=0.0)
     assert [beta_at(lin, e) for e in range(6)] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
@@ -297,7 +301,7 @@ def test_accuracy_probes_record_raw_error_in_mm_and_do_not_change_training(graph
 def test_a_setting_added_after_the_checkpoint_counts_as_its_default():
     """Checkpoints written before a model or train setting existed stay resumable by runs that
     leave it at its default, and only by those."""
-    from pipeline.train import same_run
+    from pipeline.stages.train.checkpoint import same_run
 
     fp = {"model": asdict(ModelConfig()), "train": fingerprint_train(TrainParams()), "data": "abc"}
     old = {"model": {k: v for k, v in fp["model"].items() if k != "prior_mixture"},
@@ -313,7 +317,7 @@ def test_a_setting_added_after_the_checkpoint_counts_as_its_default():
 
 def test_the_training_code_hash_covers_the_model_the_batches_and_the_loop(monkeypatch, tmp_path):
     import ggik_core.model
-    from pipeline import train as train_mod
+    from pipeline.stages.train import checkpoint as train_mod
 
     h = train_mod.training_code_hash()
     assert len(h) == 64 and h == train_mod.training_code_hash()
@@ -332,11 +336,15 @@ def test_training_steps_make_no_host_sync_on_cuda():
     batch indices go to the device once per epoch and the losses are read once (log_every)."""
     import warnings
 
-    from pipeline.train import Dist, _to, run_epoch
+    from pipeline.stages.train.batching import to_device
+
+    from pipeline.stages.train.distributed import Dist
+
+    from pipeline.stages.train.loop import run_epoch
 
     dev = torch.device("cuda")
     pb = random_problems(512, 6, RandomRobotConfig(), torch.Generator().manual_seed(0))
-    g = {6: _to(build_problem_graphs(pb.chain, pb.q, pb.goal), dev)}
+    g = {6: to_device(build_problem_graphs(pb.chain, pb.q, pb.goal), dev)}
     model = GGIK(TINY.model).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
     tp = replace(TINY.train, log_every=10_000)

@@ -17,8 +17,9 @@ from ggik_core.data.problems import ProblemBatch, random_problems, read_problems
 from ggik_core.robots.random_robots import RandomRobotConfig
 from ggik_core.robots.files import load_robot
 from ggik_core.data.shards import save_shard, write_manifest
-from pipeline.params import DataParams, pick
-from pipeline.progress import progress
+from pipeline.common.params import pick
+from pipeline.stages.data_params import DataParams
+from pipeline.common.progress import progress
 
 CHUNK = 50_000
 

@@ -22,9 +22,10 @@ from ggik_core.solve.metrics import solution_metrics
 from ggik_core.solve.refine import RefineConfig
 from ggik_core.solve.solver import Solutions, refine_solutions, sample_solutions
 from ggik_core.runtime import set_threads
-from pipeline.params import EvalParams, pick
-from pipeline.progress import stderr
-from pipeline.train import load_model
+from pipeline.common.params import pick
+from pipeline.stages.eval_params import EvalParams
+from pipeline.common.progress import stderr
+from ggik_core.model.files import load_model
 
 
 def _generator(device: torch.device, seed: int) -> torch.Generator:

@@ -36,12 +36,12 @@ from ggik_core.solve.refine import BACKENDS, RefineConfig
 from ggik_core.robots.robot import Robot
 from ggik_core.robots.transforms import wrap_angle
 from ggik_core.solve.solver import Solutions, distinct_count, refine_solutions, sample_solutions
-from pipeline.baselines import (
+from pipeline.bench.baselines import (
     TRAC_IK_EPSILON, TRAC_IK_TIMEOUT_S, UrdfChain, availability, catalog_chain, import_pytorch_kinematics, import_trac_ik,
     package_version, pk_solver, run_pytorch_kinematics, run_trac_ik, trac_ik_solver,
 )
-from pipeline.branches import AnalyticIK, coverage, import_eaik
-from pipeline.progress import progress, stderr
+from pipeline.bench.branches import AnalyticIK, coverage, import_eaik
+from pipeline.common.progress import progress, stderr
 
 #: name -> (position tolerance in metres, rotation tolerance in radians)
 THRESHOLDS: dict[str, tuple[float, float]] = {
@@ -246,7 +246,7 @@ def bench_ik(
     """Run every method on every arm (and URDF chain ``PATH:BASE:EE`` in ``urdfs``), write
     ``out_dir/bench.json`` and ``out_dir/bench.md``. ``backend``: the LM's
     (:attr:`RefineConfig.backend`; "torch" is the batched loop the compiled kernel replaced)."""
-    from pipeline.train import load_model, pick_device
+    from ggik_core.model.files import load_model, pick_device
 
     if goals_per_arm < 1 or samples < 1:
         raise GGIKError(f"need at least one goal and one sample per arm (got {goals_per_arm} goals, {samples} samples)")

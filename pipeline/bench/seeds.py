@@ -64,7 +64,7 @@ def bench_seeds(model_path: Path, goals: int, samples: int, arms: list[str] | No
                 limit_s: float = 10.0) -> list[dict]:
     """Print a Markdown table (one row per arm) and return its rows."""
     from ggik_core.runtime import set_threads
-    from pipeline.train import load_model
+    from ggik_core.model.files import load_model
 
     if goals < 1 or samples < 1:
         raise GGIKError(f"need at least one goal and one sample (got {goals} goals, {samples} samples)")

@@ -30,11 +30,11 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from ggik_core.data.io import write_text
-from pipeline.figures import LOG_FLOOR, grouped_boxes, new_figure, save_png
-from pipeline.metrics_files import (
+from pipeline.common.figures import LOG_FLOOR, grouped_boxes, new_figure, save_png
+from pipeline.common.metrics_files import (
     LOSS_KEYS, STAT_KEYS, check_eval, check_train, get, num, read_json_file, read_losses, read_probes, read_samples,
 )
-from pipeline.tables import csv_num, csv_text, fmt, fmt_pct, md_table
+from pipeline.common.tables import csv_num, csv_text, fmt, fmt_pct, md_table
 
 #: success thresholds in eval.json and their labels
 SUCCESS_KEYS = (("10mm", "10 mm"), ("5mm_2deg", "5 mm & 2°"), ("1mm_1deg", "1 mm & 1°"), ("0.1mm_0.1deg", "0.1 mm & 0.1°"))
@@ -89,7 +89,7 @@ def _loss_figure(losses: pd.DataFrame, layer: str, path: Path) -> Path:
 def _arm_pictures(solutions: pd.DataFrame, out_dir: Path) -> list[Path]:
     """One picture per arm: the arm in each distinct refined solution of its first goal."""
     from ggik_core.robots.catalog import load_arm
-    from pipeline.arm_figure import plot_frame
+    from pipeline.common.arm_figure import plot_frame
 
     # arms of fewer joints have empty q_n columns in the pooled table
     return [plot_frame(load_arm(arm), rows.drop(columns="arm").dropna(axis=1, how="all"), 0, out_dir / f"arm_{arm}.png")

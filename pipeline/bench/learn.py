@@ -24,7 +24,7 @@ def beta_schedule(beta: float, beta_start: float, warm: float, steps: int):
     """β at a step: linear from 0 over ``warm`` of the steps, or geometric from ``beta_start``
     reaching ``beta`` at ``warm`` of the steps when ``beta_start`` > 0."""
 
-    from pipeline.train import beta_ramp
+    from pipeline.stages.train.schedules import beta_ramp
 
     def at(step: int) -> float:
         return beta_ramp(beta, beta_start, min(1.0, step / max(1.0, warm * steps)))
@@ -41,9 +41,11 @@ def bench_learn(robot_name: str, n: int, steps: int, batch: int, lr: float, beta
     from ggik_core.model.config import ModelConfig
     from ggik_core.model.cvae import GGIK
     from ggik_core.robots.files import load_robot
-    from pipeline.bench import _variant
-    from pipeline.params import TrainParams
-    from pipeline.train import make_scheduler, precision_context, subset
+    from pipeline.bench.speed import _variant
+    from pipeline.stages.train.params import TrainParams
+    from pipeline.stages.train.batching import subset
+    from pipeline.stages.train.precision import precision_context
+    from pipeline.stages.train.schedules import make_scheduler
 
     _, sets = _variant(" ".join(["dense", *overrides]))
     cfg = dataclasses.replace(ModelConfig(), **sets)

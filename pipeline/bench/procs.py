@@ -57,8 +57,8 @@ def _serve(rank: int, job: ProcsJob, graphs: ProblemGraphs, store: str, conn) ->
     from ggik_core.data.batch import make_batch
     from ggik_core.model.config import ModelConfig
     from ggik_core.runtime import keep_freed_memory
-    from pipeline.bench import _train_step, bench_model
-    from pipeline.train import subset
+    from pipeline.bench.speed import _train_step, bench_model
+    from pipeline.stages.train.batching import subset
 
     group = job.procs > 1
     try:

@@ -21,7 +21,7 @@ from ggik_core.robots.reach import distance_from_first_axis
 from ggik_core.solve.config import SOLVE
 from ggik_core.data.io import atomic_path, write_text
 from ggik_core.errors import GGIKError
-from pipeline.progress import stderr
+from pipeline.common.progress import stderr
 
 GOAL_COLUMNS = ("x", "y", "z", "qw", "qx", "qy", "qz")
 GOAL_SUFFIXES = (".csv", ".parquet")
@@ -181,7 +181,7 @@ def solve(
     if out is not None and out.suffix.lower() not in OUT_SUFFIXES:
         raise GGIKError(f"--out {out}: use a {', '.join(OUT_SUFFIXES)} file name")
     if plot is not None:
-        from pipeline.arm_figure import check_figure_path
+        from pipeline.common.arm_figure import check_figure_path
 
         check_figure_path(plot)
     rows = [parse_goal(t, i) for i, t in enumerate(goal_texts)]
@@ -207,7 +207,7 @@ def solve(
     if out is not None:
         write_solutions(res, out)
     if plot is not None:
-        from pipeline.arm_figure import plot_frame
+        from pipeline.common.arm_figure import plot_frame
 
         plot_frame(solver.robot, res.to_frame(), plot_goal, plot)
         stderr.print(f"wrote {plot}")

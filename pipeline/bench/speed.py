@@ -100,7 +100,7 @@ class Placement(NamedTuple):
 
     @property
     def own_processes(self) -> bool:
-        """Timed in fresh processes of its own (:class:`~pipeline.bench_procs.ProcsPath`), round by round
+        """Timed in fresh processes of its own (:class:`~pipeline.bench.procs.ProcsPath`), round by round
         between the in-process paths' rounds."""
         return self.procs > 1 or self.malloc != "kept"
 
@@ -108,7 +108,7 @@ class Placement(NamedTuple):
 def _procs(spec: str) -> Placement:
     """``"dense-bf16 phi_x=linear procs=2"`` -> ``Placement("dense-bf16 phi_x=linear", 2, "kept")``:
     ``procs=N`` data-parallel processes that share the cores (1 when absent;
-    :mod:`pipeline.bench_procs`) and ``malloc=default`` for glibc's own allocator policy."""
+    :mod:`pipeline.bench.procs`) and ``malloc=default`` for glibc's own allocator policy."""
     from ggik_core.errors import GGIKError
 
     words, procs, malloc = [], 1, "kept"
@@ -129,10 +129,10 @@ def _procs(spec: str) -> Placement:
 
 def bench_model(cfg, path: str, device: torch.device = torch.device("cpu")):
     """The seeded model of ``cfg`` on ``device`` for ``path`` (dense layers unless ``pyg``) and its
-    AdamW (the training stage's, :func:`pipeline.train.make_optimizer`), as every timed variant
+    AdamW (the training stage's, :func:`pipeline.stages.train.loop.make_optimizer`), as every timed variant
     starts; raises ``ValueError`` where ``cfg`` does not apply."""
     from ggik_core.model.cvae import GGIK
-    from pipeline.train import make_optimizer
+    from pipeline.stages.train.schedules import make_optimizer
 
     torch.manual_seed(0)
     model = GGIK(cfg).to(device)
@@ -158,7 +158,7 @@ def _timed(step, steps: int, device: torch.device):
 def _train_step(model, opt, b, path: str):
     """One forward + backward + AdamW step on ``b`` along ``path`` (see :data:`TRAIN_PATHS`)."""
 
-    from pipeline.train import precision_context
+    from pipeline.stages.train.precision import precision_context
 
     parts = path.split("-")
     ctx = precision_context(next((p for p in ("bf16", "tf32") if p in parts), "fp32"), b.h.device)
@@ -234,7 +234,7 @@ def bench_train(layers: list[str], paths: list[str], batch_size: int, steps: int
     """Training graphs per second (forward + backward + AdamW step) at the given sizes, for each
     layer and each path, timed in interleaved rounds (the median round is reported). A path with
     ``procs=N`` runs data-parallel in ``N`` processes that share the threads, and one with
-    ``malloc=default`` in a process of its own (:mod:`pipeline.bench_procs`); their rounds interleave
+    ``malloc=default`` in a process of its own (:mod:`pipeline.bench.procs`); their rounds interleave
     with the others'. ``profile``: then each single-process path's step time by operator
     family (:func:`profile_step`), CPU only."""
     from ggik_core.data.batch import make_batch
@@ -243,8 +243,8 @@ def bench_train(layers: list[str], paths: list[str], batch_size: int, steps: int
     from ggik_core.errors import GGIKError
     from contextlib import ExitStack
 
-    from pipeline.bench_procs import ProcsJob, ProcsPath
-    from pipeline.train import pick_device
+    from pipeline.bench.procs import ProcsJob, ProcsPath
+    from ggik_core.model.files import pick_device
 
     procs = {v: _procs(v) for v in paths}
     variants = {v: _variant(place.spec) for v, place in procs.items()}
@@ -320,7 +320,7 @@ def bench_sample(model_path: Path | None, robot_name: str, device: str | None, r
     from ggik_core.model.config import REFERENCE_SIZES, ModelConfig
     from ggik_core.model.cvae import GGIK
     from ggik_core.solve.solver import sample_solutions
-    from pipeline.train import load_model, pick_device
+    from ggik_core.model.files import load_model, pick_device
 
     dev = torch.device(device) if device else pick_device()
     if model_path is not None and model_path.exists():
@@ -355,7 +355,8 @@ def bench_overfit(robot_name: str, problems: int, steps: int, lr: float, layer: 
     from ggik_core.model.config import ModelConfig
     from ggik_core.model.cvae import GGIK
     from ggik_core.robots.files import load_robot
-    from pipeline.train import precision_context, subset
+    from pipeline.stages.train.batching import subset
+    from pipeline.stages.train.precision import precision_context
 
     _, sets = _variant(" ".join(["dense", *overrides]))
     cfg = dataclasses.replace(ModelConfig(layer=layer), **sets)

@@ -26,9 +26,9 @@ import pandas as pd
 
 from ggik_core.errors import DataError, GGIKError
 from ggik_core.data.io import write_text
-from pipeline.figures import SERIES_COLORS, grouped_boxes, new_figure, save_png
-from pipeline.metrics_files import check_eval, num, parse_json, parse_samples
-from pipeline.tables import csv_num, csv_text, fmt, fmt_pct, md_table
+from pipeline.common.figures import SERIES_COLORS, grouped_boxes, new_figure, save_png
+from pipeline.common.metrics_files import check_eval, num, parse_json, parse_samples
+from pipeline.common.tables import csv_num, csv_text, fmt, fmt_pct, md_table
 
 EVAL_JSON = "metrics/eval.json"
 EVAL_SAMPLES = "metrics/eval_samples.parquet"
