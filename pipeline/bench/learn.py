@@ -41,13 +41,13 @@ def bench_learn(robot_name: str, n: int, steps: int, batch: int, lr: float, beta
     from ggik_core.model.config import ModelConfig
     from ggik_core.model.cvae import GGIK
     from ggik_core.robots.files import load_robot
-    from pipeline.bench.speed import _variant
+    from pipeline.bench.train_paths import variant
     from pipeline.stages.train.params import TrainParams
     from pipeline.stages.train.batching import subset
     from pipeline.stages.train.precision import precision_context
     from pipeline.stages.train.schedules import make_scheduler
 
-    _, sets = _variant(" ".join(["dense", *overrides]))
+    _, sets = variant(" ".join(["dense", *overrides]))
     cfg = dataclasses.replace(ModelConfig(), **sets)
     robot = load_robot(robot_name)
     pb = robot_problems(robot, n, torch.Generator().manual_seed(seed))

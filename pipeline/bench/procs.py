@@ -57,7 +57,7 @@ def _serve(rank: int, job: ProcsJob, graphs: ProblemGraphs, store: str, conn) ->
     from ggik_core.data.batch import make_batch
     from ggik_core.model.config import ModelConfig
     from ggik_core.runtime import keep_freed_memory
-    from pipeline.bench.speed import _train_step, bench_model
+    from pipeline.bench.train_paths import bench_model, train_step
     from pipeline.stages.train.batching import subset
 
     group = job.procs > 1
@@ -74,7 +74,7 @@ def _serve(rank: int, job: ProcsJob, graphs: ProblemGraphs, store: str, conn) ->
         cfg = dataclasses.replace(ModelConfig(layer=job.layer, hidden=job.hidden, layers=job.depth), **job.overrides)
         b = make_batch(mine, cfg.directions, home_init=cfg.home_init)
         model, opt = bench_model(cfg, job.path)
-        step = _train_step(DistributedDataParallel(model) if group else model, opt, b, job.path)
+        step = train_step(DistributedDataParallel(model) if group else model, opt, b, job.path)
         for _ in range(2):  # warm-up (and compilation)
             step()
         conn.send(("ready", sum(p.numel() for p in model.parameters())))

@@ -88,12 +88,9 @@ def plot(
     ee_link: Optional[str] = typer.Option(None, "--ee-link", help="URDF end-effector link (default: the single leaf)."),
 ) -> None:
     """Draw the arm in each distinct solution of one goal, with the goal frame."""
-    from ggik_core.robots.files import load_robot
-    from pipeline.common.arm_figure import plot_frame, read_solutions
+    from pipeline.commands.plot import plot as run
 
-    path = out or solutions.with_suffix(".png")
-    df = read_solutions(solutions)
-    plot_frame(load_robot(robot, base_link=base_link, ee_link=ee_link), df, goal_id, path)
+    path = run(solutions, robot, goal_id, out, base_link, ee_link)
     typer.echo(f"wrote {path}", err=True)
 
 

@@ -97,23 +97,6 @@ def plot_frame(robot: Robot, df: pd.DataFrame, goal_id: int, path: Path) -> Path
     return path
 
 
-def read_solutions(path: Path) -> pd.DataFrame:
-    """A solutions table from ``.csv``, ``.parquet`` or ``.json`` (records)."""
-    if not path.is_file():
-        raise GGIKError(f"solutions file {path} not found")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".csv":
-            return pd.read_csv(path)
-        if suffix == ".parquet":
-            return pd.read_parquet(path)
-        if suffix == ".json":
-            return pd.read_json(path, orient="records")
-    except Exception as exc:  # noqa: BLE001 - any reader failure is a malformed file
-        raise GGIKError(f"cannot read solutions file {path}: {' '.join(str(exc).split())}") from None
-    raise GGIKError(f"solutions file {path}: unsupported extension {suffix or '(none)'}; supported: .csv, .parquet, .json")
-
-
 def _title(robot: Robot, goal_id: int, goal: np.ndarray, count: int, drawn: int, worst: tuple[float, float]) -> str:
     from ggik_core.robots.poses import pose_to_xyz_quat
 

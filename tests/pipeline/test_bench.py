@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ggik_core.errors import GGIKError
-from pipeline.bench.speed import _procs, _variant, bench_overfit, bench_train
+from pipeline.bench.speed import bench_overfit, bench_train
+from pipeline.bench.train_paths import placement, variant
 
 
 def test_bench_train_times_variants_side_by_side(capsys):
@@ -48,25 +49,25 @@ def test_a_failing_worker_is_a_one_line_error_not_a_traceback():
 
 
 def test_procs_parsing_and_errors():
-    assert _procs("dense-bf16 phi_x=linear procs=2") == ("dense-bf16 phi_x=linear", 2, "kept")
-    assert _procs("pyg") == ("pyg", 1, "kept")
-    assert _procs("pyg malloc=default") == ("pyg", 1, "default")
-    assert _procs("pyg malloc=default").own_processes and not _procs("pyg").own_processes
+    assert placement("dense-bf16 phi_x=linear procs=2") == ("dense-bf16 phi_x=linear", 2, "kept")
+    assert placement("pyg") == ("pyg", 1, "kept")
+    assert placement("pyg malloc=default") == ("pyg", 1, "default")
+    assert placement("pyg malloc=default").own_processes and not placement("pyg").own_processes
     with pytest.raises(GGIKError, match="positive integer"):
-        _procs("dense procs=0")
+        placement("dense procs=0")
     with pytest.raises(GGIKError, match="malloc must be one of kept, default"):
-        _procs("dense malloc=jemalloc")
+        placement("dense malloc=jemalloc")
     with pytest.raises(GGIKError, match="split evenly"):
         bench_train(["egnn"], ["dense procs=3"], batch_size=4, steps=1, rounds=1, dof=5, hidden=8, depth=2, device="cpu")
 
 
 def test_variant_parsing():
-    assert _variant("dense-bf16 phi_x=linear symmetric=true full_layers=1") == (
+    assert variant("dense-bf16 phi_x=linear symmetric=true full_layers=1") == (
         "dense-bf16", {"phi_x": "linear", "symmetric": True, "full_layers": 1})
     with pytest.raises(GGIKError, match="unknown path"):
-        _variant("sparse")
+        variant("sparse")
     with pytest.raises(GGIKError, match="KEY=VALUE"):
-        _variant("dense widthh=3")
+        variant("dense widthh=3")
 
 
 def test_bench_overfit_reduces_the_error(capsys):
@@ -133,15 +134,15 @@ def test_bench_gap_reports_posterior_and_prior_errors(tmp_path):
 
 
 def test_profile_families_name_the_step_operators():
-    from pipeline.bench.speed import _family
+    from pipeline.bench.train_paths import op_family
 
-    assert _family("aten::addmm") == _family("aten::mm") == _family("aten::bmm") == "matmul"
-    assert _family("aten::silu_backward") == _family("aten::add_") == _family("aten::native_layer_norm") == "elementwise"
-    assert _family("aten::_foreach_addcdiv_") == "optimizer"
-    assert _family("aten::sum") == "reduction"
-    assert _family("aten::_to_copy") == _family("aten::cat") == "copy / cast / layout"
-    assert _family("Optimizer.step#AdamW.step") == _family("aten::frobnicate") == "other"
-    assert _family("FusedEGNNEdges") == _family("FusedEGATEdgesBackward") == _family("FusedNodeUpdate") == "fused blocks"
+    assert op_family("aten::addmm") == op_family("aten::mm") == op_family("aten::bmm") == "matmul"
+    assert op_family("aten::silu_backward") == op_family("aten::add_") == op_family("aten::native_layer_norm") == "elementwise"
+    assert op_family("aten::_foreach_addcdiv_") == "optimizer"
+    assert op_family("aten::sum") == "reduction"
+    assert op_family("aten::_to_copy") == op_family("aten::cat") == "copy / cast / layout"
+    assert op_family("Optimizer.step#AdamW.step") == op_family("aten::frobnicate") == "other"
+    assert op_family("FusedEGNNEdges") == op_family("FusedEGATEdgesBackward") == op_family("FusedNodeUpdate") == "fused blocks"
 
 
 def test_bench_train_profile_splits_the_step_by_operator_family(capsys):

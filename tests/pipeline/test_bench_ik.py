@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from ggik_core.model.cvae import GGIK, ModelConfig
-from pipeline.bench.ik import BASELINES, METHODS, RATE_METRICS, THRESHOLDS, bench_ik
+from pipeline.bench.ik import bench_ik
+from pipeline.bench.ik_scores import BASELINES, METHODS, RATE_METRICS, THRESHOLDS
 from ggik_core.model.files import save_model
 
 ARMS = ["ur10", "panda"]
