@@ -31,7 +31,7 @@ from ggik_core.robots.catalog import load_arm
 from ggik_core.model.cvae import GGIK, ModelConfig
 from ggik_core.model.files import save_model
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SHARED = Path(os.environ.get("GGIK_SHARED") or REPO.parent / "shared")
 PANDA_URDF = SHARED / "reference" / "urdf" / "panda_arm.urdf"
 TIMEOUT = 300

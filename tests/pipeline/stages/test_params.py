@@ -18,7 +18,7 @@ from pipeline.stages.data_params import DataParams
 from pipeline.stages.eval_params import EvalParams
 from pipeline.stages.params import load_params, Params
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_params_yaml_equals_the_defaults() -> None:
