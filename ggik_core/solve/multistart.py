@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ggik_core.robots.reach import home_frames  # noqa: F401  (the axis frames at q = 0, numpy)
 from ggik_core.solve.config import RefineConfig
 
 if TYPE_CHECKING:

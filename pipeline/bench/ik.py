@@ -40,7 +40,9 @@ from pipeline.bench.baselines import (
     package_version, pk_solver, run_pytorch_kinematics, run_trac_ik, trac_ik_solver,
 )
 from pipeline.bench.branches import AnalyticIK, coverage, import_eaik
-from pipeline.bench.ik_scores import THRESHOLDS, DISTINCT_TOL, METHODS, BASELINES, LATENCY_REPEATS, success_mask, score, pooled, add_ratios, markdown
+from pipeline.bench.ik_scores import (
+    BASELINES, DISTINCT_TOL, LATENCY_REPEATS, METHODS, THRESHOLDS, add_ratios, markdown, pooled, score, success_mask,
+)
 from pipeline.common.progress import progress, stderr
 
 # --- the robots ----------------------------------------------------------------------------------

@@ -209,7 +209,7 @@ def markdown(report: dict) -> str:
 
 def _branch_rows(branches: dict[str, dict]) -> list[str]:
     """Branch coverage on the 6R arms: the share of each goal's analytic solutions (eaik) that the
-    method's exact candidates reach (pipeline/branches.py)."""
+    method's exact candidates reach (pipeline/bench/branches.py)."""
     if not branches:
         return []
     lines = ["", f"## Solution-branch coverage on the 6R arms (oracle: eaik's analytic IK; share of a goal's analytic "

@@ -89,7 +89,7 @@ def placement(spec: str) -> Placement:
 
 def bench_model(cfg, path: str, device: torch.device = torch.device("cpu")):
     """The seeded model of ``cfg`` on ``device`` for ``path`` (dense layers unless ``pyg``) and its
-    AdamW (the training stage's, :func:`pipeline.stages.train.loop.make_optimizer`), as every timed variant
+    AdamW (the training stage's, :func:`pipeline.stages.train.schedules.make_optimizer`), as every timed variant
     starts; raises ``ValueError`` where ``cfg`` does not apply."""
     from ggik_core.model.cvae import GGIK
     from pipeline.stages.train.schedules import make_optimizer
