@@ -574,3 +574,31 @@ def test_solve_starts_without_importing_torch_pandas_sympy_or_the_progress_bars(
     assert out.returncode == 0, out.stderr
     assert "HEAVY []" in out.stderr, out.stderr
     assert out.stdout.startswith("goal_id,sample_id,q_1,") and len(out.stdout.splitlines()) == 5
+
+
+def test_the_solve_defaults_have_one_owner() -> None:
+    """`ggik solve`'s options, the solve function behind it and the library's Solver all take their
+    defaults from ggik_core.solve.config.SOLVE."""
+    import dataclasses
+    import inspect
+
+    import typer
+
+    from ggik_core.api import Solver
+    from ggik_core.solve.config import SOLVE
+    from pipeline.cli import app
+    from pipeline.commands.solve import solve
+
+    options = {p.name: p.default for p in typer.main.get_command(app).commands["solve"].params}
+    cli = {"samples": "samples", "pos_tol_mm": "tol_mm", "rot_tol_deg": "tol_deg", "solved_mm": "solved_mm",
+           "solved_deg": "solved_deg", "distinct_tol": "distinct_tol", "seed": "seed", "threads": "threads"}
+    for field in dataclasses.fields(SOLVE):
+        assert options[cli[field.name]] == getattr(SOLVE, field.name), field.name
+    fn = inspect.signature(solve).parameters
+    init = inspect.signature(Solver.__init__).parameters
+    for name in ("pos_tol_mm", "rot_tol_deg", "solved_mm", "solved_deg", "distinct_tol", "threads", "seed"):
+        assert fn[name].default == getattr(SOLVE, name), name
+    for name in ("pos_tol_mm", "rot_tol_deg", "solved_mm", "solved_deg", "distinct_tol", "threads"):
+        assert init[name].default == getattr(SOLVE, name), name
+    assert inspect.signature(Solver.solve).parameters["k"].default == SOLVE.samples
+

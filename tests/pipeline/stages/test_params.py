@@ -16,7 +16,7 @@ from pipeline.stages.evaluate import refine_config
 from pipeline.common.params import pick
 from pipeline.stages.data_params import DataParams
 from pipeline.stages.eval_params import EvalParams
-from pipeline.stages.params import load_params, Params
+from pipeline.stages.params import Params, load_params
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -67,3 +67,28 @@ def test_deterministic_is_chosen_per_device(tmp_path) -> None:
     assert not deterministic_for(TrainParams(deterministic="false"), cpu)
     (tmp_path / "p.yaml").write_text("train:\n  deterministic: true\n")  # a YAML boolean reads as "True"
     assert deterministic_for(load_params(tmp_path / "p.yaml").train, cuda)
+
+
+def test_each_stage_reads_and_checks_only_its_sections(tmp_path) -> None:
+    """generate and build_graphs read the data section alone, evaluate the eval section alone;
+    train reads data, model and train."""
+    import pytest
+
+    from ggik_core.errors import GGIKError
+    from pipeline.stages.data_params import load_data_params
+    from pipeline.stages.eval_params import load_eval_params
+    from pipeline.stages.train.params import load_training_params
+
+    path = tmp_path / "p.yaml"
+    path.write_text("data:\n  n_problems: 12\nmodel:\n  phi_e: linear\neval:\n  samples: 4\n")
+    assert load_data_params(path) == DataParams(n_problems=12)
+    assert load_eval_params(path) == EvalParams(samples=4)
+    with pytest.raises(GGIKError, match="model.phi_e must be mlp or single"):
+        load_training_params(path)
+    with pytest.raises(GGIKError, match="model.phi_e"):
+        load_params(path)
+    path.write_text("train:\n  kernels: numba\n")
+    with pytest.raises(GGIKError, match="train.kernels must be fused or eager, got 'numba'"):
+        load_training_params(path)
+    assert load_data_params(path) == DataParams()
+
