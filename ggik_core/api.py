@@ -25,7 +25,7 @@ the best of them being the one counted.
 
 A goal is flagged *out of reach* only when no configuration can reach its position: its
 distance from the first joint's axis origin exceeds the sum of the fixed distances between
-consecutive axis origins (a sound bound, see :func:`reach`). With refinement, a goal within reach
+consecutive axis origins (a sound bound, see :func:`ggik_core.robots.reach.reach`). With refinement, a goal within reach
 for which no candidate is solved is reported as *not solved* (``Result.failed``).
 """
 
@@ -36,25 +36,21 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ggik_core.data.io import csv_text
 from ggik_core.errors import GGIKError
+from ggik_core.robots.poses import as_poses, pose_to_xyz_quat
+from ggik_core.robots.reach import REACH_SLACK, distance_from_first_axis, reach
 from ggik_core.robots.robot import Robot
-from ggik_core.solve.config import RefineConfig
-from ggik_core.solve.multistart import first_distinct, home_frames
+from ggik_core.solve.config import SOLVE, refine_config
+from ggik_core.solve.distinct import solved_and_distinct
+from ggik_core.solve.multistart import random_candidates
 
 if TYPE_CHECKING:  # torch loads only with a model: the default solver (random seeds) runs without it
     import torch
-
-#: Largest accepted deviation of a goal quaternion's norm from 1 (it is then normalised).
-QUAT_TOL = 1e-3
-#: Largest accepted deviation of a goal rotation matrix from orthonormality.
-ROT_TOL = 1e-6
-#: Slack (metres) added to the reach bound, so that goals on the boundary are never flagged.
-REACH_SLACK = 1e-6
-
 
 @dataclass
 class Result:
@@ -171,12 +167,12 @@ class Solver:
         ee_link: str | None = None,
         model: str | Path | Any | None = None,
         max_iter: int | None = None,
-        pos_tol_mm: float = 0.01,
-        rot_tol_deg: float = 0.01,
-        solved_mm: float = 1.0,
-        solved_deg: float = 1.0,
-        distinct_tol: float = 0.05,
-        threads: int | None = 0,
+        pos_tol_mm: float = SOLVE.pos_tol_mm,
+        rot_tol_deg: float = SOLVE.rot_tol_deg,
+        solved_mm: float = SOLVE.solved_mm,
+        solved_deg: float = SOLVE.solved_deg,
+        distinct_tol: float = SOLVE.distinct_tol,
+        threads: int | None = SOLVE.threads,
         device: str | torch.device | None = None,
         time_budget_s: float | None = None,
     ) -> None:
@@ -219,7 +215,7 @@ class Solver:
     #: over-relaxation of the re-encoding passes after the first (:meth:`ggik_core.model.cvae.GGIK.sample`)
     RELAX = 1.0
 
-    def solve(self, poses: Any, k: int = 32, refine: bool = True, seed: int = 0, passes: int | None = None,
+    def solve(self, poses: Any, k: int = SOLVE.samples, refine: bool = True, seed: int = SOLVE.seed, passes: int | None = None,
               relax: float | None = None) -> Result:
         """``k`` candidates for each goal pose, FK-checked.
 
@@ -277,158 +273,6 @@ class Solver:
         return Result(robot=self.robot.name, goals=goals, q=q, pos_err_mm=pos_mm, rot_err_deg=rot_deg, within_limits=within,
                       solved=solved, distinct=distinct, out_of_reach=dist > self.reach + REACH_SLACK, refined=refined, seeds=self.seeds,
                       seconds=seconds, notes=[note] if note else [], passes=passes)
-
-
-def random_candidates(robot: Robot, goals: np.ndarray, k: int, cfg: RefineConfig, seed: int) -> tuple[np.ndarray, ...]:
-    """Multi-start IK without torch (:mod:`ggik_core.solve.multistart`): ``k`` refined candidates per
-    goal from pools of configurations drawn uniformly inside the limits (``k`` plus
-    :func:`~ggik_core.solve.multistart.extra_count` per goal), with their FK-checked errors and
-    limit flags."""
-    from ggik_core.solve.multistart import extra_count, forward_kinematics, pose_errors, random_configurations, refine_pools
-
-    G, n = goals.shape[0], robot.dof
-    m = k + extra_count(k, G, cfg)
-    q0 = random_configurations(robot.lower_np, robot.upper_np, G * m, np.random.default_rng(seed)).reshape(G, m, n)
-    lower, upper = robot.bounds_np()
-    q = refine_pools(robot.chain_np, q0, goals, lower, upper, cfg, keep=k)
-    pos, rot = pose_errors(forward_kinematics(robot.chain_np, q), goals[:, None])
-    return q, pos, rot, robot.within_limits_np(q)
-
-
-# --- helpers -------------------------------------------------------------------------------------
-
-
-def csv_text(cols: dict[str, np.ndarray]) -> str:
-    """Comma-separated text with a header, formatted as pandas writes it: floats in their shortest
-    round-trip form (NaN as an empty cell), booleans as True/False."""
-
-    def cells(a: np.ndarray) -> list[str]:
-        if a.dtype.kind == "f":
-            return ["" if v != v else repr(v) for v in a.tolist()]
-        return [str(v) for v in a.tolist()]
-
-    rows = zip(*(cells(np.asarray(a)) for a in cols.values()))
-    return ",".join(cols) + "\n" + "".join(",".join(r) + "\n" for r in rows)
-
-
-def refine_config(max_iter: int | None, pos_tol_mm: float, rot_tol_deg: float, time_budget_s: float | None = None) -> RefineConfig:
-    """A :class:`RefineConfig` from user units, checked."""
-    if max_iter is None:
-        max_iter = RefineConfig.max_iter  # the library's default budget (re-seeds included)
-    if max_iter < 1:
-        raise GGIKError(f"the refinement needs at least 1 iteration, got {max_iter}")
-    if pos_tol_mm <= 0 or rot_tol_deg <= 0:
-        raise GGIKError("the refinement tolerances (mm, degrees) must be positive")
-    return RefineConfig(max_iter=int(max_iter), pos_tol=pos_tol_mm / 1000.0, rot_tol=float(np.radians(rot_tol_deg)),
-                        time_budget_s=time_budget_s)
-
-
-def reach(robot: Robot) -> float:
-    r"""A sound upper bound (metres) on the distance from the first joint's axis origin to the EE.
-
-    The axis-frame origin :math:`o_i` lies on joint i's axis, so it is fixed in link i-1 and in
-    link i; the distances :math:`|o_{i+1} - o_i|` (and :math:`|p_{ee} - o_n|`) therefore do not
-    depend on the configuration, and by the triangle inequality their sum bounds
-    :math:`|p_{ee} - o_1|` for every q, whatever the joint limits.
-    """
-    origins = home_frames(robot.chain_np)[:, :3, 3]  # (n + 1, 3): axis origins, then the EE
-    return float(np.linalg.norm(origins[1:] - origins[:-1], axis=-1).sum())
-
-
-def distance_from_first_axis(robot: Robot, goals: np.ndarray) -> np.ndarray:
-    """``(G,)`` distances (metres) from the first joint's axis origin to the goal positions ``(G, 4, 4)``."""
-    return np.linalg.norm(np.asarray(goals)[:, :3, 3] - robot.chain_np[0, :3, 3], axis=-1)
-
-
-def solved_and_distinct(q: np.ndarray, pos_mm: np.ndarray, rot_deg: np.ndarray, within: np.ndarray, solved_mm: float,
-                        solved_deg: float, distinct_tol: float) -> tuple[np.ndarray, np.ndarray]:
-    """``(G, k)`` masks: candidates inside the limits and within ``solved_mm`` / ``solved_deg``,
-    and the solved ones that count as distinct (:func:`distinct_mask`, best first)."""
-    solved = within & (pos_mm <= solved_mm) & (rot_deg <= solved_deg)
-    order = np.argsort(pos_mm + rot_deg, axis=1, kind="stable")
-    return solved, distinct_mask(q, solved, order, distinct_tol)
-
-
-def distinct_mask(q: np.ndarray, valid: np.ndarray, order: np.ndarray, tol: float, max_elements: int = 1 << 24) -> np.ndarray:
-    """``(G, k)``: valid candidates not within ``tol`` (max joint difference on the circle) of a
-    better counted one, candidates taken in ``order`` (best first)
-    (:func:`~ggik_core.solve.multistart.first_distinct`, in chunks under ``max_elements``)."""
-    qs = np.take_along_axis(q, order[..., None], 1)
-    vs = np.take_along_axis(valid, order, 1)
-    counted = first_distinct(qs, vs, tol, max_elements)
-    out = np.zeros_like(counted)
-    np.put_along_axis(out, order, counted, 1)
-    return out
-
-
-def as_poses(poses: Any) -> np.ndarray:
-    """Goal poses ``(G, 4, 4)`` float64 from matrices or ``x y z qw qx qy qz`` rows (checked); a
-    tensor is accepted too."""
-    arr = np.asarray(poses.detach().cpu().numpy() if hasattr(poses, "detach") else poses, dtype=np.float64)
-    if arr.shape in ((7,), (4, 4)):
-        arr = arr[None]
-    if arr.ndim == 2 and arr.shape[1] == 7:
-        return poses_from_rows(arr)
-    if arr.ndim == 3 and arr.shape[1:] == (4, 4):
-        return _checked_matrices(arr)
-    raise GGIKError(f"poses must be (4, 4), (G, 4, 4), (7,) or (G, 7) [x y z qw qx qy qz], got shape {arr.shape}")
-
-
-def poses_from_rows(rows: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
-    """``(G, 4, 4)`` from ``(G, 7)`` rows ``x y z qw qx qy qz``; the quaternions are normalised."""
-    g = np.array(rows, dtype=np.float64).reshape(-1, 7)
-    bad = np.nonzero(~np.isfinite(g).all(-1))[0]
-    if bad.size:
-        raise GGIKError(f"goal {int(bad[0])}: contains NaN or infinity")
-    norm = np.linalg.norm(g[:, 3:], axis=-1)
-    off = np.nonzero(np.abs(norm - 1.0) > QUAT_TOL)[0]
-    if off.size:
-        i = int(off[0])
-        raise GGIKError(f"goal {i}: quaternion (qw qx qy qz) has norm {float(norm[i]):.4g}, expected a unit quaternion")
-    w, x, y, z = (g[:, 3:] / norm[:, None]).T
-    T = np.zeros((len(g), 4, 4))
-    T[:, :3, :3] = np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-    ], -2)
-    T[:, :3, 3] = g[:, :3]
-    T[:, 3, 3] = 1.0
-    return T
-
-
-def pose_to_xyz_quat(T: np.ndarray) -> np.ndarray:
-    """``(G, 7)`` rows ``x y z qw qx qy qz`` (``qw >= 0``) of poses ``(G, 4, 4)``.
-
-    Each of the four rows below is the quaternion times four times one of its components; the
-    row of the largest component is the well-conditioned one (Shepperd's method).
-    """
-    R = T[:, :3, :3]
-    r = lambda i, j: R[:, i, j]  # noqa: E731
-    cands = np.stack([
-        np.stack([1 + r(0, 0) + r(1, 1) + r(2, 2), r(2, 1) - r(1, 2), r(0, 2) - r(2, 0), r(1, 0) - r(0, 1)], -1),
-        np.stack([r(2, 1) - r(1, 2), 1 + r(0, 0) - r(1, 1) - r(2, 2), r(0, 1) + r(1, 0), r(0, 2) + r(2, 0)], -1),
-        np.stack([r(0, 2) - r(2, 0), r(0, 1) + r(1, 0), 1 - r(0, 0) + r(1, 1) - r(2, 2), r(1, 2) + r(2, 1)], -1),
-        np.stack([r(1, 0) - r(0, 1), r(0, 2) + r(2, 0), r(1, 2) + r(2, 1), 1 - r(0, 0) - r(1, 1) + r(2, 2)], -1),
-    ], 1)  # (G, 4 candidates, wxyz)
-    pick = np.argmax(np.diagonal(cands, axis1=1, axis2=2), axis=1)
-    quat = cands[np.arange(len(T)), pick]
-    quat = quat / np.linalg.norm(quat, axis=1, keepdims=True)
-    quat = np.where(quat[:, :1] < 0, -quat, quat)
-    return np.concatenate([T[:, :3, 3], quat], 1)
-
-
-def _checked_matrices(arr: np.ndarray) -> np.ndarray:
-    if not np.isfinite(arr).all():
-        raise GGIKError(f"goal {int(np.nonzero(~np.isfinite(arr).reshape(len(arr), -1).all(1))[0][0])}: contains NaN or infinity")
-    R = arr[:, :3, :3]
-    ortho = np.abs(np.swapaxes(R, 1, 2) @ R - np.eye(3)).max((1, 2))
-    det = np.linalg.det(R)
-    bottom = np.abs(arr[:, 3] - np.array([0.0, 0.0, 0.0, 1.0])).max(1)
-    bad = np.nonzero((ortho > ROT_TOL) | (det < 0) | (bottom > 0))[0]
-    if bad.size:
-        raise GGIKError(f"goal {int(bad[0])}: not a rigid transform (the rotation must be orthonormal with determinant 1, the last row 0 0 0 1)")
-    return arr.copy()
 
 
 def _load_robot(spec: str, base_link: str | None, ee_link: str | None) -> Robot:

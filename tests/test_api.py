@@ -12,7 +12,10 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from ggik_core.api import Solver, as_poses, distinct_mask, pose_to_xyz_quat, reach
+from ggik_core.api import Solver
+from ggik_core.robots.poses import as_poses, pose_to_xyz_quat
+from ggik_core.robots.reach import reach
+from ggik_core.solve.distinct import distinct_mask
 from ggik_core.errors import GGIKError
 from ggik_core.model.cvae import GGIK, ModelConfig
 from ggik_core.model.files import save_model

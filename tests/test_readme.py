@@ -70,7 +70,7 @@ def write_my_arm_urdf(path: Path) -> None:
 
 
 def write_goals(folder: Path) -> None:
-    from ggik_core.api import pose_to_xyz_quat
+    from ggik_core.robots.poses import pose_to_xyz_quat
     from ggik_core.robots.urdf import load_urdf
 
     robot = load_urdf(folder / "my_arm.urdf", base_link="base", ee_link="tool0")

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
+import numpy as np
+
 from ggik_core.errors import DataError
 
 
@@ -117,3 +119,16 @@ def read_json(path: str | Path) -> Any:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise DataError(f"{path} is not valid JSON: {exc}") from None
+
+
+def csv_text(cols: dict[str, Any]) -> str:
+    """Comma-separated text with a header, formatted as pandas writes it: floats in their shortest
+    round-trip form (NaN as an empty cell), booleans as True/False."""
+
+    def cells(a: Any) -> list[str]:
+        if a.dtype.kind == "f":
+            return ["" if v != v else repr(v) for v in a.tolist()]
+        return [str(v) for v in a.tolist()]
+
+    rows = zip(*(cells(np.asarray(a)) for a in cols.values()))
+    return ",".join(cols) + "\n" + "".join(",".join(r) + "\n" for r in rows)

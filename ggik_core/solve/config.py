@@ -1,9 +1,14 @@
-"""Settings of the Levenberg–Marquardt refinement (:mod:`ggik_core.solve.refine`), importable
-without torch: the torch-free solve path (:mod:`ggik_core.solve.multistart`) uses them too."""
+"""Settings of the Levenberg–Marquardt refinement (:mod:`ggik_core.solve.refine`) and the defaults
+of a solve (:class:`SolveConfig`: the library API and ``ggik solve`` take theirs from here),
+importable without torch: the torch-free solve path (:mod:`ggik_core.solve.multistart`) uses them too."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
+
+from ggik_core.errors import GGIKError
 
 #: damping above which a row counts as stalled (and is re-seeded)
 LAMBDA_MAX = 1e3
@@ -75,3 +80,43 @@ class RefineConfig:
 
 #: :attr:`RefineConfig.backend` values
 BACKENDS = ("auto", "kernel", "torch")
+
+
+@dataclass(frozen=True)
+class SolveConfig:
+    """Defaults of a solve, in user units: :class:`ggik_core.api.Solver` and ``ggik solve`` take
+    theirs from :data:`SOLVE`.
+
+    Attributes:
+        samples: candidates per goal.
+        pos_tol_mm, rot_tol_deg: refinement stops for a candidate within these errors.
+        solved_mm, solved_deg: a candidate counts as solved within these errors (inside the limits).
+        distinct_tol: radians (largest joint difference); solved candidates closer than this count once.
+        seed: seeds the model's samples or the random starting configurations.
+        threads: CPU threads (0: decided by :func:`ggik_core.runtime.pick_threads` with a model).
+    """
+
+    samples: int = 32
+    pos_tol_mm: float = 0.01
+    rot_tol_deg: float = 0.01
+    solved_mm: float = 1.0
+    solved_deg: float = 1.0
+    distinct_tol: float = 0.05
+    seed: int = 0
+    threads: int = 0
+
+
+#: the solve defaults
+SOLVE = SolveConfig()
+
+
+def refine_config(max_iter: int | None, pos_tol_mm: float, rot_tol_deg: float, time_budget_s: float | None = None) -> RefineConfig:
+    """A :class:`RefineConfig` from user units, checked."""
+    if max_iter is None:
+        max_iter = RefineConfig.max_iter  # the library's default budget (re-seeds included)
+    if max_iter < 1:
+        raise GGIKError(f"the refinement needs at least 1 iteration, got {max_iter}")
+    if pos_tol_mm <= 0 or rot_tol_deg <= 0:
+        raise GGIKError("the refinement tolerances (mm, degrees) must be positive")
+    return RefineConfig(max_iter=int(max_iter), pos_tol=pos_tol_mm / 1000.0, rot_tol=float(np.radians(rot_tol_deg)),
+                        time_budget_s=time_budget_s)

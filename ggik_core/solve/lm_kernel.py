@@ -15,7 +15,7 @@ Re-seeds come from a counter-based generator (splitmix64) keyed by the seed of t
 configuration and the goal's index, so results do not depend on how goals are split into chunks
 or threads. The kernels release the GIL.
 
-Frames follow :func:`~ggik_core.solve.refine.residual_jacobian`: the running transform's top
+Frames follow :func:`~ggik_core.solve.lm_math.residual_jacobian`: the running transform's top
 ``3 x 4`` block :math:`[x\ y\ z\ p]`; joint ``i`` turns it by :math:`R_z(q_i)` and applies the
 constant link :math:`L_{i+1}`; its axis :math:`z_i` and origin :math:`o_i` are read before the
 turn. Numba is imported only when this module is.
@@ -120,7 +120,7 @@ def residual(L: np.ndarray, q: np.ndarray, Rg: np.ndarray, pg: np.ndarray, w: fl
 def step(J: np.ndarray, e: np.ndarray, q: np.ndarray, lam: float, lo: np.ndarray, hi: np.ndarray, turn: np.ndarray,
          q_new: np.ndarray, H: np.ndarray, g: np.ndarray, free: np.ndarray) -> None:
     r"""One limit-aware damped step of one row into ``q_new`` (see
-    :func:`ggik_core.solve.refine.lm_step`): joints on a bound whose :math:`g = J^\top e` points
+    :func:`ggik_core.solve.lm_math.lm_step`): joints on a bound whose :math:`g = J^\top e` points
     out are blocked (unless they span a full turn: their step wraps), then :math:`(J_f^\top J_f + \lambda I)\,\delta = J_f^\top e` is solved by
     Cholesky and :math:`q + \delta` wrapped (``turn``) and clamped. ``H (n, n)``, ``g``, ``free``
     ``(n,)`` are scratch."""

@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import math
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ggik_core.solve.config import RefineConfig
+
+if TYPE_CHECKING:
+    from ggik_core.robots.robot import Robot
 
 #: goals per kernel call when a time budget is checked between calls
 KERNEL_CHUNK_GOALS = 4
@@ -63,14 +67,6 @@ def forward_kinematics(chain: np.ndarray, q: np.ndarray) -> np.ndarray:
                            T[..., :, 2], T[..., :, 3]], -1)  # T R_z(q_i)
         T = turned @ chain[i + 1]
     return T
-
-
-def home_frames(chain: np.ndarray) -> np.ndarray:
-    """Axis frames of every joint and the end-effector frame at ``q = 0``, ``(n + 1, 4, 4)``."""
-    frames = [chain[0]]
-    for L in chain[1:]:
-        frames.append(frames[-1] @ L)
-    return np.stack(frames)
 
 
 def pose_errors(T: np.ndarray, goal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -181,3 +177,17 @@ def refine_pools(chain: np.ndarray, q: np.ndarray, goals: np.ndarray, lower: np.
     out = np.where(continuous, wrap_angle(out), out)
     order = pick(out, done, err, keep, cfg.distinct_tol)
     return np.take_along_axis(out, order[..., None], 1)
+
+
+def random_candidates(robot: Robot, goals: np.ndarray, k: int, cfg: RefineConfig, seed: int) -> tuple[np.ndarray, ...]:
+    """Multi-start IK without torch (:mod:`ggik_core.solve.multistart`): ``k`` refined candidates per
+    goal from pools of configurations drawn uniformly inside the limits (``k`` plus
+    :func:`~ggik_core.solve.multistart.extra_count` per goal), with their FK-checked errors and
+    limit flags."""
+    G, n = goals.shape[0], robot.dof
+    m = k + extra_count(k, G, cfg)
+    q0 = random_configurations(robot.lower_np, robot.upper_np, G * m, np.random.default_rng(seed)).reshape(G, m, n)
+    lower, upper = robot.bounds_np()
+    q = refine_pools(robot.chain_np, q0, goals, lower, upper, cfg, keep=k)
+    pos, rot = pose_errors(forward_kinematics(robot.chain_np, q), goals[:, None])
+    return q, pos, rot, robot.within_limits_np(q)

@@ -19,8 +19,8 @@ from ggik_core.robots.kinematics import forward_kinematics
 from ggik_core.data.problems import random_problems, read_problems, to_table, write_tables
 from ggik_core.robots.random_robots import RandomRobotConfig
 from ggik_core.data.shards import MANIFEST, load_graphs
-from pipeline.data import build_graphs, generate, per_dof_counts, robot_config
-from pipeline.params import DataParams
+from pipeline.stages.data import build_graphs, generate, per_dof_counts, robot_config
+from pipeline.stages.data_params import DataParams
 
 PARAMS = DataParams(seed=3, n_problems=200, dofs=(5, 7), geometry="noncoplanar", shard_size=30)
 
@@ -339,8 +339,8 @@ def test_listed_robots_give_problems_inside_their_limits(tmp_path):
 
     from ggik_core.robots.catalog import load_arm
     from ggik_core.robots.kinematics import forward_kinematics
-    from pipeline.data import generate
-    from pipeline.params import DataParams
+    from pipeline.stages.data import generate
+    from pipeline.stages.data_params import DataParams
 
     dh = {"name": "planar3", "convention": "standard", "joints": [{"a": 0.3, "alpha": 1.5707963267948966, "d": 0.2},
                                         {"a": 0.25, "alpha": 0.0, "d": 0.0, "lower": -1.0, "upper": 1.0},

@@ -233,13 +233,13 @@ def test_in_process_entry_point_reports_user_errors(monkeypatch, capsys, tmp_pat
 
 INVALID_PARAMS = {
     "empty_dofs": ("data:\n  dofs: []\n", "generate",
-                   "pipeline/params.py load_params accepts data.dofs: []; pipeline/data.py per_dof_counts then raises "
+                   "load_params accepts data.dofs: []; pipeline/stages/data.py per_dof_counts then raises "
                    "ZeroDivisionError (divmod by len(dofs)) with a traceback"),
     "zero_shard_size": ("data:\n  shard_size: 0\n", "build-graphs",
-                        "pipeline/params.py load_params accepts data.shard_size: 0; pipeline/data.py build_graphs first "
+                        "load_params accepts data.shard_size: 0; pipeline/stages/data.py build_graphs first "
                         "deletes the old shards and manifest, then range(..., 0) raises ValueError with a traceback"),
     "zero_epochs": ("train:\n  epochs: 0\n", "train",
-                    "pipeline/train.py train() raises FloatingPointError('no epoch was trained') for train.epochs: 0; "
+                    "pipeline/stages/train/loop.py train() raises FloatingPointError('no epoch was trained') for train.epochs: 0; "
                     "it is not a GGIKError, so the CLI prints a traceback"),
     "negative_grad_clip": ("train:\n  grad_clip: -1.0\n", "train",
                            "a negative train.grad_clip would reach torch.nn.utils.clip_grad_norm_ and scale every "
@@ -248,7 +248,7 @@ INVALID_PARAMS = {
                    "eval.relax: 0 would freeze the latent after the first re-encoding pass (and a negative one "
                    "would push it away), silently; it must be positive"),
     "zero_batch_size": ("train:\n  batch_size: 0\n", "train",
-                        "pipeline/params.py load_params accepts train.batch_size: 0; pipeline/train.py batches() then "
+                        "load_params accepts train.batch_size: 0; pipeline/stages/train/batching.py batches() then "
                         "raises RuntimeError from Tensor.split(0) with a traceback"),
     "unknown_phi_e": ("model:\n  phi_e: linear\n", "train",
                       "model.phi_e takes mlp or single; any other value must fail before training starts"),

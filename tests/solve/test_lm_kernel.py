@@ -10,7 +10,8 @@ import torch
 
 from ggik_core.robots.catalog import ARM_NAMES, load_arm
 from ggik_core.solve import lm_kernel
-from ggik_core.solve.refine import RefineConfig, lm_step, pose_residual, refine
+from ggik_core.solve.lm_math import lm_step, pose_residual
+from ggik_core.solve.refine import RefineConfig, refine
 from ggik_core.solve.solver import distinct_count, errors, random_seeds
 
 

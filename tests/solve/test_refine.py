@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from ggik_core.robots.catalog import ARM_NAMES, load_arm
-from ggik_core.solve.refine import RefineConfig, refine, so3_log
+from ggik_core.solve.lm_math import so3_log
+from ggik_core.solve.refine import RefineConfig, refine
 from ggik_core.robots.transforms import rotation_angle
 
 
@@ -300,7 +301,7 @@ def test_pool_returns_keep_converged_candidates_per_goal_distinct_first():
 def test_jacobian_matches_finite_differences(arm):
     """e(q + h) - e(q - h) ~ -2 J h: the Jacobian of the batch-last FK. At the goal itself the
     derivative of the rotation error (a logarithm) is exactly the geometric Jacobian's rows."""
-    from ggik_core.solve.refine import pose_residual
+    from ggik_core.solve.lm_math import pose_residual
 
     robot = load_arm(arm)
     gen = torch.Generator().manual_seed(2)
@@ -324,7 +325,7 @@ def test_per_row_links_give_the_shared_links_residual():
     """The per-row chain path (``(B, n+1, 4, 4)``, e.g. a batch of different robots) computes the
     same error and Jacobian as the shared-links path, and the rotation error is the goal's
     rotation vector relative to the reached frame (checked against ``so3_log``)."""
-    from ggik_core.solve.refine import pose_residual
+    from ggik_core.solve.lm_math import pose_residual
 
     robot = load_arm("kuka")
     gen = torch.Generator().manual_seed(4)
@@ -342,7 +343,7 @@ def test_per_row_links_give_the_shared_links_residual():
 def test_batch_last_elimination_solves_like_lapack(n):
     """``solve_normal`` switches from LAPACK to elimination on the batch-last tensors at
     ``ELIMINATION_MIN_ROWS``; both give the damped normal equations' solution."""
-    from ggik_core.solve.refine import ELIMINATION_MIN_ROWS, solve_normal
+    from ggik_core.solve.lm_math import ELIMINATION_MIN_ROWS, solve_normal
 
     gen = torch.Generator().manual_seed(n)
     for B in (ELIMINATION_MIN_ROWS - 1, ELIMINATION_MIN_ROWS + 5):

@@ -14,7 +14,7 @@ from ggik_core.model.files import load_model
 from ggik_core.robots.catalog import ARM_NAMES, load_arm
 from ggik_core.solve.solver import sample_solutions
 from ggik_core.weights import SHIPPED, WEIGHTS_DIR, model_name_for, shipped_card, shipped_path
-from pipeline.ship import make_card, ship
+from pipeline.commands.ship import make_card, ship
 
 GOALS = 40
 K = 32

@@ -13,13 +13,12 @@ decorated with :func:`register_layer`; that declares
   :data:`~ggik_core.model.fused.edges.ALPHA_WEIGHTED`.
 
 The CVAE, :class:`~ggik_core.model.config.ModelConfig`'s checks, the params and the CLI read this
-table; the built-in layers (:data:`BUILTIN_LAYERS`) register on the first lookup.
+table; the built-in layers register when :mod:`ggik_core.model.config` is imported.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import import_module
 from typing import Any, Callable, Protocol, TypeVar
 
 from ggik_core.data.edges import EdgeSpec
@@ -45,15 +44,6 @@ class LayerEntry:
 
 _REGISTRY: dict[str, LayerEntry] = {}
 
-#: the modules of the built-in layers, imported (and so registered) on the first lookup
-BUILTIN_LAYERS = ("ggik_core.model.layers.egnn", "ggik_core.model.layers.egat")
-
-
-def _registry() -> dict[str, LayerEntry]:
-    for module in BUILTIN_LAYERS:
-        import_module(module)
-    return _REGISTRY
-
 L = TypeVar("L", bound=type)
 
 
@@ -75,12 +65,11 @@ def register_layer(name: str, *, edge_features: tuple[str, ...],
 
 def layer_names() -> tuple[str, ...]:
     """The registered layer names, in registration order (the built-ins first)."""
-    return tuple(_registry())
+    return tuple(_REGISTRY)
 
 
 def layer_entry(name: str) -> LayerEntry:
     """The entry of ``name``; ``ValueError`` naming the registered layers otherwise."""
-    registry = _registry()
-    if name not in registry:
-        raise ValueError(f"unknown layer {name!r} ({' or '.join(registry)})")
-    return registry[name]
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown layer {name!r} ({' or '.join(_REGISTRY)})")
+    return _REGISTRY[name]

@@ -1,0 +1,1 @@
+"""The benchmarks and baselines of ``ggik bench``; no DVC stage runs them."""

@@ -1,0 +1,221 @@
+"""Stage `train`: fit the GGIK CVAE on the graph shards.
+
+One loop, nanoGPT style: batches of one DOF each (bucketed, shuffled by a seeded generator,
+:mod:`~pipeline.stages.train.batching`), AdamW with a step-decay or cosine schedule and a β
+warm-up (:mod:`~pipeline.stages.train.schedules`), a validation split, a checkpoint after every
+epoch (model, optimiser, scheduler, RNG states, history, typed config) and resumption from it
+(:mod:`~pipeline.stages.train.checkpoint`).
+Per-epoch losses go to ``metrics/train_loss.csv`` (DVC plots); the minima to
+``metrics/train.json`` (DVC metrics); ``train.probes`` accuracy probes (raw samples on the
+training robots, or on the five arms for random ones, in mm, against training minutes) to
+``metrics/accuracy_time.csv`` (:mod:`pipeline.stages.probe`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from ggik_core.data.batch import make_batch
+from ggik_core.data.io import torch_save, write_csv_rows, write_json
+from ggik_core.data.shards import MANIFEST, load_graphs
+from ggik_core.errors import TrainingError
+from ggik_core.model.cvae import GGIK
+from ggik_core.model.files import save_model
+from pipeline.common.progress import progress, stderr
+from pipeline.stages.probe import Probe, probe_steps, write_probes
+from pipeline.stages.train.batching import batches, split, subset, to_device
+from pipeline.stages.train.checkpoint import fingerprint, read_checkpoint, same_run, set_aside
+from pipeline.stages.train.distributed import Dist
+from pipeline.stages.train.params import TrainingParams, TrainParams
+from pipeline.stages.train.precision import precision_context, set_determinism
+from pipeline.stages.train.schedules import beta_at, make_optimizer, make_scheduler
+
+#: graphs per validation step (no gradients: large batches are cheaper, and the losses are per graph)
+VAL_BATCH = 256
+
+LOSS_COLUMNS = ["epoch", "lr", "beta", "train_rec", "train_kl", "train_total", "val_rec", "val_kl", "val_total", "minutes"]
+
+
+def run_epoch(net: torch.nn.Module, graphs, plan, tp: TrainParams, beta: float | Callable[[float], float], env: Dist, opt=None,
+              bar=None, task=None, step_sched=None, after_step: Callable[[int, float], None] | None = None) -> dict[str, float]:
+    """One pass over ``plan`` (this rank's batches); returns the mean losses over all ranks.
+
+    ``net`` is the model or its DistributedDataParallel wrapper; calling it gives the losses.
+    ``beta`` is a number, or a function of the fraction of the epoch done (β per step).
+    ``graphs`` live on the training device, so batches are built there. Losses are summed on the
+    device and read back every ``tp.log_every`` steps (and at the end): no host sync per step.
+    ``after_step(step, beta)`` is called after each training step (the accuracy probes).
+    """
+    training = opt is not None
+    net.train(training)
+    cfg = (net.module if isinstance(net, DistributedDataParallel) else net).cfg
+    sums = torch.zeros(2, dtype=torch.float64, device=env.device)  # rec * n, kl * n
+    seen = 0  # graphs so far (known on the host)
+    autocast = precision_context(tp.precision, env.device)
+    pending = 0
+    # every batch's indices go to the device in one copy per epoch, not one (synchronising) copy per step
+    on_device = torch.cat([i for _, i in plan]).to(env.device).split([i.numel() for _, i in plan]) if plan else ()
+    for step, ((dof, _), idx) in enumerate(zip(plan, on_device), 1):
+        b = make_batch(subset(graphs[dof], idx), cfg)
+        beta_now = beta(step / len(plan)) if callable(beta) else beta
+        with torch.set_grad_enabled(training), autocast:
+            losses = net(b, beta_now, tp.anchor_weight, tp.node_weight, tp.free_bits, consistency=tp.consistency if training else 0.0)
+        if training:
+            opt.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            if tp.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), tp.grad_clip)
+            opt.step()
+            if step_sched is not None:
+                step_sched.step()
+            if after_step is not None:
+                after_step(step, beta_now)
+        n = idx.numel()
+        sums += torch.stack([losses["rec"].detach().double() * n, losses["kl"].detach().double() * n])
+        seen += n
+        pending += n
+        if step % tp.log_every == 0 or step == len(plan):
+            rec, kl = sums.tolist()  # the one host sync of the interval
+            if training and not math.isfinite(rec + kl):
+                raise TrainingError(f"training loss became NaN or infinite (dof {dof}, step {step}); lower train.lr (now {tp.lr})")
+            if bar is not None:
+                bar.update(task, advance=pending * env.world, info=f"rec {rec / max(seen, 1):.4f} kl {kl / max(seen, 1):.3f}")
+            pending = 0
+    rec_sum, kl_sum, n = env.sum([*sums.tolist(), float(seen)])
+    n = max(n, 1)
+    rec, kl = rec_sum / n, kl_sum / n
+    return {"rec": rec, "kl": kl, "total": rec + tp.beta * kl}
+
+
+def write_metrics(history: list[dict], metrics_dir: Path, complete: bool, extra: dict) -> None:
+    # histories from before the timing column lack "minutes": written as 0
+    write_csv_rows(metrics_dir / "train_loss.csv", history, LOSS_COLUMNS, missing=0.0)
+    best = {}
+    for split_name in ("train", "val"):
+        best[split_name] = {f"{k}_min": min(r[f"{split_name}_{k}"] for r in history) for k in ("rec", "kl", "total")} if history else {}
+    write_json(metrics_dir / "train.json", {**best, "epochs_done": len(history), "complete": complete, **extra})
+
+
+def train(params: TrainingParams, graph_dir: Path, out_dir: Path, metrics_dir: Path) -> dict:
+    """Train (or resume); under ``torchrun`` every process trains a share of each epoch's
+    batches with DistributedDataParallel and rank 0 writes checkpoints and metrics."""
+    env = Dist()
+    try:
+        return _train(params, graph_dir, out_dir, metrics_dir, env)
+    finally:
+        env.close()
+
+
+def _train(params: TrainingParams, graph_dir: Path, out_dir: Path, metrics_dir: Path, env: Dist) -> dict:
+    tp = params.train
+    device = env.device
+    set_determinism(tp, device)
+    graphs = load_graphs(graph_dir)
+    train_idx, val_idx = split(graphs, tp.val_fraction, tp.seed)
+    graphs = {dof: to_device(g, device) for dof, g in graphs.items()}  # device-resident: batches are built there
+    cfg = params.model
+    model = GGIK(cfg).to(device)
+    model.use_kernels(tp.kernels)  # CPU only: the layers run torch ops on a GPU
+    net: torch.nn.Module = model
+    if env.world > 1:
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    opt = make_optimizer(model, tp.lr, tp.weight_decay)
+    steps_per_epoch = len(env.shard(batches(train_idx, tp.batch_size, None)))
+    sched = make_scheduler(opt, tp, steps_per_epoch)
+    ckpt_path = out_dir / "checkpoint.pt"
+    fp = fingerprint(params, graph_dir / MANIFEST)
+    history: list[dict] = []
+    probes: list[dict] = []  # accuracy probes up to the last checkpoint
+    start = 0
+    ckpt = read_checkpoint(ckpt_path, env) if ckpt_path.exists() else None
+    if ckpt is not None:
+        if same_run(ckpt.get("fingerprint"), fp) and ckpt.get("world", 1) == env.world:
+            model.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            sched.load_state_dict(ckpt["scheduler"])
+            torch.set_rng_state(ckpt["rng"]["torch"])
+            if device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
+                torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+            history = ckpt["history"]
+            probes = ckpt.get("probes", [])
+            start = ckpt["epoch"]
+            if env.main:
+                stderr.print(f"resuming from {ckpt_path} after epoch {start}")
+        elif env.main:
+            set_aside(ckpt_path, ".other", "was made with other params, data, code or process count")
+    n_train = sum(i.numel() for i in train_idx.values())
+    if env.main:
+        stderr.print(f"training {cfg.layer} on {device} x {env.world}: {n_train} train / {sum(i.numel() for i in val_idx.values())} val graphs, "
+                     f"{sum(p.numel() for p in model.parameters())} parameters")
+    probe = Probe.on_robots(tp.probe_goals, params.data.robots, set(graphs)) if env.main else None
+    probe_at = probe_steps(tp.epochs * steps_per_epoch, tp.probes)
+    probe_path = metrics_dir / "accuracy_time.csv"
+    if probe is not None:  # the rows up to the checkpoint (none when starting afresh)
+        write_probes(probes, probe.columns, probe_path)
+    t0 = time.perf_counter()
+    complete = start >= tp.epochs
+    with progress() as bar:
+        for epoch in range(start, tp.epochs):
+            beta = beta_at(tp, epoch + 1)  # at the end of the epoch: validation and the log
+            shuffle = torch.Generator().manual_seed(tp.seed * 7919 + epoch)
+            task = bar.add_task(f"epoch {epoch + 1}/{tp.epochs}", total=n_train, info="") if env.main else None
+            te = time.perf_counter()
+            probe_s = [0.0]  # seconds spent probing in this epoch: not training time
+            done_min = history[-1].get("minutes", 0.0) if history else 0.0
+
+            def after_step(step: int, beta_now: float, e: int = epoch) -> None:
+                g_step = e * steps_per_epoch + step
+                if probe is None or g_step not in probe_at:
+                    return
+                tp0 = time.perf_counter()
+                row = {"step": g_step, "graphs": g_step * tp.batch_size * env.world,
+                       "minutes": done_min + (tp0 - te - probe_s[0]) / 60, "beta": beta_now, **probe(model)}
+                probes.append(row)
+                write_probes(probes, probe.columns, probe_path)
+                probe_s[0] += time.perf_counter() - tp0
+
+            tr = run_epoch(net, graphs, env.shard(batches(train_idx, tp.batch_size, shuffle)), tp,
+                           lambda done, e=epoch: beta_at(tp, e + done), env, opt, bar if env.main else None, task,
+                           sched if tp.lr_schedule == "cosine" else None, after_step)
+            train_s = time.perf_counter() - te - probe_s[0]
+            graphs_per_s = n_train / train_s
+            with torch.no_grad():
+                va = run_epoch(model, graphs, env.shard(batches(val_idx, max(tp.batch_size, VAL_BATCH), None)), tp, beta, env)
+            lr = opt.param_groups[0]["lr"]
+            if tp.lr_schedule == "step":
+                sched.step()
+            elapsed = done_min + (time.perf_counter() - te - probe_s[0]) / 60
+            history.append({"epoch": epoch + 1, "lr": lr, "beta": beta, **{f"train_{k}": v for k, v in tr.items()},
+                            **{f"val_{k}": v for k, v in va.items()}, "minutes": elapsed})
+            complete = epoch + 1 >= tp.epochs
+            if env.main:
+                bar.update(task, info=f"val rec {va['rec']:.4f} kl {va['kl']:.3f} | {graphs_per_s:,.0f} graphs/s")
+                if not stderr.is_terminal:  # a log line per epoch where no bar is drawn (CI, dvc logs)
+                    stderr.print(f"epoch {epoch + 1}/{tp.epochs}: train rec {tr['rec']:.4f} kl {tr['kl']:.3f} | "
+                                 f"val rec {va['rec']:.4f} kl {va['kl']:.3f} | beta {beta:.2f} | {graphs_per_s:,.0f} graphs/s")
+                rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+                torch_save(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                       "epoch": epoch + 1, "history": history, "probes": probes, "rng": rng, "config": cfg.to_dict(),
+                                       "fingerprint": fp, "world": env.world})
+                save_model(model, cfg, history, out_dir / "model.pt", dofs=graphs.keys())
+                write_metrics(history, metrics_dir, complete, {"layer": cfg.layer, "device": device.type, "processes": env.world})
+            env.barrier()
+            out_of_time = tp.max_minutes > 0 and (time.perf_counter() - t0) / 60 > tp.max_minutes
+            if env.world > 1:
+                out_of_time = env.sum([float(out_of_time)])[0] > 0
+            if out_of_time and not complete:
+                if env.main:
+                    stderr.print(f"stopping after epoch {epoch + 1}: train.max_minutes={tp.max_minutes} reached; run again to resume")
+                break
+    if not history:
+        raise TrainingError("no epoch was trained (train.epochs is 0)")
+    if start >= tp.epochs and env.main:
+        save_model(model, cfg, history, out_dir / "model.pt", dofs=graphs.keys())
+        write_metrics(history, metrics_dir, True, {"layer": cfg.layer, "device": device.type, "processes": env.world})
+    return {"epochs": len(history), "complete": complete, "model": model}
