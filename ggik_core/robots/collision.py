@@ -21,7 +21,7 @@ Which link pairs are checked follows MoveIt's setup assistant. A pair is exclude
 * ``adjacent``: one chain joint connects their bodies;
 * ``default``: they collide at the home configuration (zero clamped into the limits);
 * ``never``: they collide in none of ``samples`` configurations drawn uniformly in the limits
-  (pairs that collide in every one are excluded as ``always``);
+  (pairs that collide in at least :data:`ALWAYS_FRACTION` of them are excluded as ``always``);
 * ``user``: listed in ``exclude``.
 
 Obstacles are checked against every link that a chain joint moves (static links, such as a base
@@ -45,6 +45,8 @@ Mode = Literal["self", "scene", "all"]
 MODES = ("self", "scene", "all")
 #: random configurations drawn to find link pairs that never collide
 DEFAULT_SAMPLES = 2000
+#: share of the random configurations in which a pair must collide to count as always colliding
+ALWAYS_FRACTION = 0.95
 
 
 @dataclass
@@ -181,7 +183,7 @@ class CollisionModel:
             for key, c in zip(remaining, counts):
                 if c == 0:
                     self.excluded[key] = "never"
-                elif c == samples:
+                elif c >= ALWAYS_FRACTION * samples:
                     self.excluded[key] = "always"
                 else:
                     kept.append(key)
