@@ -114,6 +114,7 @@ class CollisionModel:
 
         from ggik_core.robots.urdf import _read_model, _Tree, load_urdf
 
+        require_coal()
         path = Path(path)
         robot = load_urdf(path, base_link, ee_link)
         model = _read_model(path)
@@ -299,6 +300,14 @@ class CollisionModel:
     def checked_link_pairs(self) -> list[tuple[str, str]]:
         """The link pairs the self check looks at (sorted names)."""
         return sorted({_key(self.parts[i].link, self.parts[j].link) for i, j in self.self_pairs})
+
+
+def require_coal() -> None:
+    """Raise a one-line :class:`CollisionError` when the coal package is missing."""
+    try:
+        import coal  # noqa: F401
+    except ImportError:
+        raise CollisionError("collision checks need the coal package: pip install 'ggik[collision]'") from None
 
 
 # --- URDF geometry -------------------------------------------------------------------------------

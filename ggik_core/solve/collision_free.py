@@ -56,22 +56,25 @@ class FreeSolutions:
         return np.array([len(x) for x in self.q])
 
 
-def collision_free_solutions(model: CollisionModel, propose: Propose, goals: int, k: int, time_budget_s: float = 10.0,
+def collision_free_solutions(model: CollisionModel, propose: Propose, goals: int, k: int | np.ndarray, time_budget_s: float = 10.0,
                              max_rounds: int = 50, distinct_tol: float = 0.05, mode: Mode = "all",
                              distance: bool = True) -> FreeSolutions:
     """Collect up to ``k`` collision-free, distinct solutions for each of ``goals`` goals.
 
-    Each round calls ``propose`` for the goals still short of ``k`` and keeps the valid candidates
+    ``k`` is one count for every goal or one per goal ``(goals,)`` (e.g. the number of
+    collision-free closed-form branches a 6R arm has). Each round calls ``propose`` for the goals
+    still short of their ``k`` and keeps the valid candidates
     that are collision free and differ from every kept one by at least ``distinct_tol`` radians in
     some joint (on the circle). It stops when every goal has ``k``, after ``max_rounds`` rounds, or
     when ``time_budget_s`` has passed (checked between rounds).
     """
     t0 = time.perf_counter()
+    ks = np.broadcast_to(np.asarray(k, dtype=int), (goals,))
     kept_q: list[list[np.ndarray]] = [[] for _ in range(goals)]
     kept_d: list[list[float]] = [[] for _ in range(goals)]
     checked, rounds = 0, 0
     while rounds < max_rounds and time.perf_counter() - t0 < time_budget_s:
-        todo = np.array([g for g in range(goals) if len(kept_q[g]) < k], dtype=int)
+        todo = np.array([g for g in range(goals) if len(kept_q[g]) < ks[g]], dtype=int)
         if todo.size == 0:
             break
         q, valid = propose(todo, rounds)
@@ -82,7 +85,7 @@ def collision_free_solutions(model: CollisionModel, propose: Propose, goals: int
         for r, g in enumerate(todo):
             seen = list(kept_q[g])
             for j in np.nonzero(valid[r])[0]:
-                if len(seen) + int(fresh[r].sum()) >= 4 * k:
+                if len(seen) + int(fresh[r].sum()) >= 4 * ks[g]:
                     break
                 if not seen or (np.abs(wrap_angle(np.stack(seen) - q[r, j])).max(-1) >= distinct_tol).all():
                     fresh[r, j] = True
@@ -91,7 +94,7 @@ def collision_free_solutions(model: CollisionModel, propose: Propose, goals: int
         checked += int(fresh.sum())
         for r, g in enumerate(todo):
             for j in np.nonzero(free[r])[0]:
-                if len(kept_q[g]) >= k:
+                if len(kept_q[g]) >= ks[g]:
                     break
                 if kept_q[g] and (np.abs(wrap_angle(np.stack(kept_q[g]) - q[r, j])).max(-1) < distinct_tol).any():
                     continue

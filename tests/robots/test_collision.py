@@ -13,6 +13,8 @@ import math
 import numpy as np
 import pytest
 
+pytest.importorskip("coal")
+
 from ggik_core.errors import CollisionError
 from ggik_core.robots.collision import CollisionModel
 from ggik_core.robots.scene import parse_scene

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -41,8 +43,9 @@ def test_documented_format_parses(tmp_path):
     np.testing.assert_allclose(box.pose[:3, 3], [0.5, 0.3, 0.2])
     np.testing.assert_allclose(box.pose[:3, 0], [0, 1, 0], atol=1e-12)  # yaw 90 degrees: x -> y
     np.testing.assert_allclose(scene.obstacles[3].pose[:3, :3], np.diag([-1.0, -1.0, 1.0]), atol=1e-12)  # z half turn, normalised
-    for o in scene.obstacles:
-        assert o.geometry() is not None
+    if importlib.util.find_spec("coal") is not None:
+        for o in scene.obstacles:
+            assert o.geometry() is not None
 
 
 @pytest.mark.parametrize("entry, words", [

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+pytest.importorskip("coal")
+
 from ggik_core.robots.collision import CollisionModel
 from ggik_core.solve.collision_free import check_candidates, collision_free_solutions, multistart_proposer
 from ggik_core.solve.multistart import forward_kinematics, pose_errors, wrap_angle
