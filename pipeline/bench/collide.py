@@ -129,6 +129,19 @@ def check_cost_us(model: CollisionModel, q: np.ndarray, mode: str, distance: boo
     return (time.perf_counter() - t0) / len(q) * 1e6
 
 
+def cost_by_pairs(model: CollisionModel, q: np.ndarray, shares: Sequence[float] = (0.25, 0.5, 1.0)) -> dict[int, float]:
+    """Microseconds per configuration of the self check with the first share of the checked
+    element pairs (how the cost grows with the geometry checked)."""
+    import copy
+
+    out = {}
+    for share in shares:
+        part = copy.copy(model)
+        part.self_pairs = model.self_pairs[: max(1, int(round(share * len(model.self_pairs))))]
+        out[len(part.self_pairs)] = check_cost_us(part, q, "self", False)
+    return out
+
+
 def free_goals(model: CollisionModel, count: int, rng: np.random.Generator) -> np.ndarray:
     """Goal poses ``(count, 4, 4)`` reached by collision-free configurations drawn in the limits."""
     from ggik_core.solve.multistart import forward_kinematics
@@ -206,6 +219,7 @@ def bench_arm(arm: str, goals: int = 5, k: int = 8, budget_s: float = 5.0, sampl
         "us_all_distance": check_cost_us(model, q, "all", True),
     }
     row["us_per_pair"] = row["us_all"] / max(1, row["self_pairs"] + row["scene_pairs"])
+    row["us_self_by_pairs"] = cost_by_pairs(model, q)
     G = free_goals(model, goals, rng)
     target = np.full(goals, k)
     from ggik_core.solve.analytic import AnalyticIK, analytic_support
