@@ -84,6 +84,11 @@ class CollisionModel:
     _obstacles: list[Any] = field(default_factory=list)
 
     @property
+    def base_link(self) -> str:
+        """The link whose frame the poses, goals and obstacles are in."""
+        return self._fk.base
+
+    @property
     def checked(self) -> bool:
         """Whether the robot has collision geometry (else :meth:`check` reports every
         configuration free and :attr:`note` says so)."""

@@ -74,7 +74,7 @@ class PinocchioCheck:
             self.q_index.append((j.idx_q, j.nq))
         q0 = pin.neutral(self.model)
         pin.framesForwardKinematics(self.model, self.data, q0)
-        base = model._fk.base
+        base = model.base_link
         T_root_base = self.data.oMf[self.model.getFrameId(base)].homogeneous
         links = {self.model.frames[g.parentFrame].name: [] for g in self.geom.geometryObjects}
         for i, g in enumerate(self.geom.geometryObjects):
