@@ -15,3 +15,7 @@ class DataError(GGIKError):
 
 class TrainingError(GGIKError):
     """Training cannot go on (e.g. the loss diverged); the message says what to change."""
+
+
+class CollisionError(GGIKError):
+    """Collision geometry or an obstacle scene that cannot be built (missing mesh, bad entry)."""

@@ -1,0 +1,491 @@
+r"""Self-collision and obstacle checks from a URDF's own ``<collision>`` geometry (coal).
+
+:meth:`CollisionModel.from_urdf` reads every ``<link>``'s ``<collision>`` elements (``mesh``,
+``box``, ``cylinder``, ``sphere`` and the non-standard ``capsule``) and builds one coal object per
+element. Every link of the URDF's tree is placed, not only those of the solver's chain
+``base_link -> ee_link``: joints on the chain take the configuration's angles, every other joint
+(gripper fingers, a second arm, a head) stays at zero, so hands and tools fixed below the end
+effector move with it and the rest of the robot is a static obstacle. Poses are in the frame of
+``base_link``, the frame of the solver's goals and of obstacle scenes (:mod:`ggik_core.robots.scene`).
+
+Meshes are loaded with coal's mesh loader (STL, DAE, OBJ, ...) and, by default, replaced by their
+convex hulls: about eight times faster distance queries and a conservative test (a configuration
+free with the hulls is free with the meshes). Mesh paths: ``package://pkg/rest`` is looked up under
+each of ``package_dirs`` (``dir/pkg/rest``, or ``dir/rest`` when ``dir`` is itself named ``pkg``)
+and then next to the URDF: in every folder above it, a folder named ``pkg`` (or the folder itself
+when it is named ``pkg``); ``file://`` and plain paths are absolute or relative to the URDF.
+
+Which link pairs are checked follows MoveIt's setup assistant. A pair is excluded when
+
+* ``rigid``: no chain joint lies between the two links (same moving body, or both static);
+* ``adjacent``: one chain joint connects their bodies;
+* ``default``: they collide at the home configuration (zero clamped into the limits);
+* ``never``: they collide in none of ``samples`` configurations drawn uniformly in the limits
+  (pairs that collide in at least :data:`ALWAYS_FRACTION` of them are excluded as ``always``);
+* ``user``: listed in ``exclude``.
+
+Obstacles are checked against every link that a chain joint moves (static links, such as a base
+standing on a table plane, would collide in every configuration).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Literal, Sequence
+
+import numpy as np
+
+from ggik_core.errors import CollisionError
+from ggik_core.robots.robot import Robot
+from ggik_core.robots.scene import Scene
+
+Mode = Literal["self", "scene", "all"]
+MODES = ("self", "scene", "all")
+#: random configurations drawn to find link pairs that never collide
+DEFAULT_SAMPLES = 2000
+#: share of the random configurations in which a pair must collide to count as always colliding
+ALWAYS_FRACTION = 0.95
+
+
+@dataclass
+class Part:
+    """One ``<collision>`` element: its link, its coal geometry and its pose in the link frame."""
+
+    link: str
+    geometry: Any
+    origin: np.ndarray
+    kind: str
+
+
+@dataclass
+class CollisionModel:
+    """Collision geometry of one robot and optionally a scene (build it with :meth:`from_urdf`).
+
+    Attributes:
+        robot: the solver's chain (``base_link -> ee_link``).
+        parts: every collision element of the URDF's links.
+        self_pairs: the link pairs that are checked, as indices into ``parts``.
+        scene_pairs: ``(part, obstacle)`` index pairs that are checked.
+        excluded: every excluded link pair (sorted names) and why (module docstring).
+        note: ``None``, or one line for the user when self-collision is not checked.
+    """
+
+    robot: Robot
+    parts: list[Part]
+    self_pairs: list[tuple[int, int]]
+    scene_pairs: list[tuple[int, int]]
+    excluded: dict[tuple[str, str], str]
+    scene: Scene | None = None
+    note: str | None = None
+    _fk: Any = None
+    _objects: list[Any] = field(default_factory=list)
+    _obstacles: list[Any] = field(default_factory=list)
+
+    @property
+    def base_link(self) -> str:
+        """The link whose frame the poses, goals and obstacles are in."""
+        return self._fk.base
+
+    @property
+    def checked(self) -> bool:
+        """Whether the robot has collision geometry (else :meth:`check` reports every
+        configuration free and :attr:`note` says so)."""
+        return bool(self.parts)
+
+    @classmethod
+    def from_urdf(cls, path: str | Path, base_link: str | None = None, ee_link: str | None = None,
+                  package_dirs: Sequence[str | Path] = (), exclude: Iterable[tuple[str, str]] = (),
+                  scene: Scene | None = None, samples: int = DEFAULT_SAMPLES, convex: bool = True,
+                  seed: int = 0) -> "CollisionModel":
+        """Build the model of a URDF's chain ``base_link -> ee_link`` (defaults as
+        :func:`ggik_core.robots.urdf.load_urdf`).
+
+        Args:
+            package_dirs: folders where ``package://`` paths are looked up first.
+            exclude: extra link pairs never to check.
+            scene: obstacles in the base frame, or None.
+            samples: random configurations used to find pairs that never collide (0: keep them).
+            convex: replace meshes by their convex hulls.
+            seed: seeds those random configurations.
+
+        Raises:
+            RobotError: the chain cannot be built (see ``load_urdf``).
+            CollisionError: a mesh file is missing or unreadable, a geometry is invalid, or an
+                excluded link does not exist.
+        """
+        from lxml import etree
+
+        from ggik_core.robots.urdf import _read_model, _Tree, load_urdf
+
+        require_coal()
+        path = Path(path)
+        robot = load_urdf(path, base_link, ee_link)
+        model = _read_model(path)
+        tree = _Tree(model, path)
+        base = tree.pick_base(base_link)
+        root = etree.fromstring(path.read_bytes())
+        parts = _parts(root, path, [Path(d) for d in package_dirs], convex)
+        fk = _TreeFK(tree, base, robot.joint_names)
+        excluded: dict[tuple[str, str], str] = {}
+        for a, b in exclude:
+            for link in (a, b):
+                if link not in tree.links:
+                    raise CollisionError(f"{path}: excluded pair ({a!r}, {b!r}) names no link {link!r} of the URDF")
+            excluded[_key(a, b)] = "user"
+        out = cls(robot=robot, parts=parts, self_pairs=[], scene_pairs=[], excluded=excluded, scene=scene, _fk=fk)
+        if not parts:
+            out.note = f"self-collision unchecked: {path.name} has no <collision> geometry"
+            return out
+        out._objects = [_object(p.geometry) for p in parts]
+        out._select_pairs(samples, seed)
+        if scene is not None:
+            import coal
+
+            out._obstacles = []
+            for obstacle in scene.obstacles:
+                obj = _object(obstacle.geometry())
+                obj.setTransform(coal.Transform3s(obstacle.pose[:3, :3].copy(), obstacle.pose[:3, 3].copy()))
+                out._obstacles.append(obj)
+            moving = [i for i, p in enumerate(parts) if fk.body[p.link] >= 0]
+            out.scene_pairs = [(i, j) for i in moving for j in range(len(scene.obstacles))]
+        return out
+
+    # -- pair selection ---------------------------------------------------------------------------
+
+    def _select_pairs(self, samples: int, seed: int) -> None:
+        body = self._fk.body
+        links = sorted({p.link for p in self.parts}, key=self._fk.order.index)
+        candidates: list[tuple[str, str]] = []
+        for i, a in enumerate(links):
+            for b in links[i + 1:]:
+                key = _key(a, b)
+                if key in self.excluded:
+                    continue
+                if body[a] == body[b]:
+                    self.excluded[key] = "rigid"
+                elif _adjacent(self._fk, a, b):
+                    self.excluded[key] = "adjacent"
+                else:
+                    candidates.append(key)
+        by_link: dict[str, list[int]] = {}
+        for i, p in enumerate(self.parts):
+            by_link.setdefault(p.link, []).append(i)
+        pairs = {key: [(i, j) for i in by_link[key[0]] for j in by_link[key[1]]] for key in candidates}
+        lo, hi = self.robot.lower_np, self.robot.upper_np
+        home = np.clip(np.zeros(self.robot.dof), lo, hi)[None]
+        hits_home = self._link_pair_hits(home, pairs)[:, 0]
+        remaining = [key for key, hit in zip(candidates, hits_home) if not hit]
+        for key, hit in zip(candidates, hits_home):
+            if hit:
+                self.excluded[key] = "default"
+        if samples > 0 and remaining:
+            rng = np.random.default_rng(seed)
+            q = lo + rng.random((samples, self.robot.dof)) * (hi - lo)
+            hits = self._link_pair_hits(q, {key: pairs[key] for key in remaining})
+            counts = hits.sum(1)
+            kept = []
+            for key, c in zip(remaining, counts):
+                if c == 0:
+                    self.excluded[key] = "never"
+                elif c >= ALWAYS_FRACTION * samples:
+                    self.excluded[key] = "always"
+                else:
+                    kept.append(key)
+            remaining = kept
+        self.self_pairs = [ij for key in remaining for ij in pairs[key]]
+
+    def _link_pair_hits(self, q: np.ndarray, pairs: dict[tuple[str, str], list[tuple[int, int]]]) -> np.ndarray:
+        """``(len(pairs), n)`` bool: the link pair collides at each configuration."""
+        import coal
+
+        out = np.zeros((len(pairs), q.shape[0]), dtype=bool)
+        poses = self.part_poses(q)
+        req, res = coal.CollisionRequest(), coal.CollisionResult()
+        groups = list(pairs.values())
+        for s in range(q.shape[0]):
+            self._place(poses[s])
+            for r, group in enumerate(groups):
+                for i, j in group:
+                    res.clear()
+                    if coal.collide(self._objects[i], self._objects[j], req, res):
+                        out[r, s] = True
+                        break
+        return out
+
+    # -- checks -----------------------------------------------------------------------------------
+
+    def part_poses(self, q: np.ndarray) -> np.ndarray:
+        """Poses ``(n, parts, 4, 4)`` of every collision element in the base frame for ``q (n, dof)``."""
+        q = np.asarray(q, dtype=np.float64).reshape(-1, self.robot.dof)
+        links = self._fk.link_poses(q)
+        if not self.parts:
+            return np.zeros((q.shape[0], 0, 4, 4))
+        return np.stack([links[p.link] @ p.origin for p in self.parts], 1)
+
+    def _place(self, poses: np.ndarray) -> None:
+        import coal
+
+        for obj, T in zip(self._objects, poses):
+            obj.setTransform(coal.Transform3s(T[:3, :3].copy(), T[:3, 3].copy()))
+
+    def check(self, q: np.ndarray, mode: Mode = "all", distance: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Collision flags of configurations.
+
+        Args:
+            q: ``(n, dof)`` (or ``(dof,)``) joint angles.
+            mode: ``self`` (link pairs), ``scene`` (links against obstacles) or ``all``.
+            distance: compute the minimum distance; without it, each configuration stops at its
+                first collision and ``min_distance`` is NaN.
+
+        Returns:
+            ``free (n,)`` bool and ``min_distance (n,)`` in metres over the checked pairs: the
+            smallest separation, zero or negative (penetration) when in collision, ``inf`` when
+            nothing is checked.
+        """
+        import coal
+
+        if mode not in MODES:
+            raise CollisionError(f"collision mode {mode!r}: expected one of {', '.join(MODES)}")
+        q = np.asarray(q, dtype=np.float64).reshape(-1, self.robot.dof)
+        n = q.shape[0]
+        free = np.ones(n, dtype=bool)
+        dmin = np.full(n, math.inf if distance else math.nan)
+        pairs = []
+        if mode in ("self", "all"):
+            pairs += [(self._objects[i], self._objects[j]) for i, j in self.self_pairs]
+        if mode in ("scene", "all"):
+            pairs += [(self._objects[i], self._obstacles[j]) for i, j in self.scene_pairs]
+        if not pairs:
+            if distance:
+                dmin[:] = math.inf
+            return free, dmin
+        poses = self.part_poses(q)
+        req, res = coal.CollisionRequest(), coal.CollisionResult()
+        dreq, dres = coal.DistanceRequest(), coal.DistanceResult()
+        for s in range(n):
+            self._place(poses[s])
+            best = math.inf
+            for a, b in pairs:
+                res.clear()
+                hit = coal.collide(a, b, req, res)
+                if hit:
+                    free[s] = False
+                    if not distance:
+                        break
+                if distance:
+                    dres.clear()
+                    d = coal.distance(a, b, dreq, dres)
+                    best = min(best, min(d, 0.0) if hit else d)
+            if distance:
+                dmin[s] = best
+        return free, dmin
+
+    def colliding_pairs(self, q: np.ndarray, mode: Mode = "all") -> list[tuple[str, str]]:
+        """The link (or link, obstacle) name pairs in collision at one configuration ``q (dof,)``."""
+        import coal
+
+        poses = self.part_poses(np.asarray(q, dtype=np.float64).reshape(1, -1))
+        self._place(poses[0])
+        req, res = coal.CollisionRequest(), coal.CollisionResult()
+        out: list[tuple[str, str]] = []
+        if mode in ("self", "all"):
+            for i, j in self.self_pairs:
+                res.clear()
+                if coal.collide(self._objects[i], self._objects[j], req, res):
+                    out.append(_key(self.parts[i].link, self.parts[j].link))
+        if mode in ("scene", "all") and self.scene is not None:
+            for i, j in self.scene_pairs:
+                res.clear()
+                if coal.collide(self._objects[i], self._obstacles[j], req, res):
+                    out.append((self.parts[i].link, self.scene.obstacles[j].name))
+        return sorted(set(out))
+
+    def checked_link_pairs(self) -> list[tuple[str, str]]:
+        """The link pairs the self check looks at (sorted names)."""
+        return sorted({_key(self.parts[i].link, self.parts[j].link) for i, j in self.self_pairs})
+
+
+def require_coal() -> None:
+    """Raise a one-line :class:`CollisionError` when the coal package is missing."""
+    try:
+        import coal  # noqa: F401
+    except ImportError:
+        raise CollisionError("collision checks need the coal package: pip install 'ggik[collision]'") from None
+
+
+# --- URDF geometry -------------------------------------------------------------------------------
+
+
+def _key(a: str, b: str) -> tuple[str, str]:
+    return (a, b) if a <= b else (b, a)
+
+
+def _object(geometry: Any) -> Any:
+    import coal
+
+    return coal.CollisionObject(geometry, coal.Transform3s())
+
+
+def _parts(root: Any, path: Path, package_dirs: list[Path], convex: bool) -> list[Part]:
+    """Every ``<collision>`` element of the URDF's links."""
+    from ggik_core.robots.urdf import rpy_rotation
+
+    out: list[Part] = []
+    for link in root.findall("link"):
+        name = link.get("name")
+        for col in link.findall("collision"):
+            origin = np.eye(4)
+            el = col.find("origin")
+            if el is not None:
+                xyz = _floats(el.get("xyz", "0 0 0"), 3, path, name, "origin xyz")
+                rpy = _floats(el.get("rpy", "0 0 0"), 3, path, name, "origin rpy")
+                origin[:3, :3] = rpy_rotation(np.array(rpy))
+                origin[:3, 3] = xyz
+            geom = col.find("geometry")
+            shape = None if geom is None else next((c for c in geom if isinstance(c.tag, str)), None)
+            if shape is None:
+                raise CollisionError(f"{path}: a <collision> of link {name!r} has no <geometry> shape")
+            out.append(Part(name, _geometry(shape, path, name, package_dirs, convex), origin, shape.tag))
+    return out
+
+
+def _geometry(el: Any, path: Path, link: str, package_dirs: list[Path], convex: bool) -> Any:
+    import coal
+
+    tag = el.tag
+
+    def size(attr: str, count: int = 1) -> list[float]:
+        text = el.get(attr)
+        if text is None:
+            raise CollisionError(f"{path}: <{tag}> in link {link!r} has no {attr!r}")
+        values = _floats(text, count, path, link, f"{tag} {attr}")
+        if not all(v > 0 for v in values):
+            raise CollisionError(f"{path}: <{tag} {attr}={text!r}> in link {link!r} must be positive")
+        return values
+
+    if tag == "box":
+        return coal.Box(*size("size", 3))
+    if tag == "sphere":
+        return coal.Sphere(size("radius")[0])
+    if tag == "cylinder":
+        return coal.Cylinder(size("radius")[0], size("length")[0])
+    if tag == "capsule":
+        return coal.Capsule(size("radius")[0], size("length")[0])
+    if tag == "mesh":
+        filename = el.get("filename")
+        if not filename:
+            raise CollisionError(f"{path}: a <mesh> of link {link!r} has no filename")
+        scale = np.array(_floats(el.get("scale", "1 1 1"), 3, path, link, "mesh scale"))
+        file = resolve_mesh(filename, path, package_dirs)
+        if file is None:
+            raise CollisionError(f"{path}: mesh {filename!r} of link {link!r} not found (pass the folder that holds its package)")
+        try:
+            mesh = coal.MeshLoader().load(str(file), scale)
+        except Exception as exc:  # coal raises its own exception types from C++
+            raise CollisionError(f"{path}: cannot load mesh {file} of link {link!r}: {' '.join(str(exc).split())}") from None
+        if convex:
+            mesh.buildConvexHull(True, "Qt")
+            return mesh.convex
+        return mesh
+    raise CollisionError(f"{path}: link {link!r} has an unsupported collision shape <{tag}>")
+
+
+def resolve_mesh(filename: str, urdf: Path, package_dirs: Sequence[Path] = ()) -> Path | None:
+    """The file a URDF mesh reference names, or None when it does not exist (module docstring)."""
+    if filename.startswith("package://"):
+        pkg, _, rest = filename[len("package://"):].partition("/")
+        candidates = []
+        for d in package_dirs:
+            candidates += [Path(d) / pkg / rest] + ([Path(d) / rest] if Path(d).name == pkg else [])
+        for d in urdf.resolve().parents:
+            candidates += [d / rest] if d.name == pkg else [d / pkg / rest]
+    elif filename.startswith("file://"):
+        candidates = [Path(filename[len("file://"):])]
+    else:
+        candidates = [urdf.parent / filename]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def _floats(text: str, count: int, path: Path, link: str, what: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split()]
+    except ValueError:
+        values = []
+    if len(values) != count or not all(math.isfinite(v) for v in values):
+        raise CollisionError(f"{path}: link {link!r} has {what} {text!r}, expected {count} finite numbers")
+    return values
+
+
+# --- forward kinematics of the whole tree --------------------------------------------------------
+
+
+class _TreeFK:
+    """Poses of every link below the tree's root, in the base link's frame, with the chain joints
+    at given angles and every other joint at zero.
+
+    ``body[link]`` is the index of the last chain joint above the link (``-1``: no chain joint, the
+    link does not move relative to the base)."""
+
+    def __init__(self, tree: Any, base: str, chain_joints: Sequence[str]) -> None:
+        root = base
+        while root in tree.parent_joint:
+            root = tree.parent_joint[root].parent
+        self.order: list[str] = [root]
+        self.joints: list[tuple[Any, int]] = []  # (joint, chain index or -1) in topological order
+        self.body: dict[str, int] = {root: -1}
+        self.parent_body_joint: dict[str, Any] = {}
+        index = {name: i for i, name in enumerate(chain_joints)}
+        stack = [root]
+        while stack:
+            link = stack.pop(0)
+            for joint in tree.child_joints.get(link, []):
+                if joint.child in self.body:
+                    continue
+                i = index.get(joint.name, -1)
+                self.joints.append((joint, i))
+                self.body[joint.child] = i if i >= 0 else self.body[link]
+                self.order.append(joint.child)
+                stack.append(joint.child)
+        for link in tree.links:  # links of other trees: static, at the identity
+            if link not in self.body:
+                self.body[link] = -1
+                self.order.append(link)
+        self.base = base
+        self.chain_parent = {i: self.body[j.parent] for j, i in self.joints if i >= 0}
+
+    def link_poses(self, q: np.ndarray) -> dict[str, np.ndarray]:
+        n = q.shape[0]
+        poses: dict[str, np.ndarray] = {self.order[0]: np.broadcast_to(np.eye(4), (n, 4, 4))}
+        for joint, i in self.joints:
+            T = poses[joint.parent] @ joint.origin
+            if i >= 0:
+                T = T @ _rotation(_unit_axis(joint.axis), q[:, i])
+            poses[joint.child] = T
+        for link in self.order:
+            poses.setdefault(link, np.broadcast_to(np.eye(4), (n, 4, 4)))
+        inv = np.linalg.inv(poses[self.base][0])
+        return {link: inv @ T for link, T in poses.items()}
+
+
+def _adjacent(fk: _TreeFK, a: str, b: str) -> bool:
+    """One chain joint connects the bodies of ``a`` and ``b``."""
+    ba, bb = fk.body[a], fk.body[b]
+    lo, hi = min(ba, bb), max(ba, bb)
+    return hi >= 0 and fk.chain_parent.get(hi) == lo
+
+
+def _unit_axis(axis: Sequence[float] | None) -> np.ndarray:
+    a = np.asarray(axis if axis is not None else (1.0, 0.0, 0.0), dtype=np.float64)
+    return a / np.linalg.norm(a)
+
+
+def _rotation(axis: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """Rotations ``(n, 4, 4)`` about a unit ``axis`` by angles ``theta (n,)`` (Rodrigues)."""
+    K = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
+    s, c = np.sin(theta)[:, None, None], np.cos(theta)[:, None, None]
+    out = np.zeros((theta.shape[0], 4, 4))
+    out[:, :3, :3] = np.eye(3) + s * K + (1.0 - c) * (K @ K)
+    out[:, 3, 3] = 1.0
+    return out
