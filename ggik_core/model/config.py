@@ -13,7 +13,9 @@ from dataclasses import asdict, dataclass
 from ggik_core.data.edges import EdgeSpec
 from ggik_core.data.graph import NODE_FEATURES
 from ggik_core.model.layers import egat, egnn  # noqa: F401 - the built-in layers register on import
-from ggik_core.model.layers.registry import layer_entry, layer_names
+from ggik_core.model.layers.registry import discover, layer_entry, layer_names
+
+discover()  # and so does any other layer file in ggik_core/model/layers
 
 #: the reference code's sizes: 5 layers of width 128, latent 16 per node, 16 mixture components
 REFERENCE_SIZES = {"hidden": 128, "layers": 5, "latent": 16, "components": 16}

@@ -13,11 +13,15 @@ decorated with :func:`register_layer`; that declares
   :data:`~ggik_core.model.fused.edges.ALPHA_WEIGHTED`.
 
 The CVAE, :class:`~ggik_core.model.config.ModelConfig`'s checks, the params and the CLI read this
-table; the built-in layers register when :mod:`ggik_core.model.config` is imported.
+table. :func:`discover` imports every module of :mod:`ggik_core.model.layers`, so a layer file
+placed there registers when :mod:`ggik_core.model.config` is imported; a layer defined elsewhere
+registers when its module is imported.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, TypeVar
 
@@ -73,3 +77,12 @@ def layer_entry(name: str) -> LayerEntry:
     if name not in _REGISTRY:
         raise ValueError(f"unknown layer {name!r} ({' or '.join(_REGISTRY)})")
     return _REGISTRY[name]
+
+
+def discover() -> None:
+    """Import every module of the :mod:`ggik_core.model.layers` package (each layer file
+    registers its layer on import)."""
+    import ggik_core.model.layers as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{info.name}")
