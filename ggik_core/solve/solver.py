@@ -79,12 +79,17 @@ def sample_solutions(
     max_graphs: int = 8192,
     passes: int = 0,
     relax: float = 1.0,
+    kernels: str = "fused",
 ) -> Solutions:
     """``k`` IK solutions for each of ``goals (G, 4, 4)`` (base frame of ``robot``), the model's
     samples re-encoded ``passes`` times (0: the prior samples as decoded, GGIK's sampler), the
-    passes after the first over-relaxed by ``relax`` (:meth:`ggik_core.model.cvae.GGIK.sample`)."""
+    passes after the first over-relaxed by ``relax`` (:meth:`ggik_core.model.cvae.GGIK.sample`).
+    ``kernels``: "fused" decodes a CPU model through the fused inference kernels (bf16 products
+    where the CPU has them), "eager" through torch operations in float32
+    (:func:`~ggik_core.model.fused.inference.inference_kernels`)."""
     from ggik_core.data.batch import make_batch, with_answer_positions
     from ggik_core.data.graph import ProblemGraphs, node_positions
+    from ggik_core.model.fused.inference import inference_kernels
     from ggik_core.robots.kinematics import chain_frames
 
     device = next(model.parameters()).device
@@ -110,7 +115,8 @@ def sample_solutions(
             q = recover_joints(chain_dev, x.reshape(goal_dev.shape[0], k, *x.shape[1:]).to(torch.float64), goal_dev)
             return with_answer_positions(rb, node_positions(chain_frames(chain_dev, q)))
 
-        x = model.sample(b, k, generator=generator, passes=passes, full=arm_pose, relax=relax)  # (G', k, N, 3)
+        with inference_kernels(model, kernels):
+            x = model.sample(b, k, generator=generator, passes=passes, full=arm_pose, relax=relax)  # (G', k, N, 3)
         qs.append(recover_joints(chain_dev, x.to(torch.float64), goal_dev))
     out = _finish(robot, torch.cat(qs), goals, refine_cfg, t0, keep)
     sync()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from pathlib import Path
 
@@ -138,10 +139,13 @@ def bench_train(layers: list[str], paths: list[str], batch_size: int, steps: int
 
 
 def bench_sample(model_path: Path | None, robot_name: str, device: str | None, repeats: int) -> None:
-    """Wall time of sampling (decode + joint recovery + FK check) for several batch shapes."""
+    """Wall time of sampling (decode + joint recovery + FK check) for several batch shapes, one-pass
+    and with two re-encoding passes, by today's eager float32 path and the fused inference kernels
+    side by side (rounds interleaved: this machine's speed drifts)."""
     from ggik_core.robots.catalog import load_arm
     from ggik_core.model.config import REFERENCE_SIZES, ModelConfig
     from ggik_core.model.cvae import GGIK
+    from ggik_core.model.fused.kernels import native_bf16
     from ggik_core.solve.solver import sample_solutions
     from ggik_core.model.files import load_model, pick_device
 
@@ -154,15 +158,26 @@ def bench_sample(model_path: Path | None, robot_name: str, device: str | None, r
         what = "untrained model at reference size (egnn, hidden 128, 5 layers): timing does not depend on weights"
     robot = load_arm(robot_name)
     gen = torch.Generator().manual_seed(0)
-    typer.echo(f"bench sample: {robot_name}, device {dev}, {what}")
+    paths = ("eager", "fused")
+    typer.echo(f"bench sample: {robot_name}, device {dev}, {what}; fused: "
+               f"{'bf16' if native_bf16() else 'float32'} products; best of {repeats} interleaved rounds")
     for goals_n, k in ((1, 1), (1, 32), (1, 1000), (1000, 32)):
         goals = robot.fk(robot.sample_q(goals_n, gen))
-        sample_solutions(model, robot, goals, k)  # warm-up
-        times = []
+        best: dict[tuple[str, int], float] = {}
+        for path in paths:
+            for passes in (0, 2):
+                sample_solutions(model, robot, goals, k, passes=passes, kernels=path)  # warm-up (and compile)
         for _ in range(repeats):
-            times.append(sample_solutions(model, robot, goals, k).seconds)
-        best = min(times)
-        typer.echo(f"  {goals_n:5d} goal(s) x {k:5d} solutions: {best * 1000:9.1f} ms (best of {repeats}), {goals_n * k / best:12,.0f} solutions/s")
+            for path in paths:
+                for passes in (0, 2):
+                    t = sample_solutions(model, robot, goals, k, passes=passes, kernels=path).seconds
+                    best[path, passes] = min(best.get((path, passes), math.inf), t)
+        n = goals_n * k
+        for path in paths:
+            one, two = best[path, 0], best[path, 2]
+            typer.echo(f"  {goals_n:5d} goal(s) x {k:5d}, {path:5s}: one-pass {one * 1000:9.1f} ms "
+                       f"({n / one:10,.0f} solutions/s, {best['eager', 0] / one:4.2f}x eager); "
+                       f"a re-encoding pass {(two - one) / 2 * 1000:9.1f} ms ({(two - one) / 2 / one:4.2f}x its one-pass)")
 
 
 def bench_overfit(robot_name: str, problems: int, steps: int, lr: float, layer: str, overrides: list[str], precision: str,

@@ -14,14 +14,16 @@ from ggik_core.model.fused.kernels import primitives, sized_primitives
 
 
 @functools.lru_cache(maxsize=None)
-def kernels(mode: str, H: int, Ha: int, M: int, Hx: int, Fx: int, F: int) -> SimpleNamespace:
+def kernels(mode: str, H: int, Ha: int, M: int, Hx: int, Fx: int, F: int, store: bool = True) -> SimpleNamespace:
     r"""The six kernels for ``mode`` (:data:`~ggik_core.model.fused.kernels.MODES`) with the sizes
     compiled in: ``H`` hidden channels of :math:`\phi_e`, ``Ha`` of :math:`\phi_{att}` (0: no
     attention, :math:`\alpha \equiv 1`), ``M`` message channels, ``Hx`` hidden channels of
     :math:`\phi_x` (0 for a layer that does not move the nodes), ``Fx`` edge features read by
     :math:`\phi_x` (0 or ``F``) and ``F`` edge features. Edge tensors are ``(B, N (N - 1), C)``:
     row ``q = j (N - 1) + k`` is the edge from source ``j`` to its ``k``-th target
-    (:func:`~ggik_core.model.fused.kernels.primitives`' ``target``)."""
+    (:func:`~ggik_core.model.fused.kernels.primitives`' ``target``). ``store=False`` compiles the
+    forward kernels for inference: they store none of the SiLU derivatives and hidden SiLUs that
+    only the backward pass reads (``G``, ``S``, ``Sa``, ``Ga`` may then be empty)."""
     k = primitives(mode)
     nb, f, ONE, EPS, par = k.nb, k.f, k.ONE, k.EPS, k.par
     ld, st, sigmoid, geometry, target, silu_grad = k.ld, k.st, k.sigmoid, k.geometry, k.target, k.silu_grad
@@ -30,6 +32,8 @@ def kernels(mode: str, H: int, Ha: int, M: int, Hx: int, Fx: int, F: int) -> Sim
     attention_terms, attention_terms_backward = e_a.add_edge_terms, e_a.edge_terms_backward
     attention_node_terms, attention_node_terms_backward = e_a.node_terms, e_a.node_terms_backward
     attention_silu_dot, coordinate_silu_dot = e_a.silu_dot, e_x.silu_dot
+    attention_silu_sum, coordinate_silu_sum = e_a.silu_sum, e_x.silu_sum
+    STORE = store  # compiled in: the derivatives for the backward pass are written
     coordinate_terms, coordinate_terms_backward = e_x.add_edge_terms, e_x.edge_terms_backward
     ATT = Ha > 0  # compiled in: without attention every alpha is the constant 1
 
@@ -56,11 +60,15 @@ def kernels(mode: str, H: int, Ha: int, M: int, Hx: int, Fx: int, F: int) -> Sim
                     for c in range(H):
                         sg = sigmoid(p[c])
                         A[b, q, c] = st(p[c] * sg)
-                        G[b, q, c] = st(silu_grad(p[c], sg))
+                        if STORE:
+                            G[b, q, c] = st(silu_grad(p[c], sg))
                     if ATT:
                         attention_node_terms(ts, 2 * H, b_a, b, i, j, pa)
                         attention_terms(e, WaT, 0, b, i, j, pa)
-                        alpha[b, j, i] = attention_silu_dot(pa, w_att, Sa, Ga, b, q)
+                        if STORE:
+                            alpha[b, j, i] = attention_silu_dot(pa, w_att, Sa, Ga, b, q)
+                        else:
+                            alpha[b, j, i] = attention_silu_sum(pa, w_att)
                     q += 1
             if ATT:
                 for i in range(N):  # softmax over the sources j != i
@@ -92,7 +100,8 @@ def kernels(mode: str, H: int, Ha: int, M: int, Hx: int, Fx: int, F: int) -> Sim
                         sg = sigmoid(z)
                         m = z * sg
                         Mt[b, q, c] = st(m)
-                        G[b, q, c] = st(silu_grad(z, sg))
+                        if STORE:
+                            G[b, q, c] = st(silu_grad(z, sg))
                         m_i[b, i, c] += a * m
                     q += 1
 
@@ -112,8 +121,9 @@ def kernels(mode: str, H: int, Ha: int, M: int, Hx: int, Fx: int, F: int) -> Sim
                     for c in range(Hx):
                         r[c] = ld(U[b, q, c]) + bx[c]
                     coordinate_terms(e, WxeT, 0, b, i, j, r)
-                    acc = coordinate_silu_dot(r, wx, S, G, b, q)
-                    s_out[b, q] = acc
+                    acc = coordinate_silu_dot(r, wx, S, G, b, q) if STORE else coordinate_silu_sum(r, wx)
+                    if STORE:
+                        s_out[b, q] = acc
                     _, dist = geometry(x, b, i, j, diff)
                     a = alpha[b, j, i] if ATT else ONE
                     w = a * acc / (dist + ONE)

@@ -77,7 +77,8 @@ class FusedEdges(torch.autograd.Function):
         Hx = Wxm.shape[0] if coords else 0
         Fx = WxeT.shape[0] if coords else 0
         P = N * (N - 1)
-        k = kernels(mode, H, Ha, M, Hx, Fx, e.shape[3])
+        store = any(ctx.needs_input_grad)  # inference stores nothing for a backward pass
+        k = kernels(mode, H, Ha, M, Hx, Fx, e.shape[3], store)
         match_threads()
         dt = x.dtype
         ts, h_p, Wts = node_products(h, [W1, Wa] if att else [W1], C, mode)
@@ -85,13 +86,14 @@ class FusedEdges(torch.autograd.Function):
         WaT = Wa[:, 2 * C:].t().contiguous() if att else torch.empty(0, 0, dtype=dt)
         et = torch.bfloat16 if MODES[mode][1] else dt  # the edge tensors' dtype
         W2e = W2.to(et)
-        A, G1 = torch.empty(B, P, H, dtype=et), torch.empty(B, P, H, dtype=et)
-        Sa, Ga = torch.empty(B, P if att else 0, Ha, dtype=et), torch.empty(B, P if att else 0, Ha, dtype=et)
+        Pg = P if store else 0  # the rows of the tensors only the backward pass reads
+        A, G1 = torch.empty(B, P, H, dtype=et), torch.empty(B, Pg, H, dtype=et)
+        Sa, Ga = torch.empty(B, Pg if att else 0, Ha, dtype=et), torch.empty(B, Pg if att else 0, Ha, dtype=et)
         alpha = torch.empty(B, N, N, dtype=dt) if att else torch.empty(0, 0, 0, dtype=dt)
         ba_, w_att_ = (ba, w_att) if att else (torch.empty(0, dtype=dt), torch.empty(0, dtype=dt))
         k.edge_input(*map(as_numpy, (ts, b1, ba_, x, e, WeT, WaT, w_att_, A, G1, Sa, Ga, alpha)))
         Z = torch.mm(A.view(B * P, H), W2e.t()).view(B, P, M)
-        Mt, G2 = torch.empty_like(Z), torch.empty_like(Z)
+        Mt, G2 = torch.empty_like(Z), torch.empty(B, Pg, M, dtype=et)
         m_i = torch.empty(B, N, M, dtype=dt)
         k.message(*map(as_numpy, (Z, b2, alpha, Mt, G2, m_i)))
         del Z
@@ -101,12 +103,13 @@ class FusedEdges(torch.autograd.Function):
         else:
             Wxe = Wxm.to(et)
             U = torch.mm(Mt.view(B * P, M), Wxe.t()).view(B, P, Hx)
-            S3, G3 = torch.empty_like(U), torch.empty_like(U)
-            s_ij = torch.empty(B, P, dtype=dt)
+            S3, G3 = torch.empty(B, Pg, Hx, dtype=et), torch.empty(B, Pg, Hx, dtype=et)
+            s_ij = torch.empty(B, Pg, dtype=dt)
             dx = torch.empty(B, N, 3, dtype=dt)
             k.coordinate(*map(as_numpy, (U, bx, WxeT, e, wx, x, alpha, s_ij, S3, G3, dx)))
-        ctx.save_for_backward(x, e, WeT, WaT, h_p, Wts, w_att, W2e, Wxe, wx, A, G1, Sa, Ga, alpha, Mt, G2,
-                              S3, G3, s_ij)
+        if store:
+            ctx.save_for_backward(x, e, WeT, WaT, h_p, Wts, w_att, W2e, Wxe, wx, A, G1, Sa, Ga, alpha, Mt, G2,
+                                  S3, G3, s_ij)
         ctx.mode, ctx.att, ctx.sizes = mode, att, (C, H, Ha, M, Hx, Fx, W1.shape, None if Wa is None else Wa.shape)
         return m_i, dx
 

@@ -216,6 +216,14 @@ def sized_primitives(mode: str, C: int, F: int) -> SimpleNamespace:
         return acc
 
     @jit
+    def silu_sum(r, w):
+        """``sum_c w_c SiLU(r_c)`` without storing anything (inference)."""
+        acc = f(0.0)
+        for c in range(C):
+            acc += w[c] * (r[c] * sigmoid(r[c]))
+        return acc
+
+    @jit
     def node_terms_backward(dp, first, b, i, j, g_ts):
         """Adds ``dp`` to the gradients of ``t_i`` and ``s_j`` in ``g_ts`` (:func:`node_terms`' layout)."""
         for c in range(C):
@@ -251,7 +259,7 @@ def sized_primitives(mode: str, C: int, F: int) -> SimpleNamespace:
             g_x[b, j, m] -= gm
 
     return SimpleNamespace(add_edge_terms=add_edge_terms, node_terms=node_terms, pre_activation=pre_activation,
-                           silu_dot=silu_dot, node_terms_backward=node_terms_backward,
+                           silu_dot=silu_dot, silu_sum=silu_sum, node_terms_backward=node_terms_backward,
                            edge_terms_backward=edge_terms_backward, pre_activation_backward=pre_activation_backward)
 
 
