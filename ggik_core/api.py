@@ -198,8 +198,9 @@ class Solver:
             kernel when positive (else one, :class:`RefineConfig`), and torch is never imported.
         device: where the model samples (default: CUDA when present).
         collision: ``auto`` (default), ``off``, ``self``, ``scene`` or ``all``
-            (:mod:`ggik_core.solve.collision_solve`): colliding candidates are replaced by re-seeded
-            collision-free ones within ``time_budget_s`` (else ``SOLVE.free_budget_s``).
+            (:mod:`ggik_core.solve.collision_solve`): each goal's colliding distinct solutions are
+            replaced by re-seeded collision-free ones (up to ``k``) within ``time_budget_s`` (else
+            ``SOLVE.free_budget_s``).
         scene: obstacles: a scene YAML file (:mod:`ggik_core.robots.scene`) or a ``Scene``.
         package_dirs: folders where the URDF's ``package://`` meshes are looked up.
         exclude_pairs: link pairs never checked: ``"linkA:linkB,..."`` or ``[("linkA", "linkB")]``.
@@ -329,8 +330,9 @@ class Solver:
         from ggik_core.solve.multistart import forward_kinematics, pose_errors
 
         reseed = np.ones(len(res.goals), dtype=bool) if analytic is None else ~analytic
+        target = np.clip(res.distinct_per_goal, 1, k)  # a colliding solution is replaced, up to k per goal
         budget = elapsed_budget(t0, self.time_budget_s, SOLVE.free_budget_s)
-        q, free, dist = free_candidates(self.collision, res.goals, res.q, res.solved, k, reseed, self.refine_cfg, self.distinct_tol,
+        q, free, dist = free_candidates(self.collision, res.goals, res.q, res.solved, target, reseed, self.refine_cfg, self.distinct_tol,
                                         budget, seed)
         pos, rot = pose_errors(forward_kinematics(self.robot.chain_np, q), res.goals[:, None])
         res.q, res.pos_err_mm, res.rot_err_deg, res.within_limits = q, pos * 1000.0, np.degrees(rot), self.robot.within_limits_np(q)

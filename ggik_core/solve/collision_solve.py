@@ -111,13 +111,13 @@ def _scene(scene: Any) -> Any:
     return load_scene(scene)
 
 
-def free_candidates(setup: CollisionSetup, goals: np.ndarray, q: np.ndarray, solved: np.ndarray, k: int, reseed: np.ndarray,
+def free_candidates(setup: CollisionSetup, goals: np.ndarray, q: np.ndarray, solved: np.ndarray, k: np.ndarray, reseed: np.ndarray,
                     cfg: Any, distinct_tol: float, budget_s: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(q, free, min_distance_m)`` ``(G, K, ...)``: each goal's candidates ``q (G, K, n)`` with
     colliding ones replaced, as far as the time budget allows, by fresh collision-free ones.
 
     For the goals in ``reseed (G,)`` the solved candidates are checked and the goal is re-seeded
-    (LM multistart from ``K`` uniform seeds a round) until it has ``k`` distinct collision-free
+    (LM multistart from ``K`` uniform seeds a round) until it has ``k[g]`` distinct collision-free
     solutions, a round brings no new solution, or ``budget_s`` is spent. Its rows are then those
     solutions followed by the original candidates that were not kept. The other goals' solved
     candidates are only checked. ``free`` is False and the distance NaN for unsolved rows."""
@@ -131,7 +131,7 @@ def free_candidates(setup: CollisionSetup, goals: np.ndarray, q: np.ndarray, sol
     if todo.size == 0:
         return out_q, free, dist
     propose = _proposer(model.robot, goals[todo], q[todo], solved[todo], K, cfg, distinct_tol, seed)
-    found = collision_free_solutions(model, propose, len(todo), k, time_budget_s=budget_s, distinct_tol=distinct_tol, mode=mode)
+    found = collision_free_solutions(model, propose, len(todo), np.asarray(k)[todo], time_budget_s=budget_s, distinct_tol=distinct_tol, mode=mode)
     filler = np.zeros((G, K), dtype=bool)  # original solved rows kept after the new solutions
     for r, g in enumerate(todo):
         kept = found.q[r][:K]
