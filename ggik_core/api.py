@@ -329,7 +329,7 @@ class Solver:
         recompute the errors, flags and distinct solutions, collision-free ones counted first."""
         from ggik_core.solve.multistart import forward_kinematics, pose_errors
 
-        reseed = np.ones(len(res.goals), dtype=bool) if analytic is None else ~analytic
+        reseed = np.full(len(res.goals), res.refined) if analytic is None else ~analytic  # raw samples: checked only
         target = np.clip(res.distinct_per_goal, 1, k)  # a colliding solution is replaced, up to k per goal
         budget = elapsed_budget(t0, self.time_budget_s, SOLVE.free_budget_s)
         q, free, dist = free_candidates(self.collision, res.goals, res.q, res.solved, target, reseed, self.refine_cfg, self.distinct_tol,
