@@ -46,11 +46,17 @@ from ggik_core.robots.poses import as_poses, pose_to_xyz_quat
 from ggik_core.robots.reach import REACH_SLACK, distance_from_first_axis, reach
 from ggik_core.robots.robot import Robot
 from ggik_core.solve.config import SOLVE, refine_config
-from ggik_core.solve.distinct import solved_and_distinct
+from ggik_core.solve.analytic import analytic_candidates, pick_method
+from ggik_core.solve.collision_solve import elapsed_budget, free_candidates, parse_pairs, setup_collision
+from ggik_core.solve.distinct import distinct_mask, solved_and_distinct
 from ggik_core.solve.multistart import random_candidates
+from ggik_core.solve.rank import parse_rank, scores
 
 if TYPE_CHECKING:  # torch loads only with a model: the default solver (random seeds) runs without it
     import torch
+
+#: the CSV column of each ranking's score (``near``: the joint distance to the target, radians)
+SCORE_COLUMNS = {"near": "near_rad", "margin": "margin", "manipulability": "manipulability"}
 
 @dataclass
 class Result:
@@ -69,6 +75,13 @@ class Result:
         seeds: ``"ggik"`` (model samples) or ``"random"`` (uniform inside the limits).
         seconds: wall time of the call.
         passes: re-encoding passes of the model's samples (0: none, or no model).
+        free, min_distance_mm: ``(G, k)``, collision-free and the smallest distance over the
+            checked pairs (negative: penetration; NaN: not checked, a candidate that misses its
+            goal), or None when collisions are not checked.
+        rank, score: the ranking (``near``, ``margin``, ``manipulability``) and its scores ``(G, k)``
+            (larger is better), or None.
+        method: ``lm`` or ``analytic``; ``analytic``: ``(G,)`` goals answered by closed-form branches.
+        goal_rows: the goals as given (``x y z qw qx qy qz`` rows), echoed in the output, or None.
     """
 
     robot: str
@@ -85,6 +98,13 @@ class Result:
     seconds: float
     notes: list[str] = field(default_factory=list)
     passes: int = 0
+    free: np.ndarray | None = None
+    min_distance_mm: np.ndarray | None = None
+    rank: str | None = None
+    score: np.ndarray | None = None
+    method: str = "lm"
+    analytic: np.ndarray | None = None
+    goal_rows: np.ndarray | None = None
 
     @property
     def solved_goals(self) -> np.ndarray:
@@ -101,9 +121,21 @@ class Result:
         """``(G,)``: number of distinct solutions."""
         return self.distinct.sum(1)
 
+    @property
+    def free_goals(self) -> np.ndarray:
+        """``(G,)``: at least one solved, collision-free candidate (all solved goals when unchecked)."""
+        return (self.solved & (True if self.free is None else self.free)).any(1)
+
     def order(self) -> np.ndarray:
-        """``(G, k)`` candidate indices, best first (position mm + rotation degrees)."""
-        return np.argsort(self.pos_err_mm + self.rot_err_deg, axis=1, kind="stable")
+        """``(G, k)`` candidate indices, best first: by error (position mm + rotation degrees);
+        with collisions checked or a ranking, solved collision-free candidates come first, then
+        solved colliding ones, each group by the ranking's score (else by error), then the rest."""
+        err = self.pos_err_mm + self.rot_err_deg
+        if self.free is None and self.score is None:
+            return np.argsort(err, axis=1, kind="stable")
+        group = np.where(self.solved, 0, 2) + (0 if self.free is None else (self.solved & ~self.free))
+        within = err if self.score is None else np.where(group < 2, -self.score, err)
+        return np.lexsort((err, within, group), axis=-1)
 
     def to_frame(self) -> Any:
         """A pandas DataFrame, one row per candidate, best first within each goal (the columns of
@@ -121,7 +153,9 @@ class Result:
         """One array per column, one row per candidate, best first within each goal.
 
         Columns: ``goal_id, sample_id, q_1..q_n, pos_err_mm, rot_err_deg, within_limits, solved,
-        distinct`` and the goal ``goal_x, goal_y, goal_z, goal_qw, goal_qx, goal_qy, goal_qz``.
+        distinct``, with collisions checked ``free, min_distance_mm``, with a ranking its score
+        (:data:`SCORE_COLUMNS`), and the goal as given ``goal_x, goal_y, goal_z, goal_qw, goal_qx,
+        goal_qy, goal_qz``.
         """
         order = self.order()
         G, k, n = self.q.shape
@@ -131,7 +165,12 @@ class Result:
         cols.update({f"q_{j + 1}": q[:, j] for j in range(n)})
         cols.update(pos_err_mm=take(self.pos_err_mm), rot_err_deg=take(self.rot_err_deg), within_limits=take(self.within_limits),
                     solved=take(self.solved), distinct=take(self.distinct))
-        goal7 = np.repeat(pose_to_xyz_quat(self.goals), k, axis=0)
+        if self.free is not None:
+            cols.update(free=take(self.free), min_distance_mm=take(self.min_distance_mm))
+        if self.rank is not None and self.score is not None:
+            cols[SCORE_COLUMNS[self.rank]] = take(-self.score if self.rank == "near" else self.score)
+        rows = self.goal_rows if self.goal_rows is not None else pose_to_xyz_quat(self.goals)
+        goal7 = np.repeat(rows, k, axis=0)
         cols.update({f"goal_{c}": goal7[:, i] for i, c in enumerate(("x", "y", "z", "qw", "qx", "qy", "qz"))})
         return cols
 
@@ -158,6 +197,16 @@ class Solver:
             decides; ``None``: leave torch's setting alone). Without one, threads of the compiled LM
             kernel when positive (else one, :class:`RefineConfig`), and torch is never imported.
         device: where the model samples (default: CUDA when present).
+        collision: ``auto`` (default), ``off``, ``self``, ``scene`` or ``all``
+            (:mod:`ggik_core.solve.collision_solve`): each goal's colliding distinct solutions are
+            replaced by re-seeded collision-free ones (up to ``k``) within ``time_budget_s`` (else
+            ``SOLVE.free_budget_s``).
+        scene: obstacles: a scene YAML file (:mod:`ggik_core.robots.scene`) or a ``Scene``.
+        package_dirs: folders where the URDF's ``package://`` meshes are looked up.
+        exclude_pairs: link pairs never checked: ``"linkA:linkB,..."`` or ``[("linkA", "linkB")]``.
+        method: ``auto`` (closed-form branches where :func:`ggik_core.solve.analytic.analytic_support`
+            allows and no model is given, else the LM), ``analytic`` (an error where it does not
+            allow) or ``lm``.
     """
 
     def __init__(
@@ -175,6 +224,11 @@ class Solver:
         threads: int | None = SOLVE.threads,
         device: str | torch.device | None = None,
         time_budget_s: float | None = None,
+        collision: str = SOLVE.collision,
+        scene: Any = None,
+        package_dirs: Any = (),
+        exclude_pairs: Any = None,
+        method: str = SOLVE.method,
     ) -> None:
         if threads is not None and model is not None:
             from ggik_core.runtime import set_threads
@@ -195,6 +249,11 @@ class Solver:
             raise GGIKError(f"the distinct-solution tolerance must not be negative, got {distinct_tol}")
         self.solved_mm, self.solved_deg, self.distinct_tol = float(solved_mm), float(solved_deg), float(distinct_tol)
         self.reach = reach(self.robot)
+        self.time_budget_s = time_budget_s
+        self.analytic = pick_method(method, self.robot, self.model is not None)
+        self.method = "lm" if self.analytic is None else "analytic"
+        self.collision = setup_collision(robot, self.robot, collision, scene, tuple(package_dirs or ()), parse_pairs(exclude_pairs),
+                                         base_link, ee_link)
 
     @property
     def seeds(self) -> str:
@@ -216,7 +275,7 @@ class Solver:
     RELAX = 1.0
 
     def solve(self, poses: Any, k: int = SOLVE.samples, refine: bool = True, seed: int = SOLVE.seed, passes: int | None = None,
-              relax: float | None = None) -> Result:
+              relax: float | None = None, rank: str | None = None) -> Result:
         """``k`` candidates for each goal pose, FK-checked.
 
         Args:
@@ -230,6 +289,9 @@ class Solver:
                 none before refinement.
             relax: over-relaxation of the passes after the first (``None``: :attr:`RELAX`; 1: the
                 plain chain).
+            rank: ``near:q1,...,qn``, ``margin`` or ``manipulability`` (:mod:`ggik_core.solve.rank`):
+                each goal's candidates ordered by it (solved collision-free ones first), the score
+                a column; None: by error.
         """
         if k < 1:
             raise GGIKError(f"k must be at least 1, got {k}")
@@ -241,10 +303,43 @@ class Solver:
             passes = 0 if refine else self.RAW_PASSES
         if self.model is None and not refine:
             raise GGIKError("raw samples need a trained model: pass a model, or refine the random seeds")
+        ranking = parse_rank(rank, self.robot) if rank is not None else None
         goals = as_poses(poses)
+        raw = np.asarray(poses, dtype=np.float64) if not hasattr(poses, "detach") else None
+        rows = raw.reshape(-1, 7).copy() if raw is not None and raw.shape[-1:] == (7,) else None
         t0 = time.perf_counter()
-        sols = self._candidates(goals, k, refine, seed, passes, self.RELAX if relax is None else relax)
-        return self._result(goals, sols, refine, time.perf_counter() - t0, passes if self.model is not None else 0)
+        analytic = None
+        if self.analytic is not None and refine:
+            q, pos, rot, within, analytic = analytic_candidates(self.analytic, goals, k, self.refine_cfg, seed)
+            sols: tuple[np.ndarray, ...] = (q, pos, rot, within)
+        else:
+            sols = self._candidates(goals, k, refine, seed, passes, self.RELAX if relax is None else relax)
+        res = self._result(goals, sols, refine, time.perf_counter() - t0, passes if self.model is not None else 0)
+        if self.collision.model is not None:
+            self._check_collisions(res, k, seed, t0, analytic)
+        if analytic is not None:
+            res.method, res.analytic = "analytic", analytic
+        if ranking is not None:
+            res.rank, res.score = ranking.kind, scores(ranking, self.robot, res.q)
+        res.goal_rows, res.seconds = rows, time.perf_counter() - t0
+        return res
+
+    def _check_collisions(self, res: Result, k: int, seed: int, t0: float, analytic: np.ndarray | None) -> None:
+        """Replace colliding candidates (:func:`ggik_core.solve.collision_solve.free_candidates`) and
+        recompute the errors, flags and distinct solutions, collision-free ones counted first."""
+        from ggik_core.solve.multistart import forward_kinematics, pose_errors
+
+        reseed = np.full(len(res.goals), res.refined) if analytic is None else ~analytic  # raw samples: checked only
+        target = np.clip(res.distinct_per_goal, 1, k)  # a colliding solution is replaced, up to k per goal
+        budget = elapsed_budget(t0, self.time_budget_s, SOLVE.free_budget_s)
+        q, free, dist = free_candidates(self.collision, res.goals, res.q, res.solved, target, reseed, self.refine_cfg, self.distinct_tol,
+                                        budget, seed)
+        pos, rot = pose_errors(forward_kinematics(self.robot.chain_np, q), res.goals[:, None])
+        res.q, res.pos_err_mm, res.rot_err_deg, res.within_limits = q, pos * 1000.0, np.degrees(rot), self.robot.within_limits_np(q)
+        res.solved = res.within_limits & (res.pos_err_mm <= self.solved_mm) & (res.rot_err_deg <= self.solved_deg)
+        order = np.lexsort((res.pos_err_mm + res.rot_err_deg, ~free), axis=-1)
+        res.distinct = distinct_mask(q, res.solved, order, self.distinct_tol)
+        res.free, res.min_distance_mm = free & res.solved, dist * 1000.0
 
     def _candidates(self, goals: np.ndarray, k: int, refine: bool, seed: int, passes: int = 0,
                     relax: float = 1.0) -> tuple[np.ndarray, ...]:

@@ -103,7 +103,8 @@ def test_readme_cli_examples_run_without_a_model(user_folder):
     assert res.returncode == 0, res.stderr[-3000:]
     assert "Traceback" not in res.stderr
     assert not (user_folder / "data").exists()  # no model was needed (nor created)
-    assert res.stderr.count("note: seeds: refining") == sum(ln.startswith("ggik solve") for ln in cli_lines())
+    notes = res.stderr.count("note: seeds: refining") + res.stderr.count("note: method: closed-form branches")  # 6R arms: closed form
+    assert notes == sum(ln.startswith("ggik solve") for ln in cli_lines())
     import pandas as pd
 
     df = pd.read_csv(user_folder / "sols.csv")

@@ -80,7 +80,7 @@ def load_robot(spec: str, base_link: str | None = None, ee_link: str | None = No
         raise GGIKError(f"unknown robot {spec!r}: not a catalog name ({', '.join(ARM_NAMES)}) nor a file")
     if path.suffix.lower() == ".xacro":
         raise RobotError(_xacro_message(path))
-    if _is_urdf(path):
+    if is_urdf(path):
         from ggik_core.robots.urdf import load_urdf
 
         try:
@@ -199,7 +199,8 @@ def _check_keys(mapping: dict, allowed: tuple[str, ...], where: str) -> None:
         raise RobotError(f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(allowed)})")
 
 
-def _is_urdf(path: Path) -> bool:
+def is_urdf(path: Path) -> bool:
+    """Whether ``path`` holds a URDF (by its extension, else by its first element)."""
     suffix = path.suffix.lower()
     if suffix in URDF_SUFFIXES:
         return True

@@ -64,8 +64,8 @@ def load_urdf(
             modelled (type, NaN values, zero axis, bad limits).
     """
     path = Path(path)
-    model = _read_model(path)
-    tree = _Tree(model, path)
+    model = read_model(path)
+    tree = URDFTree(model, path)
     base = tree.pick_base(base_link)
     ee = tree.pick_ee(base, ee_link)
     joints = tree.path(base, ee)
@@ -113,7 +113,7 @@ def load_urdf(
 
 
 @dataclass
-class _Joint:
+class URDFJoint:
     """The parts of a URDF ``<joint>`` the chain needs (``None``: element or attribute absent)."""
 
     name: str
@@ -127,10 +127,10 @@ class _Joint:
 
 
 @dataclass
-class _Model:
+class URDFModel:
     name: str | None
     links: list[str]
-    joints: list[_Joint]
+    joints: list[URDFJoint]
 
 
 def rpy_rotation(rpy: np.ndarray) -> np.ndarray:
@@ -141,7 +141,7 @@ def rpy_rotation(rpy: np.ndarray) -> np.ndarray:
                      [-sp, cp * sr, cp * cr]])
 
 
-def _read_model(path: Path) -> _Model:
+def read_model(path: Path) -> URDFModel:
     """The links and joints of ``path``; every failure becomes a RobotError."""
     try:
         data = path.read_bytes()
@@ -158,10 +158,10 @@ def _read_model(path: Path) -> _Model:
     links = [el.get("name") for el in root.findall("link")]
     if any(name is None for name in links):
         raise RobotError(f"cannot parse URDF {path}: a <link> has no name")
-    return _Model(root.get("name"), links, [_joint(el, path) for el in root.findall("joint")])
+    return URDFModel(root.get("name"), links, [_joint(el, path) for el in root.findall("joint")])
 
 
-def _joint(el, path: Path) -> _Joint:
+def _joint(el, path: Path) -> URDFJoint:
     name = el.get("name")
     if name is None:
         raise RobotError(f"cannot parse URDF {path}: a <joint> has no name")
@@ -185,13 +185,13 @@ def _joint(el, path: Path) -> _Joint:
     origin[:3, 3] = xyz
     lo, hi = numbers("limit", "lower", None), numbers("limit", "upper", None)
     parent, child, mimic = el.find("parent"), el.find("child"), el.find("mimic")
-    return _Joint(name=name, type=el.get("type"), parent=None if parent is None else parent.get("link"),
+    return URDFJoint(name=name, type=el.get("type"), parent=None if parent is None else parent.get("link"),
                   child=None if child is None else child.get("link"), origin=origin,
                   axis=numbers("axis", "xyz", None), limit=(lo[0] if lo else None, hi[0] if hi else None),
                   mimic=None if mimic is None else mimic.get("joint", ""))
 
 
-class _Tree:
+class URDFTree:
     """Parent/child relations of a URDF's links."""
 
     def __init__(self, model, path: Path) -> None:

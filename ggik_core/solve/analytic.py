@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from ggik_core.robots.robot import Robot
-from ggik_core.solve.multistart import forward_kinematics, home_frames, pose_errors
+from ggik_core.robots.reach import home_frames
+from ggik_core.solve.multistart import forward_kinematics, pose_errors
 
 SNAP_AXIS, DROP_OFFSET_M = 1e-4, 1e-2
 #: position (m) and rotation (rad) errors under which a branch counts as reaching its goal
@@ -159,3 +160,50 @@ def limit_aliases(robot: Robot, Q: np.ndarray, every: bool = True) -> np.ndarray
         grids = np.meshgrid(*options, indexing="ij")
         rows.append(np.stack([g.reshape(-1) for g in grids], -1))
     return np.concatenate(rows) if rows else np.zeros((0, robot.dof))
+
+
+def analytic_candidates(ik: AnalyticIK, goals: np.ndarray, k: int, cfg: Any, seed: int) -> tuple[np.ndarray, ...]:
+    """Candidates ``q (G, K, 6)``, their FK position (m) and rotation (rad) errors, limit flags and
+    ``ok (G,)``: the goal got closed-form branches.
+
+    Each goal gets its branches inside the limits (one row each, ``K = max(k, most branches)``),
+    repeated to fill its rows (the repeats are not distinct); a goal without any branch inside the
+    limits gets ``K`` LM multistart candidates instead."""
+    from ggik_core.solve.multistart import random_candidates
+
+    robot = ik.robot
+    goals = np.asarray(goals, dtype=np.float64).reshape(-1, 4, 4)
+    branches = ik.solve(goals, aliases=False)
+    ok = np.array([len(b) > 0 for b in branches], dtype=bool)
+    K = max([k] + [len(b) for b in branches])
+    q = np.zeros((len(goals), K, robot.dof))
+    for g, b in enumerate(branches):
+        if len(b):
+            q[g] = b[np.arange(K) % len(b)]
+    if (~ok).any():
+        q[~ok] = random_candidates(robot, goals[~ok], K, cfg, seed)[0]
+    pos, rot = pose_errors(forward_kinematics(robot.chain_np, q), goals[:, None])
+    return q, pos, rot, robot.within_limits_np(q), ok
+
+
+#: ``Solver(method=...)`` / ``ggik solve --method`` values
+METHODS = ("auto", "analytic", "lm")
+
+
+def pick_method(method: str, robot: Robot, has_model: bool) -> AnalyticIK | None:
+    """The closed-form solver for ``method`` (None: the LM): ``auto`` takes it where
+    :func:`analytic_support` allows and no model is given; ``analytic`` insists (a one-line
+    :class:`~ggik_core.errors.GGIKError` naming why not); ``lm`` never does."""
+    from ggik_core.errors import GGIKError
+
+    if method not in METHODS:
+        raise GGIKError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
+    if method == "lm" or (method == "auto" and has_model):
+        return None
+    ok, why = analytic_support(robot)
+    if method == "analytic":
+        if not ok:
+            raise GGIKError(f"--method analytic: {why}")
+        if has_model:
+            raise GGIKError("--method analytic does not use a model: leave out the model, or use --method lm")
+    return AnalyticIK(robot) if ok else None

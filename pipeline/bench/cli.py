@@ -181,3 +181,48 @@ def bench_seeds(
     if distinct_k < 1 or not limit > 0:
         raise GGIKError("--distinct-k must be at least 1 and --limit positive")
     run(model, goals, samples, arm, seed, distinct_k, limit)
+
+
+def _print_rows(rows: list) -> None:
+    import json
+
+    for row in rows:
+        typer.echo(json.dumps({key: round(v, 3) if isinstance(v, float) else v for key, v in row.items()}))
+
+
+@bench_app.command("collide")
+def bench_collide(
+    arm: list[str] = typer.Option(["panda", "ur5", "xarm7", "baxter_right"], "--arm", help="example-robot-data arms (pipeline/bench/collide.py ARMS); repeatable."),
+    goals: int = typer.Option(5, help="Goals per arm."),
+    k: int = typer.Option(8, "-k", help="Collision-free solutions wanted per goal."),
+    budget_s: float = typer.Option(5.0, "--budget-s", help="Seconds per method and arm."),
+    samples: int = typer.Option(1000, help="Random configurations that select the checked link pairs."),
+) -> None:
+    """Collision check cost and collision-free solutions per second (ggik vs TRAC-IK), tabletop scene,
+    every free solution confirmed by Pinocchio; one JSON line per arm."""
+    from pipeline.bench.collide import ARMS, bench_collide as run
+
+    unknown = [a for a in arm if a not in ARMS]
+    if unknown:
+        raise GGIKError(f"bench collide: unknown arm {unknown[0]!r} (one of {', '.join(ARMS)})")
+    try:
+        _print_rows(run(arm, goals, k, budget_s, samples))
+    except RuntimeError as exc:
+        raise GGIKError(f"bench collide: {exc}") from None
+
+
+@bench_app.command("analytic")
+def bench_analytic(
+    arm: list[str] = typer.Option(["ur10", "lwa4p", "ur5_erd", "ur10_erd", "kinova_erd", "z1_erd"], "--arm", help="Arms of pipeline/bench/analytic.py ARMS; repeatable."),
+    goals: int = typer.Option(20, help="Goals per arm (FK of random configurations)."),
+    k: int = typer.Option(32, "-k", help="Seeds per goal for the LM and TRAC-IK."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Closed-form branches vs the LM vs TRAC-IK on 6R arms: exact distinct solutions per second and
+    branch coverage; one JSON line per arm."""
+    from pipeline.bench.analytic import ARMS, bench_analytic as run
+
+    unknown = [a for a in arm if a not in ARMS]
+    if unknown:
+        raise GGIKError(f"bench analytic: unknown arm {unknown[0]!r} (one of {', '.join(ARMS)})")
+    _print_rows(run(arm, goals, k, seed))

@@ -116,7 +116,7 @@ EXACT_M, EXACT_RAD = 1e-4, 1e-3
 
 def arm_reach(model: CollisionModel) -> float:
     """Sum of the distances between consecutive axis origins at home (an upper bound on reach)."""
-    from ggik_core.solve.multistart import home_frames
+    from ggik_core.robots.reach import home_frames
 
     O = home_frames(model.robot.chain_np)[:, :3, 3]
     return float(np.linalg.norm(np.diff(O, axis=0), axis=-1).sum())

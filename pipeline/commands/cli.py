@@ -62,6 +62,12 @@ def solve(
     plot_goal: int = typer.Option(0, "--plot-goal", help="The goal id --plot draws."),
     threads: int = THREADS,
     time_budget: Optional[float] = typer.Option(None, "--time-budget", help="Stop re-seeding unconverged candidates after this many seconds and return the best so far (default: the iteration budget only)."),
+    collision: str = typer.Option(SOLVE.collision, "--collision", help="auto (self, plus --scene, when the URDF has <collision> geometry and coal is installed), self, scene, all or off; colliding candidates are re-seeded."),
+    scene: Optional[Path] = typer.Option(None, "--scene", help="Obstacles in the base frame: a YAML file (docs/solver.md)."),
+    package_dir: list[Path] = typer.Option([], "--package-dir", help="Folder where the URDF's package:// meshes are looked up; repeatable."),
+    exclude_pairs: Optional[str] = typer.Option(None, "--exclude-pairs", help="Link pairs never checked: 'linkA:linkB,linkC:linkD'."),
+    rank: Optional[str] = typer.Option(None, "--rank", help="Order each goal's solutions by near:Q (radians, one per joint), margin (joint limits) or manipulability; the score is a column."),
+    method: str = typer.Option(SOLVE.method, "--method", help="auto (closed-form branches for 6R arms that allow them, else the LM), analytic or lm."),
 ) -> None:
     """IK solutions for your robot: one row per candidate, errors computed by forward kinematics."""
     from pipeline.commands.solve import solve as run
@@ -71,7 +77,8 @@ def solve(
     res = run(robot, goal, goals, samples, model, out, refine=refine and not raw, seed=seed, base_link=base_link, ee_link=ee_link,
               max_iter=max_iter, pos_tol_mm=tol_mm, rot_tol_deg=tol_deg, solved_mm=solved_mm, solved_deg=solved_deg,
               distinct_tol=distinct_tol, plot=plot, plot_goal=plot_goal, threads=threads, time_budget=time_budget, seeds=seeds,
-              passes=passes)
+              passes=passes, collision=collision, scene=scene, package_dirs=package_dir, exclude_pairs=exclude_pairs, rank=rank,
+              method=method)
     if out is None:
         typer.echo(res.to_csv(), nl=False)
     else:

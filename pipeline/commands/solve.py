@@ -19,6 +19,7 @@ from ggik_core.api import Result, Solver
 from ggik_core.robots.poses import poses_from_rows
 from ggik_core.robots.reach import distance_from_first_axis
 from ggik_core.solve.config import SOLVE
+from ggik_core.solve.rank import parse_rank
 from ggik_core.data.io import atomic_path, write_text
 from ggik_core.errors import GGIKError
 from pipeline.common.progress import stderr
@@ -171,6 +172,12 @@ def solve(
     time_budget: float | None = None,
     seeds: str = "auto",
     passes: int | None = None,
+    collision: str = SOLVE.collision,
+    scene: Path | None = None,
+    package_dirs: Sequence[Path] = (),
+    exclude_pairs: str | None = None,
+    rank: str | None = None,
+    method: str = SOLVE.method,
 ) -> Result:
     """Solve, report on stderr, write ``out`` (and ``plot``); returns the solutions
     (``Result.to_csv()``/``to_frame()`` give them best first)."""
@@ -191,17 +198,27 @@ def solve(
         raise GGIKError("no goals: pass --goal 'x y z qw qx qy qz' (repeatable) or --goals FILE")
     if plot is not None and not 0 <= plot_goal < len(rows):
         raise GGIKError(f"--plot-goal {plot_goal}: there are {len(rows)} goals (ids 0..{len(rows) - 1})")
-    goals = poses_from_rows(rows)
+    poses_from_rows(rows)  # checked before a model loads
+    if scene is not None and not scene.is_file():
+        raise GGIKError(f"--scene {scene}: file not found")
     model = find_model(model_path, robot_spec, refine, seeds)
     solver = Solver(robot_spec, base_link=base_link, ee_link=ee_link, model=model, max_iter=max_iter, pos_tol_mm=pos_tol_mm,
                     rot_tol_deg=rot_tol_deg, solved_mm=solved_mm, solved_deg=solved_deg, distinct_tol=distinct_tol,
-                    threads=threads, time_budget_s=time_budget)
-    if model is None:
+                    threads=threads, time_budget_s=time_budget, collision=collision, scene=scene, package_dirs=package_dirs,
+                    exclude_pairs=exclude_pairs, method=method)
+    if rank is not None:
+        parse_rank(rank, solver.robot)  # a bad ranking is reported before any note
+    if solver.collision.note:
+        stderr.print(solver.collision.note, soft_wrap=True)
+    if solver.analytic is not None:
+        stderr.print(f"note: method: closed-form branches ({solver.analytic.family}), LM where a goal has none inside the limits "
+                     f"(--method lm: the LM only)", soft_wrap=True)
+    elif model is None:
         stderr.print(f"note: seeds: refining {samples} configurations per goal drawn uniformly inside the joint limits "
                      f"(faster than learned seeds on a CPU; --seeds model seeds from the shipped model)")
     elif (line := model_note(model)) is not None:
         stderr.print(line, soft_wrap=True)
-    res = solver.solve(goals, k=samples, refine=refine, seed=seed, passes=passes)
+    res = solver.solve(np.array(rows, dtype=np.float64), k=samples, refine=refine, seed=seed, passes=passes, rank=rank)
     for line in [*res.notes, *goal_lines(res, solver), summary(res, solver)]:
         stderr.print(line, soft_wrap=True)
     if out is not None:
@@ -244,8 +261,13 @@ def summary(res: Result, solver: Solver) -> str:
               ("ggik", False): "raw GGIK samples"}[(res.seeds, res.refined)]
     if res.passes:
         source = source.replace("samples", f"samples re-encoded {res.passes}x")
+    if res.analytic is not None:
+        a = int(res.analytic.sum())
+        source = "closed-form branches" + ("" if a == G else f" ({a}/{G} goals; random seeds + refinement for the rest)")
     per = f"{distinct / solved:.1f} per solved goal" if solved else "none"
-    return (f"{res.robot}: {solved}/{G} goals solved (<= {solver.solved_mm:g} mm & {solver.solved_deg:g} deg, inside the limits), "
+    free = "" if res.free is None else (f", {int(res.free_goals.sum())}/{G} with a collision-free one "
+                                        f"({solver.collision.mode} checked)")
+    return (f"{res.robot}: {solved}/{G} goals solved (<= {solver.solved_mm:g} mm & {solver.solved_deg:g} deg, inside the limits){free}, "
             f"{distinct} distinct solutions ({per}); {G} x {k} candidates from {source} in {res.seconds:.2f} s")
 
 

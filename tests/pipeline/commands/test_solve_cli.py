@@ -270,7 +270,8 @@ def runs(setup) -> dict:
 
     job("stdout", ["--robot", "ur10", "--goal", goals["stdout"][0], "--goal", goals["stdout"][1], "-k", "3", "--model", model])
     # no --model: random seeds, refined
-    job("random", ["--robot", "ur10", "--goal", goals["random"][0], "--goal", goals["random"][1], "-k", "8", "--out", "sol.csv"])
+    job("random", ["--robot", "ur10", "--goal", goals["random"][0], "--goal", goals["random"][1], "-k", "8", "--method", "lm",
+                   "--out", "sol.csv"])
     job("raw", ["--robot", "ur10", "--goal", goals["raw"][0], "--goal", goals["raw"][1], "-k", "3", "--model", model, "--raw",
                 "--out", "sol.csv"])
     job("dof_note", ["--robot", "ur10", "--goal", goals["raw"][0], "-k", "2", "--model", str(setup["model7"]), "--raw"])
@@ -348,7 +349,8 @@ def check_solutions(df: pd.DataFrame, dof: int, goal_texts: list[str], k: int, f
                     solved_deg: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Columns, row count and FK-checked errors; returns the true errors (mm, deg) per row."""
     expected = ["goal_id", "sample_id", *[f"q_{j}" for j in range(1, dof + 1)], "pos_err_mm", "rot_err_deg", "within_limits",
-                "solved", "distinct", "goal_x", "goal_y", "goal_z", "goal_qw", "goal_qx", "goal_qy", "goal_qz"]
+                "solved", "distinct", *(["free", "min_distance_mm"] if "free" in df.columns else []),  # URDFs with collision geometry
+                "goal_x", "goal_y", "goal_z", "goal_qw", "goal_qx", "goal_qy", "goal_qz"]
     assert list(df.columns) == expected
     G = len(goal_texts)
     assert len(df) == G * k
@@ -591,14 +593,16 @@ def test_the_solve_defaults_have_one_owner() -> None:
 
     options = {p.name: p.default for p in typer.main.get_command(app).commands["solve"].params}
     cli = {"samples": "samples", "pos_tol_mm": "tol_mm", "rot_tol_deg": "tol_deg", "solved_mm": "solved_mm",
-           "solved_deg": "solved_deg", "distinct_tol": "distinct_tol", "seed": "seed", "threads": "threads"}
+           "solved_deg": "solved_deg", "distinct_tol": "distinct_tol", "seed": "seed", "threads": "threads", "collision": "collision",
+           "method": "method"}
     for field in dataclasses.fields(SOLVE):
-        assert options[cli[field.name]] == getattr(SOLVE, field.name), field.name
+        if field.name != "free_budget_s":  # the re-seeding budget when --time-budget is not given
+            assert options[cli[field.name]] == getattr(SOLVE, field.name), field.name
     fn = inspect.signature(solve).parameters
     init = inspect.signature(Solver.__init__).parameters
-    for name in ("pos_tol_mm", "rot_tol_deg", "solved_mm", "solved_deg", "distinct_tol", "threads", "seed"):
+    for name in ("pos_tol_mm", "rot_tol_deg", "solved_mm", "solved_deg", "distinct_tol", "threads", "seed", "collision", "method"):
         assert fn[name].default == getattr(SOLVE, name), name
-    for name in ("pos_tol_mm", "rot_tol_deg", "solved_mm", "solved_deg", "distinct_tol", "threads"):
+    for name in ("pos_tol_mm", "rot_tol_deg", "solved_mm", "solved_deg", "distinct_tol", "threads", "collision", "method"):
         assert init[name].default == getattr(SOLVE, name), name
     assert inspect.signature(Solver.solve).parameters["k"].default == SOLVE.samples
 
