@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ggik_core.errors import GGIKError
+from ggik_core.model.fused.inference import SAMPLING_KERNELS
 from ggik_core.solve.config import RefineConfig
 from pipeline.common.params import build_section, check_at_least, read_params
 
@@ -27,12 +28,15 @@ class EvalParams:
     refine_restart_after: int = 0
     refine_extra_seeds: float = 0.0
     distinct_tol: float = 0.05
+    kernels: str = "fused"  # sampling: fused CPU kernels (bf16 products where native) | eager: torch ops in float32
 
 
 def eval_params(raw: Any = None) -> EvalParams:
     """The ``eval`` section ``raw`` (a mapping or None), built and checked."""
     e = build_section(EvalParams, "eval", raw)
     check_at_least([("eval.problems_per_arm", e.problems_per_arm, 1), ("eval.samples", e.samples, 1), ("eval.passes", e.passes, 0)])
+    if e.kernels not in SAMPLING_KERNELS:
+        raise GGIKError(f"params: eval.kernels must be {' or '.join(SAMPLING_KERNELS)}, got {e.kernels!r}")
     if not (math.isfinite(e.relax) and e.relax > 0):
         raise GGIKError(f"params: eval.relax must be a finite positive number, got {e.relax}")
     return e

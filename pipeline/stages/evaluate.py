@@ -62,10 +62,11 @@ def evaluate(p: EvalParams, model_path: Path, metrics_dir: Path, arms: tuple[str
         robot = load_arm(arm)
         gen = torch.Generator().manual_seed(p.seed * 100 + i)
         goals = robot.fk(robot.sample_q(p.problems_per_arm, gen))
-        sols = {"raw": sample_solutions(model, robot, goals, p.samples, generator=_generator(device, p.seed * 100 + i))}
+        sols = {"raw": sample_solutions(model, robot, goals, p.samples, generator=_generator(device, p.seed * 100 + i),
+                                        kernels=p.kernels)}
         if p.passes > 0:  # the same prior draws (same seed), re-encoded
             sols["reencoded"] = sample_solutions(model, robot, goals, p.samples, generator=_generator(device, p.seed * 100 + i),
-                                                 passes=p.passes, relax=p.relax)
+                                                 passes=p.passes, relax=p.relax, kernels=p.kernels)
         raw = sols["raw"]
         ref = refine_solutions(robot, raw.q.to(device), goals, refine_config(p))  # the raw samples refined, as ggik solve does
         ref.seconds += raw.seconds
