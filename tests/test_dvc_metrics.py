@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 MAX_METRIC_KEYS = 60
 WIDTH = 200
 #: the headline view of `dvc exp show` that the README gives (a regex of the columns kept)
-KEEP = r"^(Experiment|overall\.(raw_median_mm|raw_best_mm|refined_success|distinct_per_goal)|val\.rec|minutes|model\.layer|data\.geometry)$"
+KEEP = r"^(Experiment|overall\.(raw_median_mm|raw_best_mm|refined_success|distinct_per_goal)|val\.rec|minutes|model\.layer)$"
 
 
 def metric_files() -> list[str]:
