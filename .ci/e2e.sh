@@ -62,7 +62,7 @@ grep -q egat exp_show.md || { echo "e2e: the EGAT experiment is missing from dvc
 python -c "import json,sys; d=json.load(open('metrics/train/metrics.json')); sys.exit(0 if d['layer']=='egat' and d['complete'] else 1)"
 dvc metrics diff HEAD --md > metrics_diff.md
 grep -q "eval.json" metrics_diff.md || { echo "e2e: dvc metrics diff shows no eval change" >&2; cat metrics_diff.md; exit 1; }
-ggik compare --out compare
+python -m pipeline compare --out compare  # the clone's code, as the stages run it
 grep -q "egat/coplanar" compare/compare.md && grep -q "egnn/coplanar" compare/compare.md || { echo "e2e: compare lacks a model" >&2; cat compare/compare.md; exit 1; }
 COLUMNS=200 dvc exp show --no-pager --drop '.*' \
   --keep '^(Experiment|overall\.(raw_median_mm|raw_best_mm|refined_success|distinct_per_goal)|val\.rec|minutes|model\.layer)$' > exp_headline.txt
