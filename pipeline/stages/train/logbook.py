@@ -82,3 +82,7 @@ class TrainLog:
         self.live.step = max(epochs_done - 1, 0)
         self._log_info(epochs_done, complete)
         self.live.make_summary()
+
+    def close(self) -> None:
+        """The end of this run's logging (DVCLive's ``end``: the summary as last written, its step kept)."""
+        self.live.end()

@@ -207,4 +207,6 @@ def _train(params: TrainingParams, graph_dir: Path, out_dir: Path, metrics_dir: 
     if start >= tp.epochs and env.main:
         save_model(model, cfg, history, out_dir / "model.pt", dofs=graphs.keys())
         log.finish(len(history), True)
+    if log is not None:
+        log.close()
     return {"epochs": len(history), "complete": complete, "model": model}
