@@ -119,7 +119,7 @@ def ship(
     name: str = typer.Argument(..., help="all_arms (used for the catalog arms) or generalist (every other robot)."),
     model: Path = typer.Option(Path("data/model/model.pt"), help="The trained model file."),
     params: Path = PARAMS,
-    metrics: Path = typer.Option(Path("metrics"), help="The run's train.json, train_loss.csv and eval.json."),
+    metrics: Path = typer.Option(Path("metrics"), help="The run's metrics folder (train/, kept by DVCLive, and eval_detail.json)."),
     preset: str = typer.Option("dvc repro", help="The command that reproduces the model (stored in its card)."),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Default: the package's ggik_core/weights."),
 ) -> None:

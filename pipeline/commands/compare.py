@@ -2,16 +2,16 @@
 
 Each model is one DVC experiment (``dvc exp run -S model.layer=egat -S data.geometry=...``) or
 commit. :func:`compare` reads, through DVC, each selected revision's params (``model.layer``,
-``data.geometry``), ``metrics/eval.json`` and ``metrics/eval_samples.parquet`` (git-tracked
+``data.geometry``), ``metrics/eval_detail.json`` and ``metrics/eval_samples.parquet`` (git-tracked
 outputs, ``cache: false``, so every experiment commit holds them) and writes
 
 * ``compare.md`` / ``compare.csv``: one row per model and arm plus an ``overall`` row per model;
 * ``compare_box.png``: raw position error per arm, one box per model.
 
 Default selection: the workspace, the ``HEAD`` baseline commit, and every experiment of that
-baseline (oldest first). The workspace is left out when its ``eval.json`` equals that of another
+baseline (oldest first). The workspace is left out when its ``eval_detail.json`` equals that of another
 selected revision (``dvc exp run`` leaves the last experiment's results in the workspace), and the
-workspace and baseline are left out when they hold no ``eval.json`` yet. Revisions named
+workspace and baseline are left out when they hold no ``eval_detail.json`` yet. Revisions named
 explicitly (experiment names, branches, tags, SHAs, ``workspace``) must all have results.
 """
 
@@ -30,7 +30,7 @@ from pipeline.common.figures import SERIES_COLORS, grouped_boxes, new_figure, sa
 from pipeline.common.metrics_files import check_eval, num, parse_json, parse_samples
 from pipeline.common.tables import csv_num, csv_text, fmt, fmt_pct, md_table
 
-EVAL_JSON = "metrics/eval.json"
+EVAL_JSON = "metrics/eval_detail.json"
 EVAL_SAMPLES = "metrics/eval_samples.parquet"
 WORKSPACE = "workspace"
 

@@ -4,24 +4,24 @@ Writes ``ggik_core/weights/NAME.pt`` (the model file, unchanged) and ``NAME.json
 command that reproduces it, the run's ``params.yaml``, the training record (minutes, epochs,
 device, best validation losses) and, per arm and overall, the evaluation figures the README
 quotes (raw median, best of k, refined share within 1 mm & 1°, distinct solutions per goal).
-The inputs are a finished run's files: ``params.yaml``, the model, ``metrics/train.json``,
-``metrics/train_loss.csv`` and ``metrics/eval.json``.
+The inputs are a finished run's files: ``params.yaml``, the model, the training record DVCLive
+keeps in ``metrics/train/`` and ``metrics/eval_detail.json``.
 """
 
 from __future__ import annotations
 
-import csv
 import shutil
 from pathlib import Path
 
 import yaml
 
 from ggik_core.data.io import atomic_path, read_json, write_json
-from ggik_core.errors import GGIKError
+from ggik_core.errors import DataError, GGIKError
+from pipeline.common.metrics_files import EVAL_DETAIL, TRAIN_SUMMARY, loss_minima, read_losses
 
 
 def _summary(block: dict) -> dict:
-    """The quoted figures of one arm (or the overall block) of ``eval.json``."""
+    """The quoted figures of one arm (or the overall block) of ``eval_detail.json``."""
     raw, refined = block["raw"], block["refined"]
     return {
         "raw_median_mm": raw["position_mm"]["median"],
@@ -33,35 +33,38 @@ def _summary(block: dict) -> dict:
     }
 
 
-def training_minutes(loss_csv: Path) -> float:
-    """The ``minutes`` column of the last epoch of ``train_loss.csv``."""
-    if not loss_csv.is_file():
-        raise GGIKError(f"ship: {loss_csv} not found")
-    rows = list(csv.DictReader(loss_csv.open()))
-    if not rows or "minutes" not in rows[-1]:
-        raise GGIKError(f"ship: {loss_csv} has no epoch rows with a minutes column")
-    return float(rows[-1]["minutes"])
+def training_losses(metrics_dir: Path):
+    """The per-epoch losses and minutes of the run's training record."""
+    try:
+        losses = read_losses(metrics_dir)
+    except DataError as exc:
+        raise GGIKError(f"ship: {exc}") from None
+    if "minutes" not in losses.columns:
+        raise GGIKError(f"ship: the training record in {metrics_dir} has no minutes")
+    return losses
 
 
 def make_card(name: str, preset: str, params_path: Path, metrics_dir: Path) -> dict:
     if not params_path.is_file():
         raise GGIKError(f"ship: {params_path} not found")
     params = yaml.safe_load(params_path.read_text())
-    train = read_json(metrics_dir / "train.json")
-    ev = read_json(metrics_dir / "eval.json")
+    train = read_json(metrics_dir / TRAIN_SUMMARY)
+    ev = read_json(metrics_dir / EVAL_DETAIL)
+    losses = training_losses(metrics_dir)
+    minima = loss_minima(losses)
     robots = params.get("data", {}).get("robots") or []
     return {
         "name": name,
         "preset": preset,
         "trained_on": robots or f"random robots ({'/'.join(map(str, params['data']['dofs']))} DOF)",
         "training": {
-            "minutes": round(training_minutes(metrics_dir / "train_loss.csv"), 2),
+            "minutes": round(float(losses["minutes"].iloc[-1]), 2),
             "epochs": train["epochs_done"],
             "complete": train["complete"],
             "device": train["device"],
             "threads": params["train"].get("num_threads", 0),
-            "val_rec_min": train["val"]["rec_min"],
-            "val_kl_min": train["val"]["kl_min"],
+            "val_rec_min": minima["val"]["rec_min"],
+            "val_kl_min": minima["val"]["kl_min"],
         },
         "eval": {
             "problems_per_arm": ev["params"]["problems_per_arm"],

@@ -1,5 +1,11 @@
-"""Reading and checking the metric files (``train.json``, ``train_loss.csv``, ``eval.json``,
-``eval_samples.parquet``): a missing key or a malformed file is one :class:`DataError` naming it."""
+"""Where the metric files are and how to read and check them: a missing key or a malformed file
+is one :class:`DataError` naming it.
+
+Under the metrics folder: ``eval.json`` (headline figures, the evaluate stage's DVC metrics file),
+``eval_detail.json`` (every statistic), ``eval_samples.parquet`` and DVCLive's training record in
+``train/`` (``metrics.json``, the train stage's DVC metrics file, and the per-epoch
+``plots/metrics/<name>.tsv`` and ``plots/custom/accuracy_time.json`` tables).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,19 @@ from typing import Any
 import pandas as pd
 
 from ggik_core.errors import DataError
+
+#: paths under the metrics folder
+EVAL_HEADLINE = "eval.json"
+EVAL_DETAIL = "eval_detail.json"
+LIVE_DIR = "train"
+TRAIN_SUMMARY = f"{LIVE_DIR}/metrics.json"
+PROBES_PLOT = f"{LIVE_DIR}/plots/custom/accuracy_time.json"
+#: the per-epoch loss-table columns and their DVCLive metric names (``train/plots/metrics/<name>.tsv``)
+EPOCH_METRICS = {
+    "train_rec": "train/rec", "train_kl": "train/kl", "train_total": "train/total",
+    "val_rec": "val/rec", "val_kl": "val/kl", "val_total": "val/total",
+    "lr": "lr", "beta": "beta", "minutes": "minutes",
+}
 
 STAT_KEYS = ("mean", "median", "min", "max", "q1", "q3")
 LOSS_KEYS = ("rec", "kl", "total")
@@ -100,20 +119,6 @@ def read_samples(path: Path) -> pd.DataFrame:
     return parse_samples(path, str(path))
 
 
-def _read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
-    """A CSV file that must have ``columns``; one-line errors for unreadable or malformed files."""
-    if not path.is_file():
-        raise DataError(f"missing file {path}")
-    try:
-        df = pd.read_csv(path)
-    except Exception as exc:  # noqa: BLE001
-        raise DataError(f"cannot read {path}: {type(exc).__name__}: {' '.join(str(exc).split())}") from None
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise DataError(f"{path}: malformed: missing columns {', '.join(missing)}")
-    return df
-
-
 def _numeric(df: pd.DataFrame, columns: list[str], path: Path) -> pd.DataFrame:
     try:
         return df.astype({c: float for c in columns})
@@ -121,30 +126,65 @@ def _numeric(df: pd.DataFrame, columns: list[str], path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: malformed: non-numeric values") from None
 
 
-def read_losses(path: Path) -> pd.DataFrame:
-    df = _read_table(path, LOSS_CSV_COLUMNS)
-    if df.empty:
-        raise DataError(f"{path}: no epochs recorded")
-    return _numeric(df, list(LOSS_CSV_COLUMNS), path)
+def read_losses(metrics_dir: Path) -> pd.DataFrame:
+    """The per-epoch table (``epoch`` and the columns of :data:`EPOCH_METRICS`) from DVCLive's
+    files under ``metrics_dir/train``; the epoch is DVCLive's step + 1."""
+    plots = Path(metrics_dir) / LIVE_DIR / "plots" / "metrics"
+    table = None
+    for column, name in EPOCH_METRICS.items():
+        path = plots / f"{name}.tsv"
+        leaf = name.rsplit("/", 1)[-1]
+        if not path.is_file():
+            if column in LOSS_CSV_COLUMNS:
+                raise DataError(f"missing file {path}")
+            continue
+        try:
+            df = pd.read_csv(path, sep="\t")
+        except Exception as exc:  # noqa: BLE001
+            raise DataError(f"cannot read {path}: {type(exc).__name__}: {' '.join(str(exc).split())}") from None
+        if "step" not in df.columns or leaf not in df.columns:
+            raise DataError(f"{path}: malformed: missing columns step or {leaf}")
+        df = _numeric(df[["step", leaf]].drop_duplicates("step", keep="last"), ["step", leaf], path).rename(columns={leaf: column})
+        table = df if table is None else table.merge(df, on="step", how="outer")
+    if table is None or table.empty:
+        raise DataError(f"{plots}: no epochs recorded")
+    table = table.sort_values("step").reset_index(drop=True)
+    table.insert(0, "epoch", table.pop("step").astype(int) + 1)
+    return table
 
 
-#: columns every accuracy_time.csv has (the per-arm columns follow them)
+def loss_minima(losses: pd.DataFrame) -> dict:
+    """``{"train": {"rec_min", "kl_min", "total_min"}, "val": {...}}``: each loss's lowest value over the epochs."""
+    return {split: {f"{k}_min": float(losses[f"{split}_{k}"].min()) for k in LOSS_KEYS} for split in ("train", "val")}
+
+
+#: columns every accuracy probe has (the per-arm columns follow them)
 PROBE_COLUMNS = ("step", "minutes", "raw_median_mm", "best_of_k_mm")
 
 
-def read_probes(path: Path) -> pd.DataFrame | None:
-    """The accuracy probes of ``accuracy_time.csv``; None when the file is absent (older metrics
-    folders) or has no rows (``train.probes`` = 0)."""
+def read_probes(metrics_dir: Path) -> pd.DataFrame | None:
+    """The accuracy probes (DVCLive's custom plot ``train/plots/custom/accuracy_time.json``);
+    None when the file is absent (no probe ran: ``train.probes`` = 0)."""
+    path = Path(metrics_dir) / PROBES_PLOT
     if not path.is_file():
         return None
-    df = _read_table(path, PROBE_COLUMNS)
-    return None if df.empty else _numeric(df, [c for c in df.columns if c != "step"], path)
+    rows = read_json_file(path)
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise DataError(f"{path}: malformed: not a list of rows")
+    if not rows:
+        return None
+    df = pd.DataFrame(rows)
+    missing = [c for c in PROBE_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: malformed: missing columns {', '.join(missing)}")
+    return _numeric(df, [c for c in df.columns if c != "step"], path)
 
 
 def check_train(tr: Any, source: str) -> dict:
+    """Validate DVCLive's training summary (``train/metrics.json``): the last epoch's losses."""
     if not isinstance(tr, dict):
         raise DataError(f"{source}: malformed: not a JSON object")
     for split in ("train", "val"):
         for k in LOSS_KEYS:
-            num(tr, f"{split}.{k}_min", source)
+            num(tr, f"{split}.{k}", source)
     return tr

@@ -66,7 +66,7 @@ def evaluate(
 
 @stages.command()
 def report(
-    metrics: Path = typer.Option(Path("metrics"), help="Folder with train.json, train_loss.csv, eval.json, eval_samples.parquet."),
+    metrics: Path = typer.Option(Path("metrics"), help="Folder with the training record (train/, kept by DVCLive), eval_detail.json, eval_samples.parquet."),
     out: Path = typer.Option(Path("metrics/report")),
 ) -> None:
     """Stage `report`: Markdown/CSV tables, box plots and loss curves."""

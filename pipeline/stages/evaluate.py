@@ -4,7 +4,8 @@ For each arm: ``eval.problems_per_arm`` goals from configurations uniform inside
 joint limits (seeded), ``eval.samples`` candidates each: raw (GGIK's sampler: prior samples decoded once), re-encoded
 ``eval.passes`` times (the same prior draws; :meth:`ggik_core.model.cvae.GGIK.sample`) when
 ``passes > 0``, and the raw samples refined by batched LM (what ``ggik solve`` does by default).
-Writes ``metrics/eval.json`` (per arm and overall) and the per-sample errors to
+Writes the headline figures per arm and overall to ``metrics/eval.json`` (the DVC metrics file:
+:func:`headline`), every statistic to ``metrics/eval_detail.json`` and the per-sample errors to
 ``metrics/eval_samples.parquet``.
 """
 
@@ -87,7 +88,8 @@ def evaluate(p: EvalParams, model_path: Path, metrics_dir: Path, arms: tuple[str
             f"distinct {res['refined']['distinct_1mm_1deg_per_goal']:.1f}/goal ({raw.seconds:.2f}s raw, {ref.seconds:.2f}s refined)"
         )
     results["overall"] = {kind: _overall(sols, p.distinct_tol) for kind, sols in per_kind.items()}
-    write_json(metrics_dir / "eval.json", results)
+    write_json(metrics_dir / "eval_detail.json", results)
+    write_json(metrics_dir / "eval.json", headline(results))
     pictured = pd.concat([_first_goal(arm, sols, g, p) for arm, sols, g in zip(arms, per_kind["refined"], first_goals)],
                          ignore_index=True)
     with atomic_path(metrics_dir / "eval_solutions.parquet") as tmp:
@@ -95,6 +97,32 @@ def evaluate(p: EvalParams, model_path: Path, metrics_dir: Path, arms: tuple[str
     with atomic_path(metrics_dir / "eval_samples.parquet") as tmp:
         pd.concat(frames, ignore_index=True).to_parquet(tmp, index=False)
     return results
+
+
+#: the headline figure names of ``eval.json`` and where each comes from in ``eval_detail.json``
+HEADLINE = {
+    "raw_median_mm": "raw.position_mm.median",
+    "raw_best_mm": "raw.best_of_k_position_mm.median",  # best of eval.samples (32)
+    "reenc_median_mm": "reencoded.position_mm.median",  # only when eval.passes > 0
+    "refined_success": "refined.success.1mm_1deg",  # share of refined samples within 1 mm & 1°
+    "distinct_per_goal": "refined.distinct_1mm_1deg_per_goal",
+}
+
+
+def headline(results: dict) -> dict:
+    """The few figures ``dvc metrics show`` and ``dvc exp show`` display: :data:`HEADLINE` for the
+    overall block first, then for each arm (absent sample kinds left out)."""
+    def pick_figures(block: dict) -> dict:
+        out = {}
+        for name, path in HEADLINE.items():
+            value = block
+            for key in path.split("."):
+                value = value.get(key) if isinstance(value, dict) else None
+            if value is not None or path.split(".")[0] in block:
+                out[name] = value
+        return out
+
+    return {"overall": pick_figures(results["overall"]), **{arm: pick_figures(res) for arm, res in results["arms"].items()}}
 
 
 def _first_goal(arm: str, s: Solutions, goal: torch.Tensor, p: EvalParams) -> pd.DataFrame:

@@ -3,8 +3,9 @@
 A probe samples the model (no refinement) on fixed goals of the training robots (``data.robots``)
 or, for random training robots, of the catalog arms of the trained DOFs, and records the median
 position error of the samples and the median best-of-``k``, per robot and pooled. The
-training stage runs ``train.probes`` of them at evenly spaced steps of the run and writes them to
-``metrics/accuracy_time.csv``, the accuracy-versus-training-time curve (the report draws it). The
+training stage runs ``train.probes`` of them at evenly spaced steps of the run and logs them with DVCLive
+(``metrics/train/plots/custom/accuracy_time.json``), the accuracy-versus-training-time curve (the
+report draws it). The
 goals come from their own seeded generator and the samples from another, so probing does not move
 training's random stream.
 """
@@ -16,7 +17,6 @@ from pathlib import Path
 
 import torch
 
-from ggik_core.data.io import write_csv_rows
 from ggik_core.model.cvae import GGIK
 from ggik_core.robots.catalog import ARM_NAMES, load_arm
 from ggik_core.robots.robot import Robot
@@ -37,7 +37,7 @@ def probe_steps(total_steps: int, probes: int) -> set[int]:
 
 @dataclass
 class Probe:
-    """Fixed goals per arm, and the columns of ``accuracy_time.csv``."""
+    """Fixed goals per arm, and the columns of a probe row."""
 
     goals: dict[str, tuple[Robot, torch.Tensor]]
 
@@ -81,8 +81,3 @@ class Probe:
             row[f"{name}_best_mm"] = float(mm.min(1).values.median())
         model.train(was_training)
         return {"raw_median_mm": float(torch.cat(raw).median()), "best_of_k_mm": float(torch.cat(best).median()), **row}
-
-
-def write_probes(rows: list[dict], columns: list[str], path: Path) -> None:
-    """``accuracy_time.csv``, atomically (an empty table with its header when no probe ran)."""
-    write_csv_rows(path, rows, columns)

@@ -1,7 +1,7 @@
 """Stage `report`: tables and figures from the train and evaluate metrics.
 
-Reads ``metrics/train.json``, ``metrics/train_loss.csv``, ``metrics/eval.json`` and
-``metrics/eval_samples.parquet`` and writes, atomically, into the output folder:
+Reads the training record DVCLive keeps in ``metrics/train/`` (summary and per-epoch tables),
+``metrics/eval_detail.json`` and ``metrics/eval_samples.parquet`` and writes, atomically, into the output folder:
 
 * ``losses.md`` / ``losses.csv``: minimum train and validation losses (GGIK+ Table II layout);
 * ``errors.md`` / ``errors.csv``: position and rotation error statistics over all arms
@@ -12,7 +12,7 @@ Reads ``metrics/train.json``, ``metrics/train_loss.csv``, ``metrics/eval.json`` 
 * ``loss_curves.png``: train and validation losses per epoch;
 * ``loss_vs_time.png``: reconstruction loss against wall-clock training minutes;
 * ``accuracy_vs_time.png``: raw-sample position error (mm) against training minutes, from the
-  training stage's accuracy probes (``metrics/accuracy_time.csv``, when it has rows);
+  training stage's accuracy probes (``metrics/train/plots/custom/accuracy_time.json``, when any ran);
 * ``arm_<arm>.png``: each arm drawn in the distinct refined solutions of its first goal
   (from ``metrics/eval_solutions.parquet``);
 * ``index.md``: links to all of the above.
@@ -32,11 +32,12 @@ from matplotlib.ticker import MaxNLocator
 from ggik_core.data.io import write_text
 from pipeline.common.figures import LOG_FLOOR, grouped_boxes, new_figure, save_png
 from pipeline.common.metrics_files import (
-    LOSS_KEYS, STAT_KEYS, check_eval, check_train, get, num, read_json_file, read_losses, read_probes, read_samples,
+    EVAL_DETAIL, LOSS_KEYS, STAT_KEYS, TRAIN_SUMMARY, check_eval, check_train, get, loss_minima, num, read_json_file, read_losses,
+    read_probes, read_samples,
 )
 from pipeline.common.tables import csv_num, csv_text, fmt, fmt_pct, md_table
 
-#: success thresholds in eval.json and their labels
+#: success thresholds in eval_detail.json and their labels
 SUCCESS_KEYS = (("10mm", "10 mm"), ("5mm_2deg", "5 mm & 2°"), ("1mm_1deg", "1 mm & 1°"), ("0.1mm_0.1deg", "0.1 mm & 0.1°"))
 STAT_LABELS = ("mean", "median", "min", "max", "Q1", "Q3")
 
@@ -49,7 +50,7 @@ PUBLISHED_LABEL = "GGIK paper (published, architecture table; not ours)"
 
 RAW_COLOR, REFINED_COLOR, REENCODED_COLOR = "#4C72B0", "#DD8452", "#55A868"
 
-#: the sample kinds of eval.json in drawing order ("reencoded" only when eval.passes > 0)
+#: the sample kinds of eval_detail.json in drawing order ("reencoded" only when eval.passes > 0)
 KINDS = ("raw", "reencoded", "refined")
 KIND_COLORS = {"raw": RAW_COLOR, "reencoded": REENCODED_COLOR, "refined": REFINED_COLOR}
 
@@ -131,9 +132,10 @@ def _accuracy_figure(probes: pd.DataFrame, layer: str, path: Path) -> Path:
 # --------------------------------------------------------------------------- tables
 
 
-def _losses(tr: dict, out_dir: Path, src: str) -> list[Path]:
+def _losses(tr: dict, losses: pd.DataFrame, out_dir: Path, src: str) -> list[Path]:
     layer = str(tr.get("layer", "unknown"))
-    rows = [(name, *(num(tr, f"{split}.{k}_min", src) for k in LOSS_KEYS))
+    minima = loss_minima(losses)
+    rows = [(name, *(num(minima, f"{split}.{k}_min", src) for k in LOSS_KEYS))
             for split, name in (("train", "train"), ("val", "validation"))]
     md = [f"# Minimum losses: {layer}\n",
           f"Lowest value over {tr.get('epochs_done', '?')} epochs{'' if tr.get('complete', True) else ' (training incomplete)'}"
@@ -292,9 +294,9 @@ def _index(tr: dict, ev: dict, out_dir: Path, probed: bool) -> Path:
 def report(metrics_dir: Path, out_dir: Path) -> list[Path]:
     """Write the report tables and figures for ``metrics_dir`` into ``out_dir``; return the files written."""
     metrics_dir, out_dir = Path(metrics_dir), Path(out_dir)
-    tr = check_train(read_json_file(metrics_dir / "train.json"), str(metrics_dir / "train.json"))
-    losses = read_losses(metrics_dir / "train_loss.csv")
-    ev_path = metrics_dir / "eval.json"
+    tr = check_train(read_json_file(metrics_dir / TRAIN_SUMMARY), str(metrics_dir / TRAIN_SUMMARY))
+    losses = read_losses(metrics_dir)
+    ev_path = metrics_dir / EVAL_DETAIL
     ev = read_json_file(ev_path)
     arms = list(check_eval(ev, str(ev_path)))
     for kind in ("raw", "refined"):
@@ -303,7 +305,7 @@ def report(metrics_dir: Path, out_dir: Path) -> list[Path]:
                 num(ev, f"overall.{kind}.{q}.{s}", str(ev_path))
     samples = read_samples(metrics_dir / "eval_samples.parquet")
     arms += [a for a in samples["arm"].drop_duplicates() if a not in arms]
-    written = (_losses(tr, out_dir, str(metrics_dir / "train.json")) + _errors(ev, out_dir, str(ev_path))
+    written = (_losses(tr, losses, out_dir, str(metrics_dir / TRAIN_SUMMARY)) + _errors(ev, out_dir, str(ev_path))
                + _arms(ev, out_dir, str(ev_path)))
     layer = str(tr.get("layer", "unknown"))
     written.append(_box_figure(samples, arms, "pos_err_mm", f"Position error per sample ({layer})",
@@ -311,9 +313,9 @@ def report(metrics_dir: Path, out_dir: Path) -> list[Path]:
     written.append(_box_figure(samples, arms, "rot_err_deg", f"Rotation error per sample ({layer})",
                                "rotation error (deg, log scale)", out_dir / "box_rotation.png"))
     written.append(_loss_figure(losses, layer, out_dir / "loss_curves.png"))
-    if "minutes" in losses.columns:  # train_loss.csv files written before the timing column lack it
+    if "minutes" in losses.columns:
         written.append(_time_figure(losses, layer, out_dir / "loss_vs_time.png"))
-    probes = read_probes(metrics_dir / "accuracy_time.csv")
+    probes = read_probes(metrics_dir)
     if probes is not None:
         written.append(_accuracy_figure(probes, layer, out_dir / "accuracy_vs_time.png"))
     solutions = metrics_dir / "eval_solutions.parquet"

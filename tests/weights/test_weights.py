@@ -15,6 +15,7 @@ from ggik_core.robots.catalog import ARM_NAMES, load_arm
 from ggik_core.solve.solver import sample_solutions
 from ggik_core.weights import SHIPPED, WEIGHTS_DIR, model_name_for, shipped_card, shipped_path
 from pipeline.commands.ship import make_card, ship
+from pipeline.stages.train.logbook import TrainLog
 
 GOALS = 40
 K = 32
@@ -60,16 +61,17 @@ def _run_files(tmp: Path) -> Path:
     """A finished run's files as `ggik ship` reads them (metrics of one arm are enough)."""
     (tmp / "metrics").mkdir()
     (tmp / "params.yaml").write_text("data:\n  robots: [kuka]\n  dofs: [7]\ntrain:\n  num_threads: 1\nmodel:\n  hidden: 64\n")
-    (tmp / "metrics" / "train.json").write_text(json.dumps(
-        {"epochs_done": 3, "complete": True, "device": "cpu", "val": {"rec_min": 0.1, "kl_min": 0.5}}))
-    (tmp / "metrics" / "train_loss.csv").write_text("epoch,val_rec,minutes\n1,0.3,9.5\n2,0.2,19.0\n3,0.1,29.6\n")
+    history = [{"epoch": e, "train_rec": 0.4, "train_kl": 0.6, "train_total": 1.0, "val_rec": rec, "val_kl": 0.5 + e / 10,
+                "val_total": rec + 1, "lr": 0.01, "beta": 1.0, "minutes": m}
+               for e, rec, m in ((1, 0.3, 9.5), (2, 0.2, 19.0), (3, 0.1, 29.6))]
+    TrainLog(tmp / "metrics", history, [], {"layer": "egnn", "device": "cpu", "processes": 1}).finish(3, True)
 
     def block(mm: float) -> dict:
         return {"raw": {"position_mm": {"median": mm}, "rotation_deg": {"median": 9.0},
                         "best_of_k_position_mm": {"median": mm / 5}},
                 "refined": {"success": {"1mm_1deg": 0.9}, "goal_success": {"1mm_1deg": 1.0}, "distinct_1mm_1deg_per_goal": 27.4}}
 
-    (tmp / "metrics" / "eval.json").write_text(json.dumps(
+    (tmp / "metrics" / "eval_detail.json").write_text(json.dumps(
         {"params": {"problems_per_arm": 100, "samples": 32}, "arms": {"kuka": block(65.6)}, "overall": block(65.6)}))
     return tmp
 
@@ -87,6 +89,7 @@ def test_ship_writes_the_weights_and_a_card(tmp_path):
     card = json.loads((out / "all_arms.json").read_text())
     assert card["preset"] == "dvc exp run -S x=1" and card["trained_on"] == ["kuka"]
     assert card["training"]["minutes"] == 29.6 and card["training"]["epochs"] == 3
+    assert card["training"]["val_rec_min"] == 0.1 and card["training"]["val_kl_min"] == 0.6
     assert card["eval"]["arms"]["kuka"]["raw_median_mm"] == 65.6
     assert card["eval"]["arms"]["kuka"]["best_of_k_median_mm"] == pytest.approx(13.12)
     assert card["params"]["model"]["hidden"] == 64
@@ -99,8 +102,8 @@ def test_ship_refuses_missing_or_broken_inputs(tmp_path):
     (run / "model.pt").write_bytes(b"not a model")
     with pytest.raises(GGIKError):
         ship("all_arms", run / "model.pt", run / "params.yaml", run / "metrics", "p", run)
-    (run / "metrics" / "eval.json").unlink()
-    with pytest.raises(GGIKError, match="missing file .*eval.json"):
+    (run / "metrics" / "eval_detail.json").unlink()
+    with pytest.raises(GGIKError, match="missing file .*eval_detail.json"):
         make_card("all_arms", "p", run / "params.yaml", run / "metrics")
     assert not (run / "all_arms.pt").exists()
 

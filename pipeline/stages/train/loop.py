@@ -5,10 +5,10 @@ One loop, nanoGPT style: batches of one DOF each (bucketed, shuffled by a seeded
 warm-up (:mod:`~pipeline.stages.train.schedules`), a validation split, a checkpoint after every
 epoch (model, optimiser, scheduler, RNG states, history, typed config) and resumption from it
 (:mod:`~pipeline.stages.train.checkpoint`).
-Per-epoch losses go to ``metrics/train_loss.csv`` (DVC plots); the minima to
-``metrics/train.json`` (DVC metrics); ``train.probes`` accuracy probes (raw samples on the
-training robots, or on the five arms for random ones, in mm, against training minutes) to
-``metrics/accuracy_time.csv`` (:mod:`pipeline.stages.probe`).
+Per-epoch losses, learning rate, β and minutes, and ``train.probes`` accuracy probes (raw
+samples on the training robots, or on the five arms for random ones, in mm, against training
+minutes: :mod:`pipeline.stages.probe`) are logged with DVCLive in ``metrics/train/``
+(:mod:`~pipeline.stages.train.logbook`).
 """
 
 from __future__ import annotations
@@ -22,24 +22,23 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from ggik_core.data.batch import make_batch
-from ggik_core.data.io import torch_save, write_csv_rows, write_json
+from ggik_core.data.io import torch_save
 from ggik_core.data.shards import MANIFEST, load_graphs
 from ggik_core.errors import TrainingError
 from ggik_core.model.cvae import GGIK
 from ggik_core.model.files import save_model
 from pipeline.common.progress import progress, stderr
-from pipeline.stages.probe import Probe, probe_steps, write_probes
+from pipeline.stages.probe import Probe, probe_steps
 from pipeline.stages.train.batching import batches, split, subset, to_device
 from pipeline.stages.train.checkpoint import fingerprint, read_checkpoint, same_run, set_aside
 from pipeline.stages.train.distributed import Dist
+from pipeline.stages.train.logbook import TrainLog
 from pipeline.stages.train.params import TrainingParams, TrainParams
 from pipeline.stages.train.precision import precision_context, set_determinism
 from pipeline.stages.train.schedules import beta_at, make_optimizer, make_scheduler
 
 #: graphs per validation step (no gradients: large batches are cheaper, and the losses are per graph)
 VAL_BATCH = 256
-
-LOSS_COLUMNS = ["epoch", "lr", "beta", "train_rec", "train_kl", "train_total", "val_rec", "val_kl", "val_total", "minutes"]
 
 
 def run_epoch(net: torch.nn.Module, graphs, plan, tp: TrainParams, beta: float | Callable[[float], float], env: Dist, opt=None,
@@ -91,15 +90,6 @@ def run_epoch(net: torch.nn.Module, graphs, plan, tp: TrainParams, beta: float |
     n = max(n, 1)
     rec, kl = rec_sum / n, kl_sum / n
     return {"rec": rec, "kl": kl, "total": rec + tp.beta * kl}
-
-
-def write_metrics(history: list[dict], metrics_dir: Path, complete: bool, extra: dict) -> None:
-    # histories from before the timing column lack "minutes": written as 0
-    write_csv_rows(metrics_dir / "train_loss.csv", history, LOSS_COLUMNS, missing=0.0)
-    best = {}
-    for split_name in ("train", "val"):
-        best[split_name] = {f"{k}_min": min(r[f"{split_name}_{k}"] for r in history) for k in ("rec", "kl", "total")} if history else {}
-    write_json(metrics_dir / "train.json", {**best, "epochs_done": len(history), "complete": complete, **extra})
 
 
 def train(params: TrainingParams, graph_dir: Path, out_dir: Path, metrics_dir: Path) -> dict:
@@ -155,9 +145,8 @@ def _train(params: TrainingParams, graph_dir: Path, out_dir: Path, metrics_dir: 
                      f"{sum(p.numel() for p in model.parameters())} parameters")
     probe = Probe.on_robots(tp.probe_goals, params.data.robots, set(graphs)) if env.main else None
     probe_at = probe_steps(tp.epochs * steps_per_epoch, tp.probes)
-    probe_path = metrics_dir / "accuracy_time.csv"
-    if probe is not None:  # the rows up to the checkpoint (none when starting afresh)
-        write_probes(probes, probe.columns, probe_path)
+    # the record up to the checkpoint (none when starting afresh)
+    log = TrainLog(metrics_dir, history, probes, {"layer": cfg.layer, "device": device.type, "processes": env.world}) if env.main else None
     t0 = time.perf_counter()
     complete = start >= tp.epochs
     with progress() as bar:
@@ -177,7 +166,7 @@ def _train(params: TrainingParams, graph_dir: Path, out_dir: Path, metrics_dir: 
                 row = {"step": g_step, "graphs": g_step * tp.batch_size * env.world,
                        "minutes": done_min + (tp0 - te - probe_s[0]) / 60, "beta": beta_now, **probe(model)}
                 probes.append(row)
-                write_probes(probes, probe.columns, probe_path)
+                log.probes(probes)
                 probe_s[0] += time.perf_counter() - tp0
 
             tr = run_epoch(net, graphs, env.shard(batches(train_idx, tp.batch_size, shuffle)), tp,
@@ -204,7 +193,7 @@ def _train(params: TrainingParams, graph_dir: Path, out_dir: Path, metrics_dir: 
                                        "epoch": epoch + 1, "history": history, "probes": probes, "rng": rng, "config": cfg.to_dict(),
                                        "fingerprint": fp, "world": env.world})
                 save_model(model, cfg, history, out_dir / "model.pt", dofs=graphs.keys())
-                write_metrics(history, metrics_dir, complete, {"layer": cfg.layer, "device": device.type, "processes": env.world})
+                log.epoch(history[-1], len(history), complete)
             env.barrier()
             out_of_time = tp.max_minutes > 0 and (time.perf_counter() - t0) / 60 > tp.max_minutes
             if env.world > 1:
@@ -217,5 +206,7 @@ def _train(params: TrainingParams, graph_dir: Path, out_dir: Path, metrics_dir: 
         raise TrainingError("no epoch was trained (train.epochs is 0)")
     if start >= tp.epochs and env.main:
         save_model(model, cfg, history, out_dir / "model.pt", dofs=graphs.keys())
-        write_metrics(history, metrics_dir, True, {"layer": cfg.layer, "device": device.type, "processes": env.world})
+        log.finish(len(history), True)
+    if log is not None:
+        log.close()
     return {"epochs": len(history), "complete": complete, "model": model}

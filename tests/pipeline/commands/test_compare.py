@@ -24,7 +24,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ARMS = {"ur10": 6, "panda": 7}
 
 # A stand-in for the evaluate stage: every number is a function of (layer, geometry, arm) so the
-# test knows what each experiment's eval.json holds.
+# test knows what each experiment's eval_detail.json holds.
 FAKE_EVAL = textwrap.dedent('''
     import json, pathlib
     import pandas as pd, yaml
@@ -43,7 +43,8 @@ FAKE_EVAL = textwrap.dedent('''
     arms = {arm: {"dof": dof, **values(base * (i + 1))} for i, (arm, dof) in enumerate(ARMS.items())}
     ev = {"arms": arms, "overall": values(base * 100), "params": {"problems_per_arm": 3, "samples": 2}}
     pathlib.Path("metrics").mkdir(exist_ok=True)
-    pathlib.Path("metrics/eval.json").write_text(json.dumps(ev, indent=1))
+    pathlib.Path("metrics/eval_detail.json").write_text(json.dumps(ev, indent=1))
+    pathlib.Path("metrics/eval.json").write_text(json.dumps({"overall": {"raw_median_mm": base * 50}}))
     rows = [{"arm": arm, "kind": kind, "goal_id": g, "sample_id": s, "pos_err_mm": base * (i + 1) * (g + s + 1),
              "rot_err_deg": base, "within_limits": True}
             for i, arm in enumerate(ARMS) for kind in ("raw", "refined") for g in range(3) for s in range(2)]
@@ -63,6 +64,8 @@ DVC_YAML = textwrap.dedent(f'''
           - metrics/eval.json:
               cache: false
         outs:
+          - metrics/eval_detail.json:
+              cache: false
           - metrics/eval_samples.parquet:
               cache: false
 ''')
@@ -172,7 +175,7 @@ def test_compare_named_revisions_and_collisions(study, tmp_path):
 
 
 def test_compare_errors(study, tmp_path):
-    with pytest.raises(GGIKError, match=r"has no metrics/eval\.json"):
+    with pytest.raises(GGIKError, match=r"has no metrics/eval_detail\.json"):
         compare(tmp_path / "cmp", ["bare"], repo=study)
     with pytest.raises(GGIKError, match="no-such-experiment"):
         compare(tmp_path / "cmp", ["no-such-experiment"], repo=study)

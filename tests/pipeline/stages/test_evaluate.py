@@ -52,7 +52,7 @@ def drop_seconds(obj):
 
 def test_eval_json_is_strict_and_complete(runs):
     d, _ = runs[0]
-    doc = strict_json(d / "eval.json")
+    doc = strict_json(d / "eval_detail.json")
     assert set(doc["arms"]) == set(ARMS)
     assert doc["params"]["problems_per_arm"] == 3 and doc["params"]["samples"] == 4 and doc["params"]["passes"] == 1
     for arm in ARMS:
@@ -73,10 +73,25 @@ def test_eval_json_is_strict_and_complete(runs):
         assert overall["seconds"] == pytest.approx(sum(doc["arms"][a][kind]["seconds"] for a in ARMS))
 
 
+def test_eval_json_holds_the_headline_figures_of_the_detail(runs, tmp_path):
+    """eval.json (the DVC metrics file): per arm and overall, five figures copied from eval_detail.json."""
+    d, _ = runs[0]
+    head, detail = strict_json(d / "eval.json"), strict_json(d / "eval_detail.json")
+    assert list(head) == ["overall", *ARMS]
+    for name, block in (("overall", detail["overall"]), *((arm, detail["arms"][arm]) for arm in ARMS)):
+        assert head[name] == {
+            "raw_median_mm": block["raw"]["position_mm"]["median"],
+            "raw_best_mm": block["raw"]["best_of_k_position_mm"]["median"],
+            "reenc_median_mm": block["reencoded"]["position_mm"]["median"],
+            "refined_success": block["refined"]["success"]["1mm_1deg"],
+            "distinct_per_goal": block["refined"]["distinct_1mm_1deg_per_goal"],
+        }, name
+
+
 def test_nan_statistics_are_written_as_null(runs):
     """An untrained model has no valid solutions: diversity is NaN in memory, null in the file."""
     d, results = runs[0]
-    doc = strict_json(d / "eval.json")
+    doc = strict_json(d / "eval_detail.json")
     for arm in ARMS:
         value = results["arms"][arm]["raw"]["diversity_rad"]
         written = doc["arms"][arm]["raw"]["diversity_rad"]
@@ -116,7 +131,7 @@ def test_eval_samples_table(runs):
 
 def test_seeded_runs_are_identical_but_for_seconds(runs):
     (d1, _), (d2, _) = runs
-    a, b = strict_json(d1 / "eval.json"), strict_json(d2 / "eval.json")
+    a, b = strict_json(d1 / "eval_detail.json"), strict_json(d2 / "eval_detail.json")
     assert drop_seconds(a) == drop_seconds(b)
     assert "seconds" in a["arms"]["ur10"]["raw"]  # the filter removed something real
     pd.testing.assert_frame_equal(pd.read_parquet(d1 / "eval_samples.parquet"), pd.read_parquet(d2 / "eval_samples.parquet"))
@@ -150,10 +165,11 @@ def test_without_passes_the_raw_samples_are_the_same_and_nothing_is_reencoded(ru
     d, _ = runs[0]
     p0 = EvalParams(problems_per_arm=3, samples=4, refine_max_iter=5, passes=0)
     evaluate(p0, d.parent / "model.pt", tmp_path, arms=ARMS)
-    without, with_passes = strict_json(tmp_path / "eval.json"), strict_json(d / "eval.json")  # NaN written as null
+    without, with_passes = strict_json(tmp_path / "eval_detail.json"), strict_json(d / "eval_detail.json")  # NaN written as null
     for arm in ARMS:
         assert "reencoded" not in without["arms"][arm]
         for kind in ("raw", "refined"):
             assert drop_seconds(without["arms"][arm][kind]) == drop_seconds(with_passes["arms"][arm][kind])
     assert set(without["overall"]) == {"raw", "refined"}
+    assert "reenc_median_mm" not in strict_json(tmp_path / "eval.json")["overall"]
     assert "reencoded" not in set(pd.read_parquet(tmp_path / "eval_samples.parquet")["kind"])

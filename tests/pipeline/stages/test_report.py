@@ -13,21 +13,16 @@ import torch
 from ggik_core.errors import DataError
 from ggik_core.solve.metrics import solution_metrics
 from pipeline.stages.report import report
+from pipeline.stages.train.logbook import TrainLog
 from pipeline.common.tables import fmt, fmt_pct
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ARMS = {"armalpha": 6, "armbeta": 7}
 G, K = 6, 5  # goals per arm, samples per goal
-TRAIN = {
-    "train": {"rec_min": 1.23456, "kl_min": 0.0456789, "total_min": 1.28024},
-    "val": {"rec_min": 2.34567, "kl_min": 0.0678912, "total_min": 2.41356},
-    "epochs_done": 3,
-    "complete": True,
-    "layer": "egat",
-    "device": "cpu",
-}
+TRAIN_INFO = {"layer": "egat", "device": "cpu", "processes": 1}
 OUTPUTS = ("index.md", "losses.md", "losses.csv", "errors.md", "errors.csv", "arms.md", "arms.csv",
-           "box_position.png", "box_rotation.png", "loss_curves.png")
+           "box_position.png", "box_rotation.png", "loss_curves.png", "loss_vs_time.png")
+PROBES_PLOT = "train/plots/custom/accuracy_time.json"
 
 
 def _candidates(gen: torch.Generator, dof: int, scale: float) -> tuple:
@@ -48,14 +43,14 @@ def _frame(arm: str, kind: str, pos: torch.Tensor, rot: torch.Tensor, within: to
 
 
 def write_inputs(metrics_dir, reencoded: bool = False) -> dict:
-    """train.json, train_loss.csv, eval.json, eval_samples.parquet as the train/evaluate stages write them."""
+    """The training record (DVCLive, as the train stage keeps it), eval_detail.json and
+    eval_samples.parquet as the train/evaluate stages write them."""
     metrics_dir.mkdir(parents=True, exist_ok=True)
-    (metrics_dir / "train.json").write_text(json.dumps(TRAIN))
     losses = pd.DataFrame({"epoch": [1, 2, 3], "lr": [3e-4] * 3, "beta": [0.0, 0.5, 1.0],
                            "train_rec": [3.0, 2.0, 1.23456], "train_kl": [0.5, 0.0456789, 0.05],
                            "train_total": [3.5, 2.02, 1.28024], "val_rec": [3.1, 2.34567, 2.4],
-                           "val_kl": [0.6, 0.0678912, 0.07], "val_total": [3.7, 2.41356, 2.47]})
-    losses.to_csv(metrics_dir / "train_loss.csv", index=False)
+                           "val_kl": [0.6, 0.0678912, 0.07], "val_total": [3.7, 2.41356, 2.47], "minutes": [0.5, 1.0, 1.5]})
+    TrainLog(metrics_dir, losses.to_dict("records"), [], TRAIN_INFO).finish(3, True)
     gen = torch.Generator().manual_seed(0)
     ev: dict = {"arms": {}, "params": {"problems_per_arm": G, "samples": K, "device": "cpu", "passes": 2 if reencoded else 0}}
     kinds = (("raw", 0.05), ("reencoded", 0.02), ("refined", 1e-4)) if reencoded else (("raw", 0.05), ("refined", 1e-4))
@@ -75,7 +70,7 @@ def write_inputs(metrics_dir, reencoded: bool = False) -> dict:
         m = solution_metrics(torch.zeros(pos.shape[0], 1, 1, dtype=torch.float64), pos, rot, within, 0.05)
         m["seconds"] = 1.5
         ev["overall"][kind] = m
-    (metrics_dir / "eval.json").write_text(json.dumps(ev).replace("NaN", "null"))
+    (metrics_dir / "eval_detail.json").write_text(json.dumps(ev).replace("NaN", "null"))
     pd.concat(frames, ignore_index=True).to_parquet(metrics_dir / "eval_samples.parquet", index=False)
     return ev
 
@@ -168,7 +163,7 @@ def test_zero_errors_on_log_axes(inputs, tmp_path):
     assert (out / "box_position.png").read_bytes()[:8] == PNG_MAGIC
 
 
-@pytest.mark.parametrize("name", ["eval.json", "train.json", "train_loss.csv", "eval_samples.parquet"])
+@pytest.mark.parametrize("name", ["eval_detail.json", "train/metrics.json", "train/plots/metrics/val/rec.tsv", "eval_samples.parquet"])
 def test_missing_input(inputs, tmp_path, name):
     metrics, _ = inputs
     (metrics / name).unlink()
@@ -178,24 +173,24 @@ def test_missing_input(inputs, tmp_path, name):
 
 def test_malformed_inputs(inputs, tmp_path):
     metrics, ev = inputs
-    (metrics / "eval.json").write_text("{not json")
-    with pytest.raises(DataError, match=r"eval\.json"):
+    (metrics / "eval_detail.json").write_text("{not json")
+    with pytest.raises(DataError, match=r"eval_detail\.json"):
         report(metrics, tmp_path / "report")
     del ev["arms"]["armbeta"]["raw"]["position_mm"]
-    (metrics / "eval.json").write_text(json.dumps(ev).replace("NaN", "null"))
-    with pytest.raises(DataError, match=r"eval\.json.*armbeta"):
+    (metrics / "eval_detail.json").write_text(json.dumps(ev).replace("NaN", "null"))
+    with pytest.raises(DataError, match=r"eval_detail\.json.*armbeta"):
         report(metrics, tmp_path / "report")
     write_inputs(metrics)
     pd.DataFrame({"arm": ["x"]}).to_parquet(metrics / "eval_samples.parquet")
     with pytest.raises(DataError, match=r"eval_samples\.parquet.*pos_err_mm"):
         report(metrics, tmp_path / "report")
     write_inputs(metrics)
-    (metrics / "train_loss.csv").write_text("epoch,lr\n1,0.1\n")
-    with pytest.raises(DataError, match=r"train_loss\.csv"):
+    (metrics / "train/plots/metrics/val/rec.tsv").write_text("step\tlr\n0\t0.1\n")
+    with pytest.raises(DataError, match=r"rec\.tsv.*malformed"):
         report(metrics, tmp_path / "report")
     write_inputs(metrics)
-    (metrics / "train.json").write_text(json.dumps({"train": {}, "val": {}, "epochs_done": 0}))
-    with pytest.raises(DataError, match=r"train\.json"):
+    (metrics / "train/metrics.json").write_text(json.dumps({"train": {}, "val": {}, "epochs_done": 0}))
+    with pytest.raises(DataError, match=r"train/metrics\.json"):
         report(metrics, tmp_path / "report")
 
 
@@ -217,13 +212,14 @@ def test_accuracy_probes_are_drawn_when_training_probed(inputs, tmp_path):
     probes = pd.DataFrame({"step": [10, 20], "graphs": [80, 160], "minutes": [0.5, 1.0], "beta": [0.1, 1.0],
                            "raw_median_mm": [300.0, 80.0], "best_of_k_mm": [60.0, 9.0],
                            "kuka_raw_mm": [290.0, 70.0], "kuka_best_mm": [50.0, 8.0]})
-    probes.to_csv(metrics / "accuracy_time.csv", index=False)
+    (metrics / PROBES_PLOT).parent.mkdir(parents=True, exist_ok=True)
+    (metrics / PROBES_PLOT).write_text(probes.to_json(orient="records"))
     out = tmp_path / "r1"
     assert "accuracy_vs_time.png" in {p.name for p in report(metrics, out)}
     assert (out / "accuracy_vs_time.png").read_bytes()[:8] == PNG_MAGIC
     assert "(accuracy_vs_time.png)" in (out / "index.md").read_text()
-    (metrics / "accuracy_time.csv").write_text("step,minutes\n1,0.5\n")
-    with pytest.raises(DataError, match=r"accuracy_time\.csv.*raw_median_mm"):
+    (metrics / PROBES_PLOT).write_text(json.dumps([{"step": 1, "minutes": 0.5}]))
+    with pytest.raises(DataError, match=r"accuracy_time\.json.*raw_median_mm"):
         report(metrics, tmp_path / "r2")
 
 

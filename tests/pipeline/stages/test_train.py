@@ -24,6 +24,7 @@ from pipeline.stages.train.params import ModelParams, TrainParams
 from pipeline.stages.probe import probe_steps
 from ggik_core.model.files import load_model
 from pipeline.stages.train.checkpoint import fingerprint_train
+from pipeline.common.metrics_files import read_losses, read_probes
 from pipeline.stages.train.loop import train
 
 TINY = Params(
@@ -50,7 +51,7 @@ def _undo_determinism():
 
 def _run(params: Params, graphs: Path, root: Path) -> dict:
     res = train(params, graphs, root / "model", root / "metrics")
-    return json.loads((root / "metrics" / "train.json").read_text()) | {"_res": res}
+    return json.loads((root / "metrics" / "train" / "metrics.json").read_text()) | {"_res": res}
 
 
 @pytest.mark.parametrize("layer", ["egnn", "egat"])
@@ -95,11 +96,9 @@ def test_every_parameter_trains(layer):
     assert not unchanged, unchanged
 
 
-def _losses(path) -> str:
-    """train_loss.csv without its wall-time column (the only non-reproducible field)."""
-    import pandas as pd
-
-    df = pd.read_csv(path)
+def _losses(metrics_dir) -> str:
+    """The per-epoch record (DVCLive's tables) without its wall-time column (the only non-reproducible field)."""
+    df = read_losses(metrics_dir)
     assert (df["minutes"] > 0).all() and df["minutes"].is_monotonic_increasing
     return df.drop(columns="minutes").to_csv(index=False)
 
@@ -107,7 +106,7 @@ def _losses(path) -> str:
 def test_deterministic_runs_match(graphs, tmp_path):
     a = _run(TINY, graphs, tmp_path / "a")
     _run(TINY, graphs, tmp_path / "b")
-    assert _losses(tmp_path / "a/metrics/train_loss.csv") == _losses(tmp_path / "b/metrics/train_loss.csv")
+    assert _losses(tmp_path / "a/metrics") == _losses(tmp_path / "b/metrics")
     sa = torch.load(tmp_path / "a/model/model.pt", weights_only=True)["model"]
     sb = torch.load(tmp_path / "b/model/model.pt", weights_only=True)["model"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
@@ -124,7 +123,7 @@ def test_resume_continues_where_it_stopped(graphs, tmp_path):
     _run(two, graphs, tmp_path / "chunked")  # 2 epochs, then "interrupted"
     log = _run(three, graphs, tmp_path / "chunked")
     assert log["epochs_done"] == 3 and log["complete"]
-    assert _losses(tmp_path / "straight/metrics/train_loss.csv") == _losses(tmp_path / "chunked/metrics/train_loss.csv")
+    assert _losses(tmp_path / "straight/metrics") == _losses(tmp_path / "chunked/metrics")
     a = load_model(tmp_path / "straight/model/model.pt", torch.device("cpu")).state_dict()
     b = load_model(tmp_path / "chunked/model/model.pt", torch.device("cpu")).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -137,17 +136,34 @@ def test_a_cosine_run_stopped_by_its_time_limit_resumes_to_the_same_result(graph
     assert _run(chunk, graphs, tmp_path / "chunked")["epochs_done"] == 1
     log = _run(cosine, graphs, tmp_path / "chunked")
     assert log["epochs_done"] == 3 and log["complete"]
-    assert _losses(tmp_path / "straight/metrics/train_loss.csv") == _losses(tmp_path / "chunked/metrics/train_loss.csv")
+    assert _losses(tmp_path / "straight/metrics") == _losses(tmp_path / "chunked/metrics")
     longer = replace(cosine, train=replace(cosine.train, epochs=4))  # another cosine schedule: not resumed
     assert _run(longer, graphs, tmp_path / "chunked")["epochs_done"] == 4
+
+
+def test_dvclive_record_continues_its_step_count_on_resume(graphs, tmp_path):
+    """One DVCLive step per epoch: a resumed run goes on from the checkpoint's step, and a record
+    lost from the metrics folder is written again from the checkpoint's history."""
+    import shutil
+
+    three = replace(TINY, train=replace(TINY.train, epochs=3))
+    chunk = replace(three, train=replace(three.train, max_minutes=1e-9))  # stops after its first epoch
+    first = _run(chunk, graphs, tmp_path / "r")
+    assert first["step"] == 0 and first["epochs_done"] == 1 and not first["complete"]
+    log = _run(three, graphs, tmp_path / "r")
+    assert log["step"] == 2 and log["epochs_done"] == 3 and log["complete"]
+    assert read_losses(tmp_path / "r/metrics")["epoch"].tolist() == [1, 2, 3]
+    _run(chunk, graphs, tmp_path / "lost")
+    shutil.rmtree(tmp_path / "lost/metrics/train")
+    assert _run(three, graphs, tmp_path / "lost")["step"] == 2
+    assert _losses(tmp_path / "lost/metrics") == _losses(tmp_path / "r/metrics")
 
 
 def test_checkpoint_of_other_params_is_not_resumed(graphs, tmp_path):
     _run(TINY, graphs, tmp_path / "r")
     other = replace(TINY, train=replace(TINY.train, lr=1e-3))
     log = _run(other, graphs, tmp_path / "r")
-    rows = (tmp_path / "r/metrics/train_loss.csv").read_text().strip().splitlines()
-    assert len(rows) == 3 and log["epochs_done"] == 2  # header + 2 fresh epochs, not 4
+    assert len(read_losses(tmp_path / "r/metrics")) == 2 and log["epochs_done"] == 2  # 2 fresh epochs, not 4
     kept = torch.load(tmp_path / "r/model/checkpoint.pt.other", weights_only=False)  # set aside, not lost
     assert kept["fingerprint"]["train"]["lr"] == TINY.train.lr
 
@@ -160,7 +176,7 @@ def test_a_checkpoint_finished_by_other_training_code_is_not_resumed(graphs, tmp
     saved = torch.load(ckpt, weights_only=False)
     saved["fingerprint"]["code"] = "0" * 64  # as written by other code
     torch.save(saved, ckpt)
-    first = json.loads((tmp_path / "r/metrics/train.json").read_text())
+    first = json.loads((tmp_path / "r/metrics/train/metrics.json").read_text())
     log = _run(TINY, graphs, tmp_path / "r")
     assert log["epochs_done"] == 2 and (tmp_path / "r/model/checkpoint.pt.other").exists()
     assert log["val"] == first["val"]  # retrained, deterministically, to the same result
@@ -203,7 +219,7 @@ def test_ddp_two_gloo_processes_stay_in_sync(graphs, tmp_path):
     assert torch.equal(p0, p1)
     init = torch.cat([p.detach().reshape(-1) for p in GGIK(ModelConfig(**{**load_model(tmp_path / "model/model.pt", torch.device("cpu")).cfg.to_dict()})).parameters()])
     assert not torch.equal(p0, init)  # it trained
-    log = json.loads((tmp_path / "metrics/train.json").read_text())
+    log = json.loads((tmp_path / "metrics/train/metrics.json").read_text())
     assert log["processes"] == 2 and log["epochs_done"] == 2
 
 
@@ -279,8 +295,8 @@ def test_accuracy_probes_record_raw_error_in_mm_and_do_not_change_training(graph
     probed = replace(TINY, train=replace(TINY.train, epochs=3, probes=3, probe_goals=4))
     _run(probed, graphs, tmp_path / "straight")
     _run(replace(TINY, train=replace(probed.train, probes=0)), graphs, tmp_path / "plain")
-    assert _losses(tmp_path / "straight/metrics/train_loss.csv") == _losses(tmp_path / "plain/metrics/train_loss.csv")
-    rows = pd.read_csv(tmp_path / "straight/metrics/accuracy_time.csv")
+    assert _losses(tmp_path / "straight/metrics") == _losses(tmp_path / "plain/metrics")
+    rows = read_probes(tmp_path / "straight/metrics")
     steps_per_epoch = 4  # 92 training graphs, 46 per DOF bucket, in batches of 32
     assert rows["step"].tolist() == sorted(probe_steps(3 * steps_per_epoch, 3))
     assert rows["graphs"].tolist() == [s * 32 for s in rows["step"]]
@@ -289,11 +305,11 @@ def test_accuracy_probes_record_raw_error_in_mm_and_do_not_change_training(graph
     assert ((rows["raw_median_mm"] > 5) & (rows["raw_median_mm"] < 5000)).all()
     assert (rows["best_of_k_mm"] <= rows["raw_median_mm"]).all()
     assert rows["minutes"].is_monotonic_increasing and (rows["minutes"] > 0).all()
-    assert (tmp_path / "plain/metrics/accuracy_time.csv").read_text().count("\n") == 1  # header only
+    assert read_probes(tmp_path / "plain/metrics") is None  # no probe, no table
     chunk = replace(probed, train=replace(probed.train, max_minutes=1e-9))
     _run(chunk, graphs, tmp_path / "chunked")
     _run(probed, graphs, tmp_path / "chunked")
-    resumed = pd.read_csv(tmp_path / "chunked/metrics/accuracy_time.csv")
+    resumed = read_probes(tmp_path / "chunked/metrics")
     cols = [c for c in rows.columns if c != "minutes"]
     pd.testing.assert_frame_equal(rows[cols], resumed[cols])
 
