@@ -31,17 +31,18 @@ TRAINING_CODE = ("ggik_core.model", "ggik_core.data", "pipeline.stages.train")
 
 
 def training_code_hash() -> str:
-    """SHA-256 of the source files of :data:`TRAINING_CODE` (a package's every ``.py`` file), in a
-    fixed order: equal on every machine that runs the same code."""
+    """SHA-256 of the source files of :data:`TRAINING_CODE` (a package's every ``.py`` file, its
+    sub-packages' included), in a fixed order: equal on every machine that runs the same code."""
     import hashlib
     import importlib
 
     h = hashlib.sha256()
     for name in TRAINING_CODE:
         mod = importlib.import_module(name)
-        files = sorted(Path(mod.__file__).parent.glob("*.py")) if hasattr(mod, "__path__") else [Path(mod.__file__)]
+        root = Path(mod.__file__).parent
+        files = sorted(root.rglob("*.py")) if hasattr(mod, "__path__") else [Path(mod.__file__)]
         for f in files:
-            h.update(f"{name}/{f.name}\0".encode())
+            h.update(f"{name}/{f.relative_to(root) if hasattr(mod, '__path__') else f.name}\0".encode())
             h.update(f.read_bytes())
     return h.hexdigest()
 

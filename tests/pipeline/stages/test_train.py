@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -338,12 +339,13 @@ def test_the_training_code_hash_covers_the_model_the_batches_and_the_loop(monkey
     h = train_mod.training_code_hash()
     assert len(h) == 64 and h == train_mod.training_code_hash()
     fake = tmp_path / "model"
-    fake.mkdir()
-    for f in Path(ggik_core.model.__file__).parent.glob("*.py"):
-        (fake / f.name).write_bytes(f.read_bytes())
-    (fake / "egnn.py").write_bytes((fake / "egnn.py").read_bytes() + b"\n# edited\n")
+    shutil.copytree(Path(ggik_core.model.__file__).parent, fake, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(ggik_core.model, "__file__", str(fake / "__init__.py"))
-    assert train_mod.training_code_hash() != h
+    assert train_mod.training_code_hash() == h  # the same files elsewhere
+    for edited in ("layers/egnn.py", "fused/edge_kernels.py", "cvae.py"):  # sub-packages count too
+        (fake / edited).write_bytes((fake / edited).read_bytes() + b"\n# edited\n")
+        assert train_mod.training_code_hash() != h, edited
+        h = train_mod.training_code_hash()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
