@@ -61,11 +61,19 @@ def bench_sample(
     robot: str = typer.Option("panda"),
     device: Optional[str] = typer.Option(None),
     repeats: int = typer.Option(3),
+    shape: list[str] = typer.Option(["1x1", "1x32", "1x1000", "1000x32"], "--shape", help="GOALSxSOLUTIONS (repeatable)."),
 ) -> None:
-    """Wall time for 1, 32 and 1000 solutions of one goal, and 1000 goals x 32 solutions."""
+    """Wall time of one-pass and re-encoded sampling, today's eager path beside the fused inference kernels."""
+    from ggik_core.errors import GGIKError
     from pipeline.bench.speed import bench_sample as run
 
-    run(model, robot, device, repeats)
+    try:
+        shapes = [tuple(int(v) for v in s.lower().split("x")) for s in shape]
+    except ValueError:
+        raise GGIKError(f"--shape takes GOALSxSOLUTIONS, e.g. 1x1000 (got {' '.join(shape)})") from None
+    if any(len(s) != 2 or min(s) < 1 for s in shapes):
+        raise GGIKError(f"--shape takes GOALSxSOLUTIONS of positive counts (got {' '.join(shape)})")
+    run(model, robot, device, repeats, shapes)
 
 
 @bench_app.command("ik")

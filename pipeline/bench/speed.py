@@ -138,7 +138,8 @@ def bench_train(layers: list[str], paths: list[str], batch_size: int, steps: int
                 typer.echo(f"  {layer:4s} {path:40s} profile, self time per step: {parts}")
 
 
-def bench_sample(model_path: Path | None, robot_name: str, device: str | None, repeats: int) -> None:
+def bench_sample(model_path: Path | None, robot_name: str, device: str | None, repeats: int,
+                 shapes: list[tuple[int, int]] = ((1, 1), (1, 32), (1, 1000), (1000, 32))) -> None:
     """Wall time of sampling (decode + joint recovery + FK check) for several batch shapes, one-pass
     and with two re-encoding passes, by today's eager float32 path and the fused inference kernels
     side by side (rounds interleaved: this machine's speed drifts)."""
@@ -161,7 +162,7 @@ def bench_sample(model_path: Path | None, robot_name: str, device: str | None, r
     paths = ("eager", "fused")
     typer.echo(f"bench sample: {robot_name}, device {dev}, {what}; fused: "
                f"{'bf16' if native_bf16() else 'float32'} products; best of {repeats} interleaved rounds")
-    for goals_n, k in ((1, 1), (1, 32), (1, 1000), (1000, 32)):
+    for goals_n, k in shapes:
         goals = robot.fk(robot.sample_q(goals_n, gen))
         best: dict[tuple[str, int], float] = {}
         for path in paths:
