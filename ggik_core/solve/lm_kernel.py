@@ -29,6 +29,7 @@ import numba as nb
 import numpy as np
 
 from ggik_core.solve.config import LAMBDA_DOWN, LAMBDA_MAX, LAMBDA_MIN, LAMBDA_UP, STALL_MIN_ERR
+from ggik_core.solve.compile_note import watch
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -36,6 +37,7 @@ _MIX2 = np.uint64(0x94D049BB133111EB)
 _GOAL_KEY = np.uint64(0xD1B54A32D192ED03)
 
 _jit = nb.njit(cache=True, nogil=True)
+watch(__name__)  # one stderr line when the kernel compiles (a numba cache miss)
 
 
 @_jit

@@ -40,9 +40,13 @@ def catalog_chain(name: str) -> UrdfChain:
 
 
 def urdf_dir() -> Path:
-    """``$GGIK_SHARED/reference/urdf``, else ``shared/reference/urdf`` beside the repository."""
-    shared = os.environ.get("GGIK_SHARED") or Path(__file__).resolve().parents[2] / "shared"
-    return Path(shared) / "reference" / "urdf"
+    """``$GGIK_SHARED/reference/urdf``, else ``shared/reference/urdf`` beside the repository (or, where
+    there is none, inside it)."""
+    if os.environ.get("GGIK_SHARED"):
+        return Path(os.environ["GGIK_SHARED"]) / "reference" / "urdf"
+    repo = Path(__file__).resolve().parents[2]
+    beside, inside = repo.parent / "shared" / "reference" / "urdf", repo / "shared" / "reference" / "urdf"
+    return inside if inside.is_dir() and not beside.is_dir() else beside
 
 
 # --- optional baselines: imported lazily ---------------------------------------------------------

@@ -61,7 +61,7 @@ def solve(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the distinct solutions of one goal to a .png, .pdf or .svg file."),
     plot_goal: int = typer.Option(0, "--plot-goal", help="The goal id --plot draws."),
     threads: int = THREADS,
-    time_budget: Optional[float] = typer.Option(None, "--time-budget", help="Stop re-seeding unconverged candidates after this many seconds and return the best so far (default: the iteration budget only)."),
+    time_budget: Optional[float] = typer.Option(None, "--time-budget", help="Seconds for the refinement (default: no limit, the iteration budget only). On the CPU kernel the goals go in chunks of 4 on one thread: a chunk started before the deadline runs to its iteration budget; the candidates of chunks that would start after it are returned as seeded, unrefined (their goals usually show as not solved). The batched loop (GPU) stops at the deadline with the best so far."),
     collision: str = typer.Option(SOLVE.collision, "--collision", help="auto (self, plus --scene, when the URDF has <collision> geometry and coal is installed), self, scene, all or off; colliding candidates are re-seeded."),
     scene: Optional[Path] = typer.Option(None, "--scene", help="Obstacles in the base frame: a YAML file (docs/solver.md)."),
     package_dir: list[Path] = typer.Option([], "--package-dir", help="Folder where the URDF's package:// meshes are looked up; repeatable."),

@@ -1,9 +1,12 @@
 """The arm in each distinct IK solution for one goal, with the goal frame (`ggik solve --plot`,
 `ggik plot`).
 
-Links are drawn as straight lines between consecutive joint-axis origins (from the base origin to
-the end effector), joints as dots, the goal as an RGB frame (x red, y green, z blue), on one 3-D
-axes with equal scales. Figures are detached from pyplot (Agg canvas, no global state).
+One 3-D panel per solution (small multiples, all with the same equal-scale limits and view), so no
+solution hides another: on many arms two solutions trace the same polyline through the joint
+origins (on the Panda, q1 + pi, -q2, q3 + pi). Links are drawn as straight lines between
+consecutive joint-axis origins (from the base origin to the end effector), joints as dots, the goal
+as an RGB frame (x red, y green, z blue). The title is the figure's, above the panels. Figures are
+detached from pyplot (Agg canvas, no global state).
 """
 
 from __future__ import annotations
@@ -41,29 +44,46 @@ def arm_points(robot: Robot, q: np.ndarray) -> np.ndarray:
     return np.concatenate([base, frames[..., :3, 3]], 1)
 
 
+#: Panels per row of the figure.
+PANEL_COLUMNS = 5
+#: Inches per panel.
+PANEL_SIZE = 2.7
+#: The goal frame's colours (pure, unlike the solutions' tab10 colours).
+FRAME_COLORS = ("#ff0000", "#00b000", "#0000ff")
+
+
+def panel_grid(m: int) -> tuple[int, int]:
+    """``(rows, columns)`` of the panels for ``m`` solutions."""
+    cols = max(1, min(m, PANEL_COLUMNS))
+    return -(-max(m, 1) // cols), cols
+
+
 def arm_figure(robot: Robot, q: np.ndarray, goal: np.ndarray, title: str, labels: list[str]) -> Figure:
-    """The arm drawn in each configuration of ``q (m, n)`` with the goal frame ``goal (4, 4)``."""
-    fig = Figure(figsize=(8.0, 6.0), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(projection="3d")
+    """The arm drawn in each configuration of ``q (m, n)``, one panel each (titled by ``labels``),
+    with the goal frame ``goal (4, 4)``."""
     pts = arm_points(robot, q)
+    rows, cols = panel_grid(len(pts))
+    fig = Figure(figsize=(max(8.0, PANEL_SIZE * cols + 1.0), PANEL_SIZE * rows + 1.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    everything = np.concatenate([pts.reshape(-1, 3), goal[None, :3, 3]])
     for i, p in enumerate(pts):
+        ax = fig.add_subplot(rows, cols, i + 1, projection="3d")
         c = _color(i)
-        ax.plot(p[:, 0], p[:, 1], p[:, 2], "-", color=c, lw=2.2, alpha=0.85, solid_capstyle="round")
+        ax.plot(p[:, 0], p[:, 1], p[:, 2], "-", color=c, lw=2.2, solid_capstyle="round")
         ax.plot(p[1:-1, 0], p[1:-1, 1], p[1:-1, 2], "o", color=c, ms=4.5, mec="black", mew=0.4)
-    ax.plot([0], [0], [0], "s", color="black", ms=7)
-    extent = _set_equal(ax, np.concatenate([pts.reshape(-1, 3), goal[None, :3, 3]]))
-    _draw_frame(ax, goal, 0.2 * extent)
-    ax.set_xlabel("x [m]")
-    ax.set_ylabel("y [m]")
-    ax.set_zlabel("z [m]")
-    ax.tick_params(labelsize=8)
-    ax.view_init(elev=22, azim=-55)
-    ax.set_title(title, fontsize=10)
-    handles = [Line2D([], [], color=_color(i), lw=2.2, marker="o", ms=4, mec="black", mew=0.4, label=lab) for i, lab in enumerate(labels)]
-    handles += [Line2D([], [], color="black", marker="s", ls="", ms=6, label="base"),
-                Line2D([], [], color="tab:red", lw=2.5, label="goal frame (x red, y green, z blue)")]
-    fig.legend(handles=handles, loc="outside right center", fontsize=8, frameon=False)
+        ax.plot([0], [0], [0], "s", color="black", ms=6)
+        extent = _set_equal(ax, everything)
+        _draw_frame(ax, goal, 0.2 * extent)
+        ax.tick_params(labelsize=6, pad=0)
+        ax.set_xlabel("x [m]", fontsize=7, labelpad=-4)
+        ax.set_ylabel("y [m]", fontsize=7, labelpad=-4)
+        ax.set_zlabel("z [m]", fontsize=7, labelpad=-4)
+        ax.view_init(elev=22, azim=-55)
+        ax.set_title(labels[i] if i < len(labels) else f"solution {i + 1}", fontsize=9, color=c, pad=0)
+    fig.suptitle(title, fontsize=10)
+    handles = [Line2D([], [], color="black", marker="s", ls="", ms=6, label="base"),
+               Line2D([], [], color=FRAME_COLORS[0], lw=2.5, label="goal frame (x red, y green, z blue)")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8, frameon=False)
     return fig
 
 
@@ -127,13 +147,13 @@ def _set_equal(ax, pts: np.ndarray) -> float:
     ax.set_xlim(centre[0] - half, centre[0] + half)
     ax.set_ylim(centre[1] - half, centre[1] + half)
     ax.set_zlim(centre[2] - half, centre[2] + half)
-    ax.set_box_aspect((1, 1, 1), zoom=0.88)  # zoom < 1 leaves room for the z label
+    ax.set_box_aspect((1, 1, 1), zoom=0.85)  # zoom < 1 leaves room for the z label
     return half
 
 
 def _draw_frame(ax, T: np.ndarray, length: float) -> None:
     o = T[:3, 3]
-    for axis, color in zip(range(3), ("tab:red", "tab:green", "tab:blue")):
+    for axis, color in zip(range(3), FRAME_COLORS):
         d = T[:3, axis] * length
         ax.quiver(o[0], o[1], o[2], d[0], d[1], d[2], color=color, lw=2.5, arrow_length_ratio=0.2)
 

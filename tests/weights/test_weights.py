@@ -22,30 +22,40 @@ K = 32
 #: raw median position error (mm) each shipped model must stay under on every catalog arm,
 #: GOALS x K samples: the cards' 100-goal figures plus room for the smaller sample
 RAW_MEDIAN_BOUND_MM = {"all_arms": 250.0, "generalist": 700.0}
+#: how many times smaller than an untrained model's (same config, torch seed 0) each shipped model's
+#: raw median must be, on every arm: an untrained model meets the absolute bounds on some arms
+#: (568 mm on the LWA4D). Measured: all_arms 3.9 (panda) to 11.8 (kuka); generalist 1.8 (lwa4p,
+#: panda) to 2.6 (kuka), 0.99 on the LWA4D
+BETTER_THAN_UNTRAINED = {"all_arms": 2.5, "generalist": 1.4}
+#: arms a shipped model is no better on than an untrained one: checked to still be so, so that
+#: the entry goes once it is not
+NO_BETTER_THAN_UNTRAINED = {("generalist", "lwa4d")}
+
+
+def raw_median_mm(model, arm: str) -> float:
+    robot = load_arm(arm)
+    goals = robot.fk(robot.sample_q(GOALS, torch.Generator().manual_seed(7)))
+    s = sample_solutions(model, robot, goals, K, generator=torch.Generator().manual_seed(8))
+    return float(s.pos_err.median()) * 1000
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_shipped_model_has_weights_and_a_card(name):
-    assert shipped_path(name).is_file()
-    card = shipped_card(name)
-    assert card["name"] == name and card["preset"]
-    assert card["training"]["minutes"] > 0 and card["training"]["complete"]
-    assert set(card["eval"]["arms"]) == set(ARM_NAMES)
-    model = load_model(shipped_path(name), torch.device("cpu"))
-    assert model.cfg.to_dict() == {**model.cfg.to_dict(), **{k: v for k, v in card["params"]["model"].items()}}
+def test_shipped_model_is_as_accurate_as_its_card_and_beats_an_untrained_one(name):
+    from ggik_core.model.cvae import GGIK
 
-
-@pytest.mark.parametrize("name", SHIPPED)
-def test_shipped_model_is_as_accurate_as_its_card(name):
     model = load_model(shipped_path(name), torch.device("cpu"))
+    torch.manual_seed(0)
+    untrained = GGIK(model.cfg).eval()
     card = shipped_card(name)["eval"]["arms"]
     for arm in ARM_NAMES:
-        robot = load_arm(arm)
-        goals = robot.fk(robot.sample_q(GOALS, torch.Generator().manual_seed(7)))
-        s = sample_solutions(model, robot, goals, K, generator=torch.Generator().manual_seed(8))
-        median_mm = float(s.pos_err.median()) * 1000
+        median_mm, untrained_mm = raw_median_mm(model, arm), raw_median_mm(untrained, arm)
         assert median_mm < RAW_MEDIAN_BOUND_MM[name], (arm, median_mm)
         assert median_mm < 1.5 * card[arm]["raw_median_mm"] + 20, (arm, median_mm, card[arm]["raw_median_mm"])
+        ratio = untrained_mm / median_mm
+        if (name, arm) in NO_BETTER_THAN_UNTRAINED:
+            assert ratio < BETTER_THAN_UNTRAINED[name], f"{name} now beats an untrained model on {arm}: drop it from NO_BETTER_THAN_UNTRAINED"
+        else:
+            assert ratio >= BETTER_THAN_UNTRAINED[name], (arm, median_mm, untrained_mm)
 
 
 def test_catalog_arms_get_the_all_arms_model_and_other_robots_the_generalist():
@@ -108,7 +118,28 @@ def test_ship_refuses_missing_or_broken_inputs(tmp_path):
     assert not (run / "all_arms.pt").exists()
 
 
-def test_the_package_ships_the_weights():
-    text = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
-    assert '"ggik_core.weights" = ["*.pt", "*.json"]' in text
-    assert WEIGHTS_DIR.name == "weights"
+def test_the_wheel_ships_the_weights(tmp_path):
+    """A wheel built from a copy of the sources (no network: the installed setuptools) holds every
+    shipped model and its card, byte for byte."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    repo = Path(__file__).resolve().parents[2]
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(repo / name, src / name)
+    for package in ("ggik_core", "pipeline"):
+        shutil.copytree(repo / package, src / package, ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(src)],
+                   check=True, capture_output=True, timeout=300, cwd=tmp_path)
+    (wheel,) = (tmp_path / "dist").glob("ggik-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        for model in SHIPPED:
+            for suffix in (".pt", ".json"):
+                inside = f"ggik_core/weights/{model}{suffix}"
+                assert inside in names, (inside, sorted(n for n in names if "weights" in n))
+                assert zf.read(inside) == (WEIGHTS_DIR / f"{model}{suffix}").read_bytes()

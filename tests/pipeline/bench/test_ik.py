@@ -78,7 +78,9 @@ def test_files_and_structure(report):
 
 def test_random_seed_refinement_succeeds(report):
     rep, _ = report
-    assert any(rep["results"][arm]["random_refined"]["1mm_1deg"]["successes"] > 0 for arm in ARMS)
+    for arm in ARMS:  # every arm, not one of them
+        e = rep["results"][arm]["random_refined"]["1mm_1deg"]
+        assert e["goals_solved"] == GOALS and e["success_candidates"] >= 0.75, (arm, e)  # measured: all goals, 11 and 12 of 12
 
 
 def test_missing_baseline_is_reported(report):
