@@ -43,7 +43,7 @@ def test_a_failing_worker_is_a_one_line_error_not_a_traceback():
 
     pb = random_problems(4, 5, RandomRobotConfig(), torch.Generator().manual_seed(0))
     job = ProcsJob("egnn", "dense", {"phi_x": "banana"}, procs=2, threads=1, hidden=8, depth=1, steps=1)
-    with pytest.raises(GGIKError, match=r"a worker of --path 'dense procs=2' failed: .*unknown phi_x 'banana'") as err:
+    with pytest.raises(GGIKError, match=r"a worker of --path 'dense procs=2' failed: .*model.phi_x must be mlp or linear, got 'banana'") as err:
         ProcsPath(job, build_problem_graphs(pb.chain, pb.q, pb.goal))
     assert "\n" not in str(err.value)
 
