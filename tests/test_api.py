@@ -20,6 +20,7 @@ from ggik_core.errors import GGIKError
 from ggik_core.model.cvae import GGIK, ModelConfig
 from ggik_core.model.files import save_model
 from ggik_core.robots.catalog import ARM_NAMES, load_arm, urdf_file, urdf_links
+from pipeline.bench.robot_data import example_robot_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("GGIK_SHARED") or REPO.parent / "shared")
@@ -85,16 +86,6 @@ def test_solver_on_reference_urdfs_checked_by_yourdfpy(arm):
     base, ee = urdf_links(arm)
     check_solver_on_urdf(URDF_DIR / urdf_file(arm), base, ee, seed=3)
 
-
-def example_robot_data_dir() -> Path | None:
-    """The robots folder of the `example-robot-data` wheel (optional extra `robots`), or None."""
-    from importlib.metadata import PackageNotFoundError, distribution
-
-    try:
-        root = Path(distribution("example-robot-data").locate_file("cmeel.prefix/share/example-robot-data/robots"))
-    except PackageNotFoundError:
-        return None
-    return root if root.is_dir() else None
 
 
 ERD = example_robot_data_dir()

@@ -25,17 +25,8 @@ import numpy as np
 
 from ggik_core.robots.collision import CollisionModel
 from ggik_core.robots.scene import Scene, parse_scene
+from pipeline.bench.robot_data import example_robot_data_dir
 
-
-def example_robot_data_dir() -> Path | None:
-    """The robots folder of the ``example-robot-data`` wheel, or None."""
-    from importlib.metadata import PackageNotFoundError, distribution
-
-    try:
-        root = Path(distribution("example-robot-data").locate_file("cmeel.prefix/share/example-robot-data/robots"))
-    except PackageNotFoundError:
-        return None
-    return root if root.is_dir() else None
 
 
 #: arm -> (URDF inside example-robot-data, base link, EE link, table height in the base frame)

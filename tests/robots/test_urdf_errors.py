@@ -11,22 +11,14 @@ from __future__ import annotations
 
 import os
 import re
-from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 import pytest
 
 from ggik_core.errors import RobotError
 from ggik_core.robots.files import load_robot
+from pipeline.bench.robot_data import example_robot_data_dir
 
-
-def example_robot_data_dir() -> Path | None:
-    """The robots folder of the `example-robot-data` wheel, or None."""
-    try:
-        root = Path(distribution("example-robot-data").locate_file("cmeel.prefix/share/example-robot-data/robots"))
-    except PackageNotFoundError:
-        return None
-    return root if root.is_dir() else None
 
 
 ERD = example_robot_data_dir()
