@@ -17,7 +17,7 @@ import pytest
 
 from importlib.metadata import PackageNotFoundError, distribution
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 GOAL = "0.4 0.1 0.5 1 0 0 0"
 TIMEOUT = 120
 UR5 = "ur_description/urdf/ur5_robot.urdf"
