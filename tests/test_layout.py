@@ -160,3 +160,12 @@ def test_every_module_is_seen() -> None:
     assert "pipeline.cli" in CHECKED and "ggik_core.api" in CHECKED and "pipeline.stages.train.loop" in CHECKED
     assert all(checked(p) for p in CHECKED.values())
     assert len(CHECKED) + sum(not checked(p) for p in MODULES.values()) == len(MODULES)
+
+
+def test_test_files_have_unique_names() -> None:
+    """pytest imports test files by their base name (no packages under tests/): two with one name
+    break collection."""
+    seen: dict[str, Path] = {}
+    for path in sorted((REPO / "tests").rglob("test_*.py")):
+        assert path.name not in seen, f"{path.relative_to(REPO)} and {seen[path.name].relative_to(REPO)}"
+        seen[path.name] = path

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 from ggik_core.data.edges import EdgeSpec
 from ggik_core.data.graph import NODE_FEATURES
-from ggik_core.model.layers import egat, egnn  # noqa: F401 - the built-in layers register on import
+from ggik_core.model.layers import egnn, egat  # noqa: F401 - the built-in layers register on import
 from ggik_core.model.layers.registry import discover, layer_entry, layer_names
 
 discover()  # and so does any other layer file in ggik_core/model/layers

@@ -67,15 +67,19 @@ def register_layer(name: str, *, edge_features: tuple[str, ...],
     return decorate
 
 
+#: the built-in layers, listed first (in this order) whatever order their modules were imported in
+BUILTIN_LAYERS = ("egnn", "egat")
+
+
 def layer_names() -> tuple[str, ...]:
-    """The registered layer names, in registration order (the built-ins first)."""
-    return tuple(_REGISTRY)
+    """The registered layer names: the built-ins (:data:`BUILTIN_LAYERS`), then the others by name."""
+    return tuple(sorted(_REGISTRY, key=lambda n: (BUILTIN_LAYERS.index(n) if n in BUILTIN_LAYERS else len(BUILTIN_LAYERS), n)))
 
 
 def layer_entry(name: str) -> LayerEntry:
     """The entry of ``name``; ``ValueError`` naming the registered layers otherwise."""
     if name not in _REGISTRY:
-        raise ValueError(f"unknown layer {name!r} ({' or '.join(_REGISTRY)})")
+        raise ValueError(f"unknown layer {name!r} ({' or '.join(layer_names())})")
     return _REGISTRY[name]
 
 

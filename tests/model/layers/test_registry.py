@@ -87,13 +87,21 @@ def test_a_new_layer_type_is_one_file_and_trains_on_the_eager_path(tmp_path):
 
 
 def test_the_builtin_layers_are_registered_with_their_edge_features():
-    assert layer_names()[:2] == ("egnn", "egat")
+    assert layer_names()[:2] == ("egnn", "egat")  # whatever order their modules were imported in
     assert layer_entry("egnn").cls is EGNNLayer and layer_entry("egat").cls is EGATLayer
     assert layer_entry("egnn").edges == EdgeSpec(("distance", "known"))
     assert layer_entry("egat").edges == EdgeSpec(("distance", "known", "direction"))
     assert layer_entry("egnn").fused is ALPHA_WEIGHTED and layer_entry("egat").fused is ALPHA_WEIGHTED
     assert ModelConfig().edge_dim == 2 and ModelConfig(layer="egat").edge_dim == 5
     assert choices()["layer"] == layer_names()
+
+
+def test_the_layer_names_do_not_depend_on_the_import_order():
+    code = ("from ggik_core.model.layers import egat\nfrom ggik_core.model.layers.registry import layer_names\n"
+            "from ggik_core.model.layers import egnn\nprint(' '.join(layer_names()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["egnn", "egat"]
 
 
 def test_unknown_layers_and_options_are_one_line_errors():
