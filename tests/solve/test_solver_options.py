@@ -11,7 +11,7 @@ from ggik_core.errors import GGIKError
 from ggik_core.robots.catalog import load_arm
 from ggik_core.solve.collision_solve import parse_pairs
 from ggik_core.solve.multistart import forward_kinematics
-from tests.pipeline.test_solve_cli_urdf_errors import erd
+from tests.pipeline.commands.test_solve_cli_urdf_errors import erd
 
 
 def goals_of(arm: str, n: int, seed: int = 0) -> np.ndarray:

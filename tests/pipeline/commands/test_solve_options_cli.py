@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.pipeline.test_solve_cli_urdf_errors import erd
+from tests.pipeline.commands.test_solve_cli_urdf_errors import erd
 
 REPO = Path(__file__).resolve().parents[3]
 TIMEOUT = 300
