@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from importlib.metadata import PackageNotFoundError, distribution
+from pipeline.bench.robot_data import example_robot_data_dir
 
 REPO = Path(__file__).resolve().parents[3]
 GOAL = "0.4 0.1 0.5 1 0 0 0"
@@ -39,11 +39,8 @@ XACRO_PROPERTIES = """<?xml version="1.0"?>
 
 def erd(rel: str) -> Path:
     """A URDF of the `example-robot-data` wheel; skips without it (fails under CI=true)."""
-    try:
-        root = Path(distribution("example-robot-data").locate_file("cmeel.prefix/share/example-robot-data/robots"))
-    except PackageNotFoundError:
-        root = None
-    if root is None or not root.is_dir():
+    root = example_robot_data_dir()
+    if root is None:
         message = "example-robot-data is not installed (the optional extra: pip install -e '.[robots]')"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message + "; CI=true needs it")
