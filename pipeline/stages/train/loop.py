@@ -4,7 +4,8 @@ One loop, nanoGPT style: batches of one DOF each (bucketed, shuffled by a seeded
 :mod:`~pipeline.stages.train.batching`), AdamW with a step-decay or cosine schedule and a β
 warm-up (:mod:`~pipeline.stages.train.schedules`), a validation split, a checkpoint after every
 epoch (model, optimiser, scheduler, RNG states, history, typed config) and resumption from it
-(:mod:`~pipeline.stages.train.checkpoint`).
+(:mod:`~pipeline.stages.train.checkpoint`). With ``train.ema`` an average of the weights
+(:mod:`~pipeline.stages.train.ema`) is probed and saved as ``model.pt``.
 Per-epoch losses, learning rate, β and minutes, and ``train.probes`` accuracy probes (raw
 samples on the training robots, or on the five arms for random ones, in mm, against training
 minutes: :mod:`pipeline.stages.probe`) are logged with DVCLive in ``metrics/train/``
@@ -32,6 +33,7 @@ from pipeline.stages.probe import Probe, probe_steps
 from pipeline.stages.train.batching import batches, split, subset, to_device
 from pipeline.stages.train.checkpoint import fingerprint, read_checkpoint, same_run, set_aside
 from pipeline.stages.train.distributed import Dist
+from pipeline.stages.train.ema import WeightAverage
 from pipeline.stages.train.logbook import TrainLog
 from pipeline.stages.train.params import TrainingParams, TrainParams
 from pipeline.stages.train.precision import precision_context, set_determinism
@@ -113,6 +115,9 @@ def _train(params: TrainingParams, graph_dir: Path, out_dir: Path, metrics_dir: 
     model = GGIK(cfg).to(device)
     model.use_kernels(tp.kernels)  # CPU only: the layers run torch ops on a GPU
     net: torch.nn.Module = model
+    # the weight average (rank 0 keeps it): the weights probed and saved as model.pt when it is on
+    ema = WeightAverage(model, tp.ema, tp.kernels) if tp.ema > 0 and env.main else None
+    shipped = ema.module if ema is not None else model
     if env.world > 1:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     opt = make_optimizer(model, tp.lr, tp.weight_decay)
@@ -129,6 +134,8 @@ def _train(params: TrainingParams, graph_dir: Path, out_dir: Path, metrics_dir: 
             model.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["optimizer"])
             sched.load_state_dict(ckpt["scheduler"])
+            if ema is not None:
+                ema.load_state_dict(ckpt["ema"])
             torch.set_rng_state(ckpt["rng"]["torch"])
             if device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
                 torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
@@ -159,12 +166,14 @@ def _train(params: TrainingParams, graph_dir: Path, out_dir: Path, metrics_dir: 
             done_min = history[-1].get("minutes", 0.0) if history else 0.0
 
             def after_step(step: int, beta_now: float, e: int = epoch) -> None:
+                if ema is not None:
+                    ema.update()
                 g_step = e * steps_per_epoch + step
                 if probe is None or g_step not in probe_at:
                     return
                 tp0 = time.perf_counter()
                 row = {"step": g_step, "graphs": g_step * tp.batch_size * env.world,
-                       "minutes": done_min + (tp0 - te - probe_s[0]) / 60, "beta": beta_now, **probe(model)}
+                       "minutes": done_min + (tp0 - te - probe_s[0]) / 60, "beta": beta_now, **probe(shipped)}
                 probes.append(row)
                 log.probes(probes)
                 probe_s[0] += time.perf_counter() - tp0
@@ -191,8 +200,9 @@ def _train(params: TrainingParams, graph_dir: Path, out_dir: Path, metrics_dir: 
                 rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
                 torch_save(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                                        "epoch": epoch + 1, "history": history, "probes": probes, "rng": rng, "config": cfg.to_dict(),
-                                       "fingerprint": fp, "world": env.world})
-                save_model(model, cfg, history, out_dir / "model.pt", dofs=graphs.keys())
+                                       "fingerprint": fp, "world": env.world,
+                                       **({"ema": ema.state_dict()} if ema is not None else {})})
+                save_model(shipped, cfg, history, out_dir / "model.pt", dofs=graphs.keys())
                 log.epoch(history[-1], len(history), complete)
             env.barrier()
             out_of_time = tp.max_minutes > 0 and (time.perf_counter() - t0) / 60 > tp.max_minutes
@@ -205,7 +215,7 @@ def _train(params: TrainingParams, graph_dir: Path, out_dir: Path, metrics_dir: 
     if not history:
         raise TrainingError("no epoch was trained (train.epochs is 0)")
     if start >= tp.epochs and env.main:
-        save_model(model, cfg, history, out_dir / "model.pt", dofs=graphs.keys())
+        save_model(shipped, cfg, history, out_dir / "model.pt", dofs=graphs.keys())
         log.finish(len(history), True)
     if log is not None:
         log.close()

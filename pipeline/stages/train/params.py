@@ -35,6 +35,7 @@ class TrainParams:
     beta_start: float = 0.01  # >0: beta rises geometrically from beta_start to beta (0: linearly from 0)
     free_bits: float = 0.0  # nats per node: the KL term is max(KL, free_bits) (against posterior collapse)
     consistency: float = 0.0  # weight of the prior-consistency term (decoded prior samples keep the known distances)
+    ema: float = 0.0  # decay of an exponential moving average of the weights, which is probed and saved as model.pt (0: off)
     grad_clip: float = 10.0  # the gradient's global norm is clipped to this before each step (0: no clipping)
     anchor_weight: float = 1.0
     node_weight: float = 10.0
@@ -80,6 +81,8 @@ def train_params(raw: Any = None) -> TrainParams:
         raise GGIKError(f"params: train.warmup_fraction must be in [0, 1), got {t.warmup_fraction}")
     check_at_least([("train.epochs", t.epochs, 1), ("train.batch_size", t.batch_size, 1), ("train.lr_step_epochs", t.lr_step_epochs, 1),
                     ("train.log_every", t.log_every, 1), ("train.probes", t.probes, 0), ("train.probe_goals", t.probe_goals, 1)])
+    if not 0.0 <= t.ema < 1.0:
+        raise GGIKError(f"params: train.ema must be in [0, 1) (0: no weight average), got {t.ema}")
     if not 0.0 <= t.val_fraction < 1.0:
         raise GGIKError(f"params: train.val_fraction must be in [0, 1], got {t.val_fraction}")
     for key in NON_NEGATIVE:
