@@ -77,6 +77,11 @@ class TrainLog:
         self._log_info(epochs_done, complete)
         self.live.next_step()
 
+    def paused(self, epochs_done: int) -> None:
+        """A chunk stopped mid-epoch by ``train.max_minutes``: the summary says the run is not complete."""
+        self._log_info(epochs_done, False)
+        self.live.make_summary()
+
     def finish(self, epochs_done: int, complete: bool) -> None:
         """A run with nothing left to train: the summary states it (the step stays that of the last epoch)."""
         self.live.step = max(epochs_done - 1, 0)

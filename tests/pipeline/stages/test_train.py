@@ -142,6 +142,28 @@ def test_a_cosine_run_stopped_by_its_time_limit_resumes_to_the_same_result(graph
     assert _run(longer, graphs, tmp_path / "chunked")["epochs_done"] == 4
 
 
+def test_a_run_stopped_mid_epoch_resumes_step_by_step_to_the_same_result(graphs, tmp_path):
+    """``train.max_minutes`` is checked at every read of the losses: a chunk stops mid-epoch, its
+    checkpoint keeps the place (steps, loss sums, the weight average), and the next chunk goes on
+    from there to the same weights, losses and probes as one uninterrupted run."""
+    run = replace(TINY, train=replace(TINY.train, lr_schedule="cosine", epochs=2, log_every=1, ema=0.9, probes=3, probe_goals=2))
+    _run(run, graphs, tmp_path / "straight")
+    chunk = replace(run, train=replace(run.train, max_minutes=1e-9))  # stops at its first read of the losses
+    partial, log = [], {"complete": False}
+    while not log["complete"]:
+        log = _run(chunk, graphs, tmp_path / "chunked")
+        partial.append(torch.load(tmp_path / "chunked/model/checkpoint.pt", weights_only=False).get("partial"))
+        assert len(partial) < 40
+    assert sum(p is not None for p in partial) >= 4, partial  # most chunks ended mid-epoch
+    assert _losses(tmp_path / "straight/metrics") == _losses(tmp_path / "chunked/metrics")
+    for name in ("model.pt", "checkpoint.pt"):
+        a = torch.load(tmp_path / "straight/model" / name, weights_only=False)["model"]
+        b = torch.load(tmp_path / "chunked/model" / name, weights_only=False)["model"]
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    pa, pb = read_probes(tmp_path / "straight/metrics"), read_probes(tmp_path / "chunked/metrics")
+    assert len(pa) == 3 and pa.drop(columns="minutes").equals(pb.drop(columns="minutes"))
+
+
 def test_dvclive_record_continues_its_step_count_on_resume(graphs, tmp_path):
     """One DVCLive step per epoch: a resumed run goes on from the checkpoint's step, and a record
     lost from the metrics folder is written again from the checkpoint's history."""
