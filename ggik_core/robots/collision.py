@@ -40,7 +40,7 @@ from typing import Any, Iterable, Literal, Sequence
 import numpy as np
 
 from ggik_core.errors import CollisionError
-from ggik_core.robots.robot import Robot
+from ggik_core.robots.broadphase import boxes_meet, boxes_meet_fixed, fixed_boxes, local_boxes, world_boxes
 from ggik_core.robots.collision_parts import Part, TreeFK, adjacent, coal_object, link_key, read_parts, require_coal, resolve_mesh  # noqa: F401
 from ggik_core.robots.robot import Robot
 from ggik_core.robots.scene import Scene
@@ -76,6 +76,7 @@ class CollisionModel:
     _fk: Any = None
     _objects: list[Any] = field(default_factory=list)
     _obstacles: list[Any] = field(default_factory=list)
+    _boxes: Any = None  # local part boxes and fixed obstacle boxes (:mod:`ggik_core.robots.broadphase`), built on first use
 
     @property
     def base_link(self) -> str:
@@ -187,7 +188,8 @@ class CollisionModel:
                     self.excluded[key] = "always"
                 else:
                     kept.append(key)
-            remaining = kept
+            # the pairs that collide most often first: a colliding configuration stops sooner
+            remaining = sorted(kept, key=lambda key: -int(counts[remaining.index(key)]))
         self.self_pairs = [ij for key in remaining for ij in pairs[key]]
 
     def _link_pair_hits(self, q: np.ndarray, pairs: dict[tuple[str, str], list[tuple[int, int]]]) -> np.ndarray:
@@ -224,7 +226,8 @@ class CollisionModel:
         for obj, T in zip(self._objects, poses):
             obj.setTransform(coal.Transform3s(T[:3, :3].copy(), T[:3, 3].copy()))
 
-    def check(self, q: np.ndarray, mode: Mode = "all", distance: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def check(self, q: np.ndarray, mode: Mode = "all", distance: bool = True,
+              broadphase: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Collision flags of configurations.
 
         Args:
@@ -232,6 +235,9 @@ class CollisionModel:
             mode: ``self`` (link pairs), ``scene`` (links against obstacles) or ``all``.
             distance: compute the minimum distance; without it, each configuration stops at its
                 first collision and ``min_distance`` is NaN.
+            broadphase: without distances, test exactly only the pairs whose world boxes meet
+                (:mod:`ggik_core.robots.broadphase`, for all configurations at once); the same
+                flags as testing every pair.
 
         Returns:
             ``free (n,)`` bool and ``min_distance (n,)`` in metres over the checked pairs: the
@@ -256,6 +262,8 @@ class CollisionModel:
                 dmin[:] = math.inf
             return free, dmin
         poses = self.part_poses(q)
+        if not distance and broadphase:
+            return self._first_hits(poses, mode), dmin
         req, res = coal.CollisionRequest(), coal.CollisionResult()
         dreq, dres = coal.DistanceRequest(), coal.DistanceResult()
         for s in range(n):
@@ -275,6 +283,48 @@ class CollisionModel:
             if distance:
                 dmin[s] = best
         return free, dmin
+
+    def _first_hits(self, poses: np.ndarray, mode: Mode) -> np.ndarray:
+        """``free (n,)`` of parts placed at ``poses (n, P, 4, 4)``: the boxes of every checked pair
+        in one numpy pass, then coal on the pairs whose boxes meet, placing only their parts."""
+        import coal
+
+        if self._boxes is None:
+            self._boxes = local_boxes(self._objects), fixed_boxes(self._obstacles)
+        (centre, half), (lo, hi) = self._boxes
+        c, e = world_boxes(poses, centre, half)
+        a_parts, b_parts, b_objects, meet = [], [], [], []  # b_parts: -1 for an obstacle
+        if mode in ("self", "all") and self.self_pairs:
+            a, b = np.array(self.self_pairs).T
+            meet.append(boxes_meet(c, e, a, b))
+            a_parts += list(a)
+            b_parts += list(b)
+            b_objects += [self._objects[j] for j in b]
+        if mode in ("scene", "all") and self.scene_pairs:
+            a, o = np.array(self.scene_pairs).T
+            meet.append(boxes_meet_fixed(c, e, a, lo[o], hi[o]))
+            a_parts += list(a)
+            b_parts += [-1] * len(o)
+            b_objects += [self._obstacles[j] for j in o]
+        free = np.ones(poses.shape[0], dtype=bool)
+        if not meet:
+            return free
+        meet_any = np.concatenate(meet, 1)
+        placed = np.array([a_parts, b_parts]).T  # (pairs, 2)
+        req, res = coal.CollisionRequest(), coal.CollisionResult()
+        for s in np.nonzero(meet_any.any(1))[0]:
+            done: set[int] = set()  # parts placed for this configuration (placed when first needed)
+            for p in np.nonzero(meet_any[s])[0]:
+                for i in placed[p]:
+                    if i >= 0 and i not in done:
+                        T = poses[s, i]
+                        self._objects[i].setTransform(coal.Transform3s(T[:3, :3].copy(), T[:3, 3].copy()))
+                        done.add(i)
+                res.clear()
+                if coal.collide(self._objects[a_parts[p]], b_objects[p], req, res):
+                    free[s] = False
+                    break
+        return free
 
     def colliding_pairs(self, q: np.ndarray, mode: Mode = "all") -> list[tuple[str, str]]:
         """The link (or link, obstacle) name pairs in collision at one configuration ``q (dof,)``."""

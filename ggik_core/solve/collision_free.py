@@ -71,7 +71,6 @@ def collision_free_solutions(model: CollisionModel, propose: Propose, goals: int
     t0 = time.perf_counter()
     ks = np.broadcast_to(np.asarray(k, dtype=int), (goals,))
     kept_q: list[list[np.ndarray]] = [[] for _ in range(goals)]
-    kept_d: list[list[float]] = [[] for _ in range(goals)]
     checked, rounds = 0, 0
     while rounds < max_rounds and time.perf_counter() - t0 < time_budget_s:
         todo = np.array([g for g in range(goals) if len(kept_q[g]) < ks[g]], dtype=int)
@@ -90,7 +89,7 @@ def collision_free_solutions(model: CollisionModel, propose: Propose, goals: int
                 if not seen or (np.abs(wrap_angle(np.stack(seen) - q[r, j])).max(-1) >= distinct_tol).all():
                     fresh[r, j] = True
                     seen.append(q[r, j])
-        free, dist = check_candidates(model, q, fresh, mode=mode, distance=distance)
+        free, _ = check_candidates(model, q, fresh, mode=mode, distance=False)
         checked += int(fresh.sum())
         for r, g in enumerate(todo):
             for j in np.nonzero(free[r])[0]:
@@ -99,10 +98,13 @@ def collision_free_solutions(model: CollisionModel, propose: Propose, goals: int
                 if kept_q[g] and (np.abs(wrap_angle(np.stack(kept_q[g]) - q[r, j])).max(-1) < distinct_tol).any():
                     continue
                 kept_q[g].append(q[r, j])
-                kept_d[g].append(float(dist[r, j]))
     n = model.robot.dof
-    return FreeSolutions(q=[np.array(x).reshape(-1, n) for x in kept_q], min_distance=[np.array(x) for x in kept_d],
-                         checked=checked, rounds=rounds, seconds=time.perf_counter() - t0)
+    out_q = [np.array(x).reshape(-1, n) for x in kept_q]
+    # distances only for the solutions kept (the candidates were checked without them)
+    counts = [len(x) for x in out_q]
+    dist = model.check(np.concatenate(out_q), mode=mode, distance=True)[1] if distance and sum(counts) else np.full(sum(counts), math.nan)
+    min_distance = np.split(dist, np.cumsum(counts)[:-1]) if counts else []
+    return FreeSolutions(q=out_q, min_distance=min_distance, checked=checked, rounds=rounds, seconds=time.perf_counter() - t0)
 
 
 def multistart_proposer(model: CollisionModel, goals: np.ndarray, m: int, seed: int = 0, max_iter: int = 200,

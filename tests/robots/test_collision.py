@@ -184,6 +184,22 @@ def test_agrees_with_pinocchio(arm):
 
 
 @pytest.mark.skipif(ERD is None, reason="example-robot-data is not installed")
+@pytest.mark.parametrize("arm", ["panda", "ur5", "baxter_right"])
+def test_the_broad_phase_gives_the_flags_of_testing_every_pair(arm):
+    """Boxes first, coal only where they meet: the same flags as every pair through coal, for
+    each mode, on configurations where both outcomes are common."""
+    rel, base, ee, table = ARMS[arm]
+    model = CollisionModel.from_urdf(ERD / rel, base, ee, samples=300, scene=tabletop_scene(table, 0.8))
+    robot = model.robot
+    q = robot.lower_np + np.random.default_rng(4).random((1500, robot.dof)) * (robot.upper_np - robot.lower_np)
+    for mode in ("self", "scene", "all"):
+        every, _ = model.check(q, mode=mode, distance=False, broadphase=False)
+        boxed, _ = model.check(q, mode=mode, distance=False)
+        np.testing.assert_array_equal(boxed, every, err_msg=mode)
+        assert 0.02 < every.mean() < 0.98, (mode, every.mean())
+
+
+@pytest.mark.skipif(ERD is None, reason="example-robot-data is not installed")
 def test_panda_hand_and_fingers_are_placed():
     rel, base, ee, _ = ARMS["panda"]
     model = CollisionModel.from_urdf(ERD / rel, base, ee, samples=200)
