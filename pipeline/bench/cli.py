@@ -191,6 +191,29 @@ def bench_seeds(
     run(model, goals, samples, arm, seed, distinct_k, limit)
 
 
+@bench_app.command("curve")
+def bench_curve(
+    run: Path = typer.Argument(..., help="A long run's folder (docs/runs/<name>): probes and stamped chunk evaluations."),
+    model_dir: Optional[Path] = typer.Option(None, "--record", help="First record a finished chunk: the training --out folder (checkpoint.pt, model.pt) ..."),
+    eval_dir: Optional[Path] = typer.Option(None, "--eval", help="... and the `ggik evaluate --metrics` folder of its model.pt."),
+    out: Optional[Path] = typer.Option(None, help="Figure path (default <run>/curve.png)."),
+) -> None:
+    """A long run against training hours: raw and re-encoded medians per arm on log-log axes beside
+    the extrapolation and 2× GGIK (<run>/curve.png), and every chunk against the targets (<run>/chunks.md)."""
+    from pipeline.bench.curve import record_chunk, report
+
+    if (model_dir is None) != (eval_dir is None):
+        raise GGIKError("--record and --eval go together: the chunk's training folder and its evaluation folder")
+    if not run.is_dir():
+        raise GGIKError(f"{run} is not a folder")
+    if model_dir is not None:
+        for path in (model_dir / "checkpoint.pt", model_dir / "model.pt", eval_dir / "eval_detail.json"):
+            if not path.is_file():
+                raise GGIKError(f"missing file {path}")
+        typer.echo(f"recorded chunk {record_chunk(run, model_dir, eval_dir)} in {run}", err=True)
+    typer.echo(report(run, out), nl=False)
+
+
 def _print_rows(rows: list) -> None:
     import json
 
