@@ -193,22 +193,41 @@ class CollisionModel:
         self.self_pairs = [ij for key in remaining for ij in pairs[key]]
 
     def _link_pair_hits(self, q: np.ndarray, pairs: dict[tuple[str, str], list[tuple[int, int]]]) -> np.ndarray:
-        """``(len(pairs), n)`` bool: the link pair collides at each configuration."""
+        """``(len(pairs), n)`` bool: the link pair collides at each configuration (boxes first, as
+        :meth:`check`)."""
         import coal
 
         out = np.zeros((len(pairs), q.shape[0]), dtype=bool)
+        flat = [(r, i, j) for r, group in enumerate(pairs.values()) for i, j in group]
+        if not flat:
+            return out
+        row, a, b = (np.array(x) for x in zip(*flat))
         poses = self.part_poses(q)
+        meet = boxes_meet(*world_boxes(poses, *self._box_data()[0]), a, b)
         req, res = coal.CollisionRequest(), coal.CollisionResult()
-        groups = list(pairs.values())
-        for s in range(q.shape[0]):
-            self._place(poses[s])
-            for r, group in enumerate(groups):
-                for i, j in group:
-                    res.clear()
-                    if coal.collide(self._objects[i], self._objects[j], req, res):
-                        out[r, s] = True
-                        break
+        for s in np.nonzero(meet.any(1))[0]:
+            placed: set[int] = set()
+            for f in np.nonzero(meet[s])[0]:
+                if out[row[f], s]:
+                    continue
+                for i in (a[f], b[f]):
+                    if i not in placed:
+                        self._place_part(i, poses[s, i])
+                        placed.add(i)
+                res.clear()
+                out[row[f], s] = coal.collide(self._objects[a[f]], self._objects[b[f]], req, res)
         return out
+
+    def _box_data(self) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """(local part boxes, fixed obstacle boxes), built on first use (:mod:`ggik_core.robots.broadphase`)."""
+        if self._boxes is None:
+            self._boxes = local_boxes(self._objects), fixed_boxes(self._obstacles)
+        return self._boxes
+
+    def _place_part(self, i: int, T: np.ndarray) -> None:
+        import coal
+
+        self._objects[i].setTransform(coal.Transform3s(T[:3, :3].copy(), T[:3, 3].copy()))
 
     # -- checks -----------------------------------------------------------------------------------
 
@@ -289,9 +308,7 @@ class CollisionModel:
         in one numpy pass, then coal on the pairs whose boxes meet, placing only their parts."""
         import coal
 
-        if self._boxes is None:
-            self._boxes = local_boxes(self._objects), fixed_boxes(self._obstacles)
-        (centre, half), (lo, hi) = self._boxes
+        (centre, half), (lo, hi) = self._box_data()
         c, e = world_boxes(poses, centre, half)
         a_parts, b_parts, b_objects, meet = [], [], [], []  # b_parts: -1 for an obstacle
         if mode in ("self", "all") and self.self_pairs:
@@ -317,8 +334,7 @@ class CollisionModel:
             for p in np.nonzero(meet_any[s])[0]:
                 for i in placed[p]:
                     if i >= 0 and i not in done:
-                        T = poses[s, i]
-                        self._objects[i].setTransform(coal.Transform3s(T[:3, :3].copy(), T[:3, 3].copy()))
+                        self._place_part(i, poses[s, i])
                         done.add(i)
                 res.clear()
                 if coal.collide(self._objects[a_parts[p]], b_objects[p], req, res):
