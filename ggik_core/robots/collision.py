@@ -220,7 +220,7 @@ class CollisionModel:
 
     def _box_data(self) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
         """(local part boxes, fixed obstacle boxes), built on first use (:mod:`ggik_core.robots.broadphase`)."""
-        if self._boxes is None:
+        if self._boxes is None or len(self._boxes[1][0]) != len(self._obstacles):  # obstacles come after the pair selection
             self._boxes = local_boxes(self._objects), fixed_boxes(self._obstacles)
         return self._boxes
 
