@@ -69,7 +69,7 @@ class FusedEdges(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h: Tensor, x: Tensor, e: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor,
                 Wa: Tensor | None, ba: Tensor | None, w_att: Tensor | None, Wxm: Tensor | None,
-                bx: Tensor | None, WxeT: Tensor | None, wx: Tensor | None, mode: str) -> tuple[Tensor, Tensor]:
+                bx: Tensor | None, WxeT: Tensor | None, wx: Tensor | None, mode: str, store: bool) -> tuple[Tensor, Tensor]:
         B, N, C = h.shape
         att, coords = Wa is not None, Wxm is not None
         H, M = W1.shape[0], W2.shape[0]
@@ -77,7 +77,7 @@ class FusedEdges(torch.autograd.Function):
         Hx = Wxm.shape[0] if coords else 0
         Fx = WxeT.shape[0] if coords else 0
         P = N * (N - 1)
-        store = any(ctx.needs_input_grad)  # inference stores nothing for a backward pass
+        store = store and any(ctx.needs_input_grad)  # inference stores nothing for a backward pass
         k = kernels(mode, H, Ha, M, Hx, Fx, e.shape[3], store)
         match_threads()
         dt = x.dtype
@@ -166,7 +166,7 @@ class FusedEdges(torch.autograd.Function):
             g_Wa[:, 2 * C:] = g_WaT.sum(0).t()
             g_ba, g_w_att = g_ts[..., 2 * H:2 * H + Ha].sum((0, 1)), g_watt.sum(0)
         return (g_h, g_x, None, g_W1, g_b1, g_W2, g_b2.sum(0), g_Wa, g_ba, g_w_att,
-                g_Wxm, g_bx_out, g_WxeT_out, g_wx_out, None)
+                g_Wxm, g_bx_out, g_WxeT_out, g_wx_out, None, None)
 
 
 def _is_linear(m: nn.Module, n_in: int | None, n_out: int | None, bias: bool) -> bool:
@@ -252,6 +252,9 @@ def fused_edges(layer: nn.Module, h: Tensor, x: Tensor, e: Tensor | None) -> tup
     (float32 or float64)."""
     dt = x.dtype
     mode = kernel_mode(dt)
+    # what a backward pass would read is stored only where one can follow: inside the Function's
+    # forward grad mode is always off, and needs_input_grad says only that parameters require grad
+    store = torch.is_grad_enabled()
     with torch.autocast("cpu", enabled=False):
         B, N = h.shape[:2]
         e = torch.zeros(B, N, N, 0, dtype=dt) if e is None else e.to(dt)
@@ -271,7 +274,7 @@ def fused_edges(layer: nn.Module, h: Tensor, x: Tensor, e: Tensor | None) -> tup
             bx, wx = layer.phi_x[0].bias.to(dt), layer.phi_x[2].weight.reshape(-1).to(dt)
         return FusedEdges.apply(h.to(dt), x.contiguous(), e.detach().contiguous(), lin0.weight.to(dt),
                                 lin0.bias.to(dt), lin1.weight.to(dt), lin1.bias.to(dt), Wa, ba, w_att,
-                                Wxm, bx, WxeT, wx, mode)
+                                Wxm, bx, WxeT, wx, mode, store)
 
 
 #: the fused implementation that the EGNN and EGAT layers register

@@ -34,6 +34,26 @@ def test_inference_kernels_compute_what_the_training_kernels_do(cls, bf16):
         assert torch.allclose(a.detach(), b, atol=1e-12 if not bf16 else 1e-6, rtol=0 if not bf16 else 1e-5)
 
 
+def test_no_grad_calls_get_the_kernels_that_store_nothing_for_a_backward_pass(monkeypatch):
+    """Grad mode decides: parameters require grad in a trained model too (needs_input_grad is
+    True under no_grad), so sampling would otherwise run the storing training kernels."""
+    import ggik_core.model.fused.edges as edges
+
+    stores = []
+    compiled = edges.kernels
+    monkeypatch.setattr(edges, "kernels", lambda *a: stores.append(a[-1]) or compiled(*a))
+    model = GGIK(ModelConfig(hidden=16, layers=2, latent=4, components=3)).eval()
+    robot = load_arm("panda")
+    goals = robot.fk(robot.sample_q(2, torch.Generator().manual_seed(0)))
+    sample_solutions(model, robot, goals, 4, generator=torch.Generator().manual_seed(1), kernels="fused", passes=1)
+    assert stores and not any(stores), stores
+    layer = EGNNLayer(8, edge_dim=3, hidden_channels=12)
+    h, x, e = _inputs(2, 6, 3, dtype=torch.float32)
+    stores.clear()
+    fused_edges(layer, h, x, e)
+    assert stores == [True]
+
+
 def test_inference_kernels_run_fused_and_restore_the_bindings(monkeypatch):
     calls = count_fused_calls(monkeypatch)
     model = GGIK(ModelConfig(hidden=16, layers=2, latent=4, components=3)).eval()
