@@ -34,6 +34,23 @@ def test_inference_kernels_compute_what_the_training_kernels_do(cls, bf16):
         assert torch.allclose(a.detach(), b, atol=1e-12 if not bf16 else 1e-6, rtol=0 if not bf16 else 1e-5)
 
 
+@pytest.mark.parametrize("cls", [EGNNLayer, EGATLayer])
+@pytest.mark.parametrize("bf16", [False, True])
+def test_inference_in_blocks_of_graphs_computes_what_one_block_does(cls, bf16, monkeypatch):
+    import ggik_core.model.fused.edges as edges
+
+    torch.manual_seed(0)
+    layer = cls(8, edge_dim=3, hidden_channels=12).to(torch.float32 if bf16 else torch.float64)
+    h, x, e = _inputs(7, 6, 3, dtype=torch.float32 if bf16 else torch.float64)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        whole = fused_edges(layer, h, x, e)
+        monkeypatch.setattr(edges, "INFERENCE_ROWS", 3 * 6 * 5)  # blocks of 3, 3 and 1 graphs
+        blocks = fused_edges(layer, h, x, e)
+    for a, b in zip(whole, blocks):  # the products' kernels may sum in another order for other row counts
+        assert torch.allclose(a, b, atol=1e-12 if not bf16 else 1e-6, rtol=0 if not bf16 else 1e-5), (a - b).abs().max()
+    assert whole[1].abs().sum() > 0
+
+
 def test_no_grad_calls_get_the_kernels_that_store_nothing_for_a_backward_pass(monkeypatch):
     """Grad mode decides: parameters require grad in a trained model too (needs_input_grad is
     True under no_grad), so sampling would otherwise run the storing training kernels."""
