@@ -15,6 +15,11 @@ from ggik_core.data.graph import NODE_FEATURES
 from ggik_core.model.layers import egnn, egat  # noqa: F401 - the built-in layers register on import
 from ggik_core.model.layers.registry import discover, layer_entry, layer_names
 
+#: how the layers run on a CPU: "fused" (their registered fused kernels where the structure matches)
+#: or "eager" (torch operations); training (``train.kernels``), sampling (``eval.kernels``) and
+#: :meth:`~ggik_core.model.cvae.GGIK.use_kernels` take these
+KERNELS = ("fused", "eager")
+
 discover()  # and so does any other layer file in ggik_core/model/layers
 
 #: the reference code's sizes: 5 layers of width 128, latent 16 per node, 16 mixture components

@@ -74,7 +74,7 @@ import torch
 from torch import Tensor, nn
 
 from ggik_core.data.batch import GraphBatch, repeat_batch_partial, with_answer_positions
-from ggik_core.model.config import ModelConfig
+from ggik_core.model.config import KERNELS, ModelConfig
 from ggik_core.model.layers.registry import layer_entry
 
 LOG_2PI = math.log(2 * math.pi)
@@ -94,7 +94,6 @@ class GraphStack(nn.Module):
 
     def __init__(self, cfg: ModelConfig, coords_out: bool = True, features_out: bool = True, depth: int = 0) -> None:
         super().__init__()
-        cfg.check()
         cls = layer_entry(cfg.layer).cls
         depth = depth or cfg.layers
         self.layers = nn.ModuleList(
@@ -163,8 +162,8 @@ class GGIK(nn.Module):
         (:meth:`~ggik_core.model.fused.edges.AlphaWeightedEdges.mismatch`), ``"eager"``: through torch
         operations. Where fused kernels are asked for and do not apply, one warning says why and
         those layers run eagerly; returns that reason (``None`` when every layer runs fused)."""
-        if kernels not in ("fused", "eager"):
-            raise ValueError(f"kernels must be fused or eager, got {kernels!r}")
+        if kernels not in KERNELS:
+            raise ValueError(f"kernels must be {' or '.join(KERNELS)}, got {kernels!r}")
         fused = layer_entry(self.cfg.layer).fused
         reasons = []
         for stack in (self.enc_partial, self.enc_full, self.decoder):

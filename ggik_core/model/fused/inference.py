@@ -18,10 +18,11 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from ggik_core.model.config import KERNELS
 from ggik_core.model.fused.kernels import native_bf16
 
 #: how ``kernels="fused"`` samples: fused CPU kernels, bf16 products where native; "eager": torch ops in float32
-SAMPLING_KERNELS = ("fused", "eager")
+SAMPLING_KERNELS = KERNELS
 
 
 @contextmanager

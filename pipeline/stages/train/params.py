@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ggik_core.errors import GGIKError
-from ggik_core.model.config import ModelConfig
+from ggik_core.model.config import KERNELS, ModelConfig
 from pipeline.common.params import build_section, check_at_least, one_of, read_params
 from pipeline.stages.data_params import DataParams, data_params
 
@@ -51,7 +51,7 @@ class TrainParams:
 
 #: the values of the choice fields of :class:`TrainParams` (``deterministic`` compared in lower case)
 TRAIN_CHOICES = {"deterministic": ("auto", "true", "false"), "lr_schedule": ("step", "cosine"),
-                 "precision": ("fp32", "tf32", "bf16"), "kernels": ("fused", "eager")}
+                 "precision": ("fp32", "tf32", "bf16"), "kernels": KERNELS}
 
 #: ``train`` fields that must be finite and non-negative (``lr`` positive)
 NON_NEGATIVE = ("lr", "beta", "free_bits", "consistency", "grad_clip", "weight_decay", "lr_gamma", "anchor_weight", "node_weight")
