@@ -62,10 +62,12 @@ def bench_sample(
     device: Optional[str] = typer.Option(None),
     repeats: int = typer.Option(3),
     shape: list[str] = typer.Option(["1x1", "1x32", "1x1000", "1000x32"], "--shape", help="GOALSxSOLUTIONS (repeatable)."),
+    set_: list[str] = typer.Option([], "--set", help="Time an untrained model of the default config with these KEY=VALUE overrides instead (timing does not depend on the weights), e.g. --set full_layers=1."),
 ) -> None:
     """Wall time of one-pass and re-encoded sampling, today's eager path beside the fused inference kernels."""
     from ggik_core.errors import GGIKError
     from pipeline.bench.speed import bench_sample as run
+    from pipeline.bench.train_paths import variant
 
     try:
         shapes = [tuple(int(v) for v in s.lower().split("x")) for s in shape]
@@ -73,7 +75,8 @@ def bench_sample(
         raise GGIKError(f"--shape takes GOALSxSOLUTIONS, e.g. 1x1000 (got {' '.join(shape)})") from None
     if any(len(s) != 2 or min(s) < 1 for s in shapes):
         raise GGIKError(f"--shape takes GOALSxSOLUTIONS of positive counts (got {' '.join(shape)})")
-    run(model, robot, device, repeats, shapes)
+    overrides = variant(" ".join(["dense", *set_]), "--set")[1] if set_ else None
+    run(model, robot, device, repeats, shapes, overrides)
 
 
 @bench_app.command("ik")

@@ -139,10 +139,11 @@ def bench_train(layers: list[str], paths: list[str], batch_size: int, steps: int
 
 
 def bench_sample(model_path: Path | None, robot_name: str, device: str | None, repeats: int,
-                 shapes: list[tuple[int, int]] = ((1, 1), (1, 32), (1, 1000), (1000, 32))) -> None:
+                 shapes: list[tuple[int, int]] = ((1, 1), (1, 32), (1, 1000), (1000, 32)), overrides: dict | None = None) -> None:
     """Wall time of sampling (decode + joint recovery + FK check) for several batch shapes, one-pass
     and with two re-encoding passes, by today's eager float32 path and the fused inference kernels
-    side by side (rounds interleaved: this machine's speed drifts)."""
+    side by side (rounds interleaved: this machine's speed drifts). ``overrides``: time an untrained
+    model of the default config with these changes instead of ``model_path``."""
     from ggik_core.robots.catalog import load_arm
     from ggik_core.model.config import REFERENCE_SIZES, ModelConfig
     from ggik_core.model.cvae import GGIK
@@ -151,7 +152,10 @@ def bench_sample(model_path: Path | None, robot_name: str, device: str | None, r
     from ggik_core.model.files import load_model, pick_device
 
     dev = torch.device(device) if device else pick_device()
-    if model_path is not None and model_path.exists():
+    if overrides is not None:
+        model = GGIK(ModelConfig(**overrides)).to(dev).eval()
+        what = f"untrained default-size model with {overrides} (timing does not depend on weights)"
+    elif model_path is not None and model_path.exists():
         model = load_model(model_path, dev)
         what = f"{model_path} ({model.cfg.layer}, hidden {model.cfg.hidden}, {model.cfg.layers} layers)"
     else:

@@ -24,8 +24,9 @@ TRAIN_PATHS = ("pyg", "dense", "dense-bf16", "dense-tf32", "dense-compile", "den
 COMPILED = ("compile", "cudagraphs")
 
 
-def variant(spec: str) -> tuple[str, dict]:
-    """``"dense-bf16 phi_x=linear full_layers=1"`` -> (path, ModelConfig overrides)."""
+def variant(spec: str, option: str = "--path") -> tuple[str, dict]:
+    """``"dense-bf16 phi_x=linear full_layers=1"`` -> (path, ModelConfig overrides); ``option``
+    names the command-line option in errors."""
     import dataclasses
 
     from ggik_core.errors import GGIKError
@@ -39,7 +40,8 @@ def variant(spec: str) -> tuple[str, dict]:
     for s in sets:
         key, _, value = s.partition("=")
         if key not in fields or not value:
-            raise GGIKError(f"--path {spec!r}: {s!r} is not a model.KEY=VALUE setting")
+            where = f"--path {spec!r}: {s!r}" if option == "--path" else f"{option} {s!r}"
+            raise GGIKError(f"{where} is not a model.KEY=VALUE setting")
         default = getattr(ModelConfig(), key)
         overrides[key] = (value.lower() == "true") if isinstance(default, bool) else type(default)(value)
     return path, overrides

@@ -149,3 +149,12 @@ def test_bench_train_profile_splits_the_step_by_operator_family(capsys):
     bench_train(["egnn"], ["dense"], batch_size=4, steps=1, rounds=1, dof=5, hidden=8, depth=2, device="cpu", profile=True)
     line = next(ln for ln in capsys.readouterr().out.splitlines() if "profile" in ln)
     assert "matmul" in line and "elementwise" in line and "GFLOP/s" in line and "%" in line
+
+
+def test_bench_sample_times_both_paths_and_an_untrained_variant(capsys):
+    from pipeline.bench.speed import bench_sample
+
+    bench_sample(None, "kuka", "cpu", 1, [(1, 4)], overrides={"full_layers": 1, "hidden": 16})
+    out = capsys.readouterr().out
+    assert "untrained default-size model with {'full_layers': 1, 'hidden': 16}" in out
+    assert out.count("goal(s) x     4") == 2 and "re-encoding pass" in out and "x eager" in out
