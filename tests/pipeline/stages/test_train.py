@@ -18,7 +18,6 @@ from ggik_core.data.graph import build_problem_graphs
 from ggik_core.model.cvae import GGIK, ModelConfig
 from ggik_core.data.problems import random_problems
 from ggik_core.robots.random_robots import RandomRobotConfig
-from pipeline.stages.data import build_graphs, generate
 from pipeline.stages.data_params import DataParams
 from pipeline.stages.params import Params
 from pipeline.stages.train.params import ModelParams, TrainParams
@@ -36,18 +35,8 @@ TINY = Params(
 
 
 @pytest.fixture(scope="module")
-def graphs(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("train")
-    generate(TINY.data, root / "problems.parquet")
-    build_graphs(root / "problems.parquet", root / "graphs", 1000)
-    return root / "graphs"
-
-
-@pytest.fixture(autouse=True)
-def _undo_determinism():
-    """train() switches deterministic algorithms on for the process; switch them off afterwards."""
-    yield
-    torch.use_deterministic_algorithms(False)
+def graphs(make_graphs) -> Path:
+    return make_graphs(TINY.data)
 
 
 def _run(params: Params, graphs: Path, root: Path) -> dict:

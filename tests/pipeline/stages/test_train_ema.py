@@ -11,7 +11,6 @@ import torch
 
 from ggik_core.errors import GGIKError
 from ggik_core.model.cvae import GGIK, ModelConfig
-from pipeline.stages.data import build_graphs, generate
 from pipeline.stages.data_params import DataParams
 from pipeline.stages.params import Params
 from pipeline.stages.train.ema import WeightAverage
@@ -26,17 +25,8 @@ TINY = Params(
 
 
 @pytest.fixture(scope="module")
-def graphs(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("ema")
-    generate(TINY.data, root / "problems.parquet")
-    build_graphs(root / "problems.parquet", root / "graphs", 1000)
-    return root / "graphs"
-
-
-@pytest.fixture(autouse=True)
-def _undo_determinism():
-    yield
-    torch.use_deterministic_algorithms(False)
+def graphs(make_graphs) -> Path:
+    return make_graphs(TINY.data)
 
 
 def _states(root: Path) -> tuple[dict, dict]:
