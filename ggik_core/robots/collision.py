@@ -145,6 +145,7 @@ class CollisionModel:
                 out._obstacles.append(obj)
             moving = [i for i, p in enumerate(parts) if fk.body[p.link] >= 0]
             out.scene_pairs = [(i, j) for i in moving for j in range(len(scene.obstacles))]
+            out._boxes = None  # the pair selection built them before the obstacles were placed
         return out
 
     # -- pair selection ---------------------------------------------------------------------------
@@ -189,7 +190,8 @@ class CollisionModel:
                 else:
                     kept.append(key)
             # the pairs that collide most often first: a colliding configuration stops sooner
-            remaining = sorted(kept, key=lambda key: -int(counts[remaining.index(key)]))
+            hits = dict(zip(remaining, counts))
+            remaining = sorted(kept, key=lambda key: -int(hits[key]))
         self.self_pairs = [ij for key in remaining for ij in pairs[key]]
 
     def _link_pair_hits(self, q: np.ndarray, pairs: dict[tuple[str, str], list[tuple[int, int]]]) -> np.ndarray:
@@ -220,7 +222,7 @@ class CollisionModel:
 
     def _box_data(self) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
         """(local part boxes, fixed obstacle boxes), built on first use (:mod:`ggik_core.robots.broadphase`)."""
-        if self._boxes is None or len(self._boxes[1][0]) != len(self._obstacles):  # obstacles come after the pair selection
+        if self._boxes is None:
             self._boxes = local_boxes(self._objects), fixed_boxes(self._obstacles)
         return self._boxes
 
@@ -240,10 +242,8 @@ class CollisionModel:
         return np.stack([links[p.link] @ p.origin for p in self.parts], 1)
 
     def _place(self, poses: np.ndarray) -> None:
-        import coal
-
-        for obj, T in zip(self._objects, poses):
-            obj.setTransform(coal.Transform3s(T[:3, :3].copy(), T[:3, 3].copy()))
+        for i, T in enumerate(poses):
+            self._place_part(i, T)
 
     def check(self, q: np.ndarray, mode: Mode = "all", distance: bool = True,
               broadphase: bool = True) -> tuple[np.ndarray, np.ndarray]:
