@@ -68,13 +68,13 @@ def table(chunks: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def draw(run: Path, out: Path) -> Path:
-    """The log-log figure of the run's probes and chunk evaluations per arm (see the module docstring)."""
+def draw(run: Path, out: Path, chunks: pd.DataFrame) -> Path:
+    """The log-log figure of the run's probes and the chunk evaluations ``chunks`` (:func:`chunk_rows`)
+    per arm (see the module docstring)."""
     probes_path = run / "accuracy_time.csv"
     if not probes_path.is_file():
         raise DataError(f"{probes_path} is missing: copy the run's probes (metrics/train/plots/custom/accuracy_time.json) there as CSV")
     probes = pd.read_csv(probes_path)
-    chunks = chunk_rows(run)
     hours = probes["minutes"].to_numpy() / 60
     steps_per_hour = float(np.median(probes["step"].to_numpy() / np.maximum(hours, 1e-9)))
     fig, axes = new_figure(4.0 * len(ARM_NAMES), 3.6, ncols=len(ARM_NAMES))
@@ -130,8 +130,9 @@ def record_chunk(run: Path, model_dir: Path, eval_dir: Path) -> int:
 
 def report(run: Path, out: Path | None = None) -> str:
     """Draw the figure (``out``, default ``<run>/curve.png``), write ``<run>/chunks.md`` and return the table."""
-    draw(run, out or run / "curve.png")
-    text = table(chunk_rows(run))
+    chunks = chunk_rows(run)
+    draw(run, out or run / "curve.png", chunks)
+    text = table(chunks)
     with atomic_path(run / "chunks.md") as tmp:
         tmp.write_text(text)
     return text
